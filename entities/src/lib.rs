@@ -1,0 +1,16 @@
+//! sea-orm entities, one file per table. Timestamps the queue compares in SQL are Unix
+//! milliseconds (`i64`), which order and compare the same way on SQLite and PostgreSQL.
+
+pub mod project;
+pub mod queue_control;
+pub mod queue_item;
+pub mod release;
+pub mod release_file;
+
+pub mod prelude {
+    pub use super::project::Entity as Project;
+    pub use super::queue_control::Entity as QueueControl;
+    pub use super::queue_item::Entity as QueueItem;
+    pub use super::release::Entity as Release;
+    pub use super::release_file::Entity as ReleaseFile;
+}

@@ -1,0 +1,46 @@
+use sea_orm::entity::prelude::*;
+
+/// A project baler releases. `branches`, `tags` and `formats` hold JSON arrays of strings.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "projects")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(unique)]
+    pub name: String,
+    pub title: String,
+    pub repo: String,
+    pub provider: String,
+    pub secret: String,
+    pub branches: String,
+    pub tags: String,
+    pub formats: String,
+    pub layout: String,
+    pub composer: Option<String>,
+    /// `config` when the config file owns the project, `cli` when `baler project add` made it.
+    pub source: String,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(has_many = "super::release::Entity")]
+    Release,
+    #[sea_orm(has_many = "super::queue_item::Entity")]
+    QueueItem,
+}
+
+impl Related<super::release::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Release.def()
+    }
+}
+
+impl Related<super::queue_item::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::QueueItem.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,15 @@
+//! baler's schema, as sea-orm migrations. `baler migrate`, `baler serve` and `baler worker` run
+//! them; this crate's own binary (`cargo run -p migrations -- up`) does too.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}

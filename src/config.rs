@@ -1,0 +1,509 @@
+//! Settings: a TOML file overlaid by `BALER_*` environment variables, over defaults that let
+//! `baler serve` start with nothing given (127.0.0.1:8080, SQLite under `./baler-data`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use globset::Glob;
+use serde::Deserialize;
+
+/// Errors say which file or variable and which key is wrong, so a user can fix it at once.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: `{key}` {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The host a project's webhooks come from. Gitea/Forgejo and Bitbucket are not verified yet,
+/// so the config refuses them rather than accepting deliveries it cannot check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Github,
+    Gitlab,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Github => "github",
+            Provider::Gitlab => "gitlab",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "github" => Some(Provider::Github),
+            "gitlab" => Some(Provider::Gitlab),
+            _ => None,
+        }
+    }
+}
+
+/// Where the top directory of an archive comes from and whether `.info` files are rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// Top directory `NAME/`, `.info` and `.info.yml` files get drupal.org's version block.
+    Drupal,
+    /// Top directory `NAME-VERSION/`, files exactly as in git.
+    Plain,
+}
+
+impl Layout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Drupal => "drupal",
+            Layout::Plain => "plain",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "drupal" => Some(Layout::Drupal),
+            "plain" => Some(Layout::Plain),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+pub enum ArchiveFormat {
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    #[serde(rename = "zip")]
+    Zip,
+}
+
+impl ArchiveFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            ArchiveFormat::TarGz => "tar.gz",
+            ArchiveFormat::Zip => "zip",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "tar.gz" => Some(ArchiveFormat::TarGz),
+            "zip" => Some(ArchiveFormat::Zip),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ArchiveFormat::TarGz => "application/gzip",
+            ArchiveFormat::Zip => "application/zip",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum StorageConfig {
+    Local,
+}
+
+/// One project as written in the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    pub name: String,
+    pub title: Option<String>,
+    pub repo: String,
+    pub provider: Provider,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    #[serde(default = "default_branches")]
+    pub branches: Vec<String>,
+    #[serde(default = "default_tags")]
+    pub tags: Vec<String>,
+    #[serde(default = "default_formats")]
+    pub formats: Vec<ArchiveFormat>,
+    #[serde(default = "default_layout")]
+    pub layout: Layout,
+    pub composer: Option<String>,
+}
+
+pub fn default_branches() -> Vec<String> {
+    vec!["main".into(), "master".into(), "*.x".into()]
+}
+
+pub fn default_tags() -> Vec<String> {
+    vec!["*".into()]
+}
+
+pub fn default_formats() -> Vec<ArchiveFormat> {
+    vec![ArchiveFormat::TarGz, ArchiveFormat::Zip]
+}
+
+fn default_layout() -> Layout {
+    Layout::Plain
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    admin_token: Option<String>,
+    workers: Option<usize>,
+    max_attempts: Option<u32>,
+    storage: Option<StorageConfig>,
+    #[serde(default)]
+    projects: Vec<ProjectConfig>,
+}
+
+/// A project with its secret resolved and its settings checked.
+#[derive(Debug, Clone)]
+pub struct ProjectSettings {
+    pub name: String,
+    pub title: String,
+    pub repo: String,
+    pub provider: Provider,
+    pub secret: String,
+    pub branches: Vec<String>,
+    pub tags: Vec<String>,
+    pub formats: Vec<ArchiveFormat>,
+    pub layout: Layout,
+    pub composer: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub admin_token: Option<String>,
+    pub workers: usize,
+    pub max_attempts: u32,
+    pub storage: StorageConfig,
+    pub projects: Vec<ProjectSettings>,
+}
+
+pub const DEFAULT_CONFIG_FILE: &str = "baler.toml";
+
+impl Config {
+    /// Loads `path` if given, else `./baler.toml` if it exists, else nothing; then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let chosen = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.is_file()),
+        };
+        let (file, origin) = match &chosen {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.clone(),
+                    source,
+                })?;
+                (
+                    parse_file(p, &text)?,
+                    format!("config file {}", p.display()),
+                )
+            }
+            None => (FileConfig::default(), "defaults".to_string()),
+        };
+        Config::resolve(file, &origin, &env)
+    }
+
+    /// Builds a config from TOML text, as if read from `origin` (used by tests and `--demo`).
+    pub fn from_toml(text: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let path = PathBuf::from("<inline>");
+        Config::resolve(parse_file(&path, text)?, "config <inline>", env)
+    }
+
+    fn resolve(
+        file: FileConfig,
+        origin: &str,
+        env: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let var = |name: &str| {
+            env.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_empty())
+        };
+        let invalid = |origin: &str, key: &str, message: String| ConfigError::Invalid {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        };
+        // A value from the environment wins; errors name where the value came from.
+        let pick = |env_name: &str, file_value: Option<String>| match var(env_name) {
+            Some(v) => (Some(v), format!("environment variable {env_name}")),
+            None => (file_value, origin.to_string()),
+        };
+
+        let (listen, listen_origin) = pick("BALER_LISTEN", file.listen);
+        let listen_text = listen.unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                &listen_origin,
+                "listen",
+                format!("must be an address like 127.0.0.1:8080, not {listen_text:?}"),
+            )
+        })?;
+
+        let data_dir = var("BALER_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./baler-data"));
+
+        let (public_url, public_origin) = pick("BALER_PUBLIC_URL", file.public_url);
+        let public_url = public_url.unwrap_or_else(|| format!("http://{listen}"));
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(invalid(
+                &public_origin,
+                "public_url",
+                format!("must start with http:// or https://, not {public_url:?}"),
+            ));
+        }
+        let public_url = public_url.trim_end_matches('/').to_string();
+
+        let (database_url, db_origin) = pick("BALER_DATABASE_URL", file.database_url);
+        let database_url = database_url
+            .unwrap_or_else(|| format!("sqlite://{}/baler.db?mode=rwc", data_dir.display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                &db_origin,
+                "database_url",
+                "must be a sqlite:// or postgres:// URL".into(),
+            ));
+        }
+
+        let admin_token = var("BALER_ADMIN_TOKEN").or(file.admin_token);
+
+        let workers = match var("BALER_WORKERS") {
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                invalid(
+                    "environment variable BALER_WORKERS",
+                    "workers",
+                    format!("must be a whole number, not {v:?}"),
+                )
+            })?,
+            None => file.workers.unwrap_or(2),
+        };
+        if workers == 0 {
+            return Err(invalid(origin, "workers", "must be at least 1".into()));
+        }
+        let max_attempts = file.max_attempts.unwrap_or(5);
+        if max_attempts == 0 {
+            return Err(invalid(origin, "max_attempts", "must be at least 1".into()));
+        }
+
+        let mut projects: Vec<ProjectSettings> = Vec::new();
+        for (index, project) in file.projects.into_iter().enumerate() {
+            let settings = project_settings(project, index, origin, &var)?;
+            if projects.iter().any(|p| p.name == settings.name) {
+                return Err(invalid(
+                    origin,
+                    &format!("projects[{index}].name"),
+                    format!("{:?} is used by two projects", settings.name),
+                ));
+            }
+            projects.push(settings);
+        }
+
+        Ok(Config {
+            listen,
+            public_url,
+            data_dir,
+            database_url,
+            admin_token,
+            workers,
+            max_attempts,
+            storage: file.storage.unwrap_or(StorageConfig::Local),
+            projects,
+        })
+    }
+
+    pub fn files_dir(&self) -> PathBuf {
+        self.data_dir.join("files")
+    }
+
+    pub fn mirrors_dir(&self) -> PathBuf {
+        self.data_dir.join("mirrors")
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+fn project_settings(
+    project: ProjectConfig,
+    index: usize,
+    origin: &str,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<ProjectSettings, ConfigError> {
+    let key = |field: &str| format!("projects[{index}].{field}");
+    let invalid = |field: &str, message: String| ConfigError::Invalid {
+        origin: origin.to_string(),
+        key: key(field),
+        message,
+    };
+    validate_project_name(&project.name).map_err(|m| invalid("name", m))?;
+    if project.repo.trim().is_empty() {
+        return Err(invalid("repo", "must not be empty".into()));
+    }
+    let secret = match (project.secret, project.secret_env) {
+        (Some(s), None) if !s.is_empty() => s,
+        (None, Some(env_name)) => var(&env_name).ok_or_else(|| {
+            invalid(
+                "secret_env",
+                format!("names the environment variable {env_name}, which is not set"),
+            )
+        })?,
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "secret",
+                "set `secret` or `secret_env`, not both".into(),
+            ));
+        }
+        _ => {
+            return Err(invalid(
+                "secret",
+                "is required (or `secret_env` naming a variable that holds it)".into(),
+            ));
+        }
+    };
+    for (field, patterns) in [("branches", &project.branches), ("tags", &project.tags)] {
+        for pattern in patterns {
+            Glob::new(pattern)
+                .map_err(|e| invalid(field, format!("has a bad pattern {pattern:?}: {e}")))?;
+        }
+    }
+    if project.formats.is_empty() {
+        return Err(invalid(
+            "formats",
+            "must list at least one of \"tar.gz\", \"zip\"".into(),
+        ));
+    }
+    let mut formats = project.formats;
+    formats.dedup();
+    Ok(ProjectSettings {
+        title: project.title.unwrap_or_else(|| project.name.clone()),
+        name: project.name,
+        repo: project.repo,
+        provider: project.provider,
+        secret,
+        branches: project.branches,
+        tags: project.tags,
+        formats,
+        layout: project.layout,
+        composer: project.composer,
+    })
+}
+
+/// Project names end up in URLs and file names, so they are kept to `[a-z0-9_]+`.
+pub fn validate_project_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(format!("must match [a-z0-9_]+, not {name:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let config = Config::from_toml("", &[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./baler-data"));
+        assert_eq!(
+            config.database_url,
+            "sqlite://./baler-data/baler.db?mode=rwc"
+        );
+        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.workers, 2);
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let config = Config::from_toml(
+            "workers = 3\nlisten = \"127.0.0.1:9000\"",
+            &env(&[("BALER_WORKERS", "7"), ("BALER_DATA_DIR", "/srv/baler")]),
+        )
+        .unwrap();
+        assert_eq!(config.workers, 7);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.database_url, "sqlite:///srv/baler/baler.db?mode=rwc");
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_file() {
+        let err = Config::from_toml("listne = \"x\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("<inline>") && err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = Config::from_toml("[[projects]]\nname = \"Bad-Name\"\nrepo = \"r\"\nprovider = \"github\"\nsecret = \"s\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("projects[0].name"), "{err}");
+        let err = Config::from_toml(
+            "[[projects]]\nname = \"a\"\nrepo = \"r\"\nprovider = \"svn\"\nsecret = \"s\"",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("svn"), "{err}");
+        let err = Config::from_toml("", &env(&[("BALER_WORKERS", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BALER_WORKERS"), "{err}");
+        let err = Config::from_toml("[[projects]]\nname = \"a\"\nrepo = \"r\"\nprovider = \"github\"\nsecret_env = \"NOPE_UNSET\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("NOPE_UNSET"), "{err}");
+    }
+
+    #[test]
+    fn secret_from_environment() {
+        let config = Config::from_toml(
+            "[[projects]]\nname = \"a\"\nrepo = \"r\"\nprovider = \"gitlab\"\nsecret_env = \"A_SECRET\"",
+            &env(&[("A_SECRET", "s3")]),
+        )
+        .unwrap();
+        assert_eq!(config.projects[0].secret, "s3");
+        assert_eq!(config.projects[0].formats, default_formats());
+    }
+}

@@ -1,0 +1,46 @@
+//! Opening the database and applying migrations. SQLite runs in WAL mode with synchronous at
+//! NORMAL (a committed transaction survives a process crash; apalis-sqlite's `synchronous=OFF`
+//! is never used) and a busy timeout so concurrent writers wait instead of failing.
+
+use std::time::Duration;
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    if let Some(path) = sqlite_file(url) {
+        if let Some(dir) = std::path::Path::new(&path).parent() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                DbErr::Custom(format!("cannot create the directory of {path}: {e}"))
+            })?;
+        }
+    }
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(if url.starts_with("sqlite:") { 8 } else { 16 })
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    Database::connect(options).await
+}
+
+/// The file of a `sqlite://PATH?...` URL, to create its directory first.
+fn sqlite_file(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.to_string())
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}

@@ -1,0 +1,19 @@
+//! baler: a webhook-driven release packager for Git repositories. See `docs/ARCHITECTURE.md`
+//! for the map of the code.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod git;
+pub mod hooks;
+pub mod package;
+pub mod projects;
+pub mod queue;
+pub mod releases;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod web;
+pub mod worker;

@@ -1,0 +1,148 @@
+//! The project registry: projects from the config file are synced into the database at start;
+//! `baler project add` writes the same rows. Everything else reads [`Project`].
+
+use chrono::Utc;
+use entities::project;
+use globset::Glob;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, TryIntoModel,
+};
+
+use crate::config::{ArchiveFormat, Layout, ProjectSettings, Provider};
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: i64,
+    pub name: String,
+    pub title: String,
+    pub repo: String,
+    pub provider: Provider,
+    pub secret: String,
+    pub branches: Vec<String>,
+    pub tags: Vec<String>,
+    pub formats: Vec<ArchiveFormat>,
+    pub layout: Layout,
+    pub composer: Option<String>,
+}
+
+fn matches_any(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|p| {
+        Glob::new(p)
+            .map(|g| g.compile_matcher().is_match(name))
+            .unwrap_or(false)
+    })
+}
+
+impl Project {
+    pub fn releases_branch(&self, branch: &str) -> bool {
+        matches_any(&self.branches, branch)
+    }
+
+    pub fn releases_tag(&self, tag: &str) -> bool {
+        matches_any(&self.tags, tag)
+    }
+
+    fn from_model(m: project::Model) -> Result<Project, DbErr> {
+        let corrupt =
+            |what: &str| DbErr::Custom(format!("project {}: bad {what} in database", m.name));
+        let list = |text: &str, what: &str| -> Result<Vec<String>, DbErr> {
+            serde_json::from_str(text).map_err(|_| corrupt(what))
+        };
+        let formats = list(&m.formats, "formats")?
+            .iter()
+            .map(|f| ArchiveFormat::parse(f).ok_or_else(|| corrupt("formats")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Project {
+            id: m.id,
+            provider: Provider::parse(&m.provider).ok_or_else(|| corrupt("provider"))?,
+            layout: Layout::parse(&m.layout).ok_or_else(|| corrupt("layout"))?,
+            branches: list(&m.branches, "branches")?,
+            tags: list(&m.tags, "tags")?,
+            formats,
+            name: m.name,
+            title: m.title,
+            repo: m.repo,
+            secret: m.secret,
+            composer: m.composer,
+        })
+    }
+}
+
+fn json_list<T: AsRef<str>>(items: &[T]) -> String {
+    serde_json::to_string(&items.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
+        .expect("strings serialise")
+}
+
+/// Inserts or updates one project by name. `source` is `config` or `cli`.
+pub async fn upsert(
+    db: &DatabaseConnection,
+    settings: &ProjectSettings,
+    source: &str,
+) -> Result<Project, DbErr> {
+    let existing = project::Entity::find()
+        .filter(project::Column::Name.eq(&settings.name))
+        .one(db)
+        .await?;
+    let now = Utc::now();
+    let formats: Vec<&str> = settings.formats.iter().map(|f| f.extension()).collect();
+    let mut model = match existing {
+        Some(m) => m.into(),
+        None => project::ActiveModel {
+            name: Set(settings.name.clone()),
+            created_at: Set(now),
+            ..Default::default()
+        },
+    };
+    model.title = Set(settings.title.clone());
+    model.repo = Set(settings.repo.clone());
+    model.provider = Set(settings.provider.as_str().to_string());
+    model.secret = Set(settings.secret.clone());
+    model.branches = Set(json_list(&settings.branches));
+    model.tags = Set(json_list(&settings.tags));
+    model.formats = Set(json_list(&formats));
+    model.layout = Set(settings.layout.as_str().to_string());
+    model.composer = Set(settings.composer.clone());
+    model.source = Set(source.to_string());
+    model.updated_at = Set(now);
+    Project::from_model(model.save(db).await?.try_into_model()?)
+}
+
+/// Brings the database in line with the config file's projects. Projects added with the CLI
+/// are left alone.
+pub async fn sync_from_config(
+    db: &DatabaseConnection,
+    projects: &[ProjectSettings],
+) -> Result<(), DbErr> {
+    for settings in projects {
+        upsert(db, settings, "config").await?;
+    }
+    Ok(())
+}
+
+pub async fn find(db: &DatabaseConnection, name: &str) -> Result<Option<Project>, DbErr> {
+    project::Entity::find()
+        .filter(project::Column::Name.eq(name))
+        .one(db)
+        .await?
+        .map(Project::from_model)
+        .transpose()
+}
+
+pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> Result<Option<Project>, DbErr> {
+    project::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .map(Project::from_model)
+        .transpose()
+}
+
+pub async fn list(db: &DatabaseConnection) -> Result<Vec<Project>, DbErr> {
+    project::Entity::find()
+        .order_by_asc(project::Column::Name)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(Project::from_model)
+        .collect()
+}

@@ -1,0 +1,441 @@
+//! The deduplicated, persistent queue: one pending item per project, merged in place by later
+//! pushes, claimed with leases, acknowledged by revision. This module is the only writer of
+//! queue rows; apalis drives the workers over it through [`backend::TableBackend`].
+
+pub mod backend;
+mod refs;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlErr, Statement,
+    TransactionTrait, Value,
+};
+use tokio::sync::Notify;
+
+pub use refs::PendingRefs;
+
+/// How long a claim holds without a heartbeat, how often workers renew it, and the retry
+/// backoff. Defaults suit production; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct QueueTuning {
+    pub lease: Duration,
+    pub heartbeat: Duration,
+    /// How often an idle worker looks at the table for work queued by other processes.
+    pub idle_poll: Duration,
+    /// The first retry waits this long; each further attempt doubles it, up to an hour.
+    pub backoff: Duration,
+    pub max_attempts: u32,
+}
+
+impl Default for QueueTuning {
+    fn default() -> Self {
+        QueueTuning {
+            lease: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(15),
+            idle_poll: Duration::from_secs(2),
+            backoff: Duration::from_secs(10),
+            max_attempts: 5,
+        }
+    }
+}
+
+/// The answer to a webhook that queued work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Enqueued {
+    pub item: i64,
+    /// 1-based place among pending items.
+    pub position: i64,
+    /// True when the push merged into an item that was already waiting.
+    pub merged: bool,
+}
+
+/// A claimed item, as the worker receives it.
+#[derive(Debug, Clone)]
+pub struct ClaimedItem {
+    pub id: i64,
+    pub project_id: i64,
+    pub revision: i32,
+    pub attempts: i32,
+    pub refs: PendingRefs,
+}
+
+/// Counts for the home page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub failed: i64,
+    pub paused: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("queue item {0} holds refs that are not valid JSON: {1}")]
+    BadRefs(i64, serde_json::Error),
+}
+
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Clone)]
+pub struct Queue {
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
+    tuning: QueueTuning,
+}
+
+impl Queue {
+    pub fn new(db: DatabaseConnection, tuning: QueueTuning) -> Queue {
+        Queue {
+            db,
+            wake: Arc::new(Notify::new()),
+            tuning,
+        }
+    }
+
+    pub fn tuning(&self) -> &QueueTuning {
+        &self.tuning
+    }
+
+    fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(self.backend(), sql, values)
+    }
+
+    /// Queues `refs` for a project in one atomic statement: a new pending item, or a merge into
+    /// the project's pending item (latest commit per branch wins, tags accumulate, revision
+    /// rises; id, position and enqueue time stay). The unique index over pending items makes
+    /// the insert and the merge a single decision of the database, with no read before it.
+    pub async fn enqueue(
+        &self,
+        project_id: i64,
+        refs: &PendingRefs,
+    ) -> Result<Enqueued, QueueError> {
+        let merge = match self.backend() {
+            DatabaseBackend::Postgres => {
+                "branches = (queue_items.branches::jsonb || excluded.branches::jsonb)::text, \
+                 tags = (queue_items.tags::jsonb || excluded.tags::jsonb)::text"
+            }
+            _ => {
+                "branches = json_patch(queue_items.branches, excluded.branches), \
+                 tags = json_patch(queue_items.tags, excluded.tags)"
+            }
+        };
+        let sql = format!(
+            "INSERT INTO queue_items \
+               (project_id, state, branches, tags, revision, attempts, enqueued_at, updated_at, available_at) \
+             VALUES ($1, 'pending', $2, $3, 1, 0, $4, $4, $4) \
+             ON CONFLICT (project_id) WHERE state = 'pending' DO UPDATE SET {merge}, \
+               revision = queue_items.revision + 1, \
+               updated_at = excluded.updated_at, \
+               available_at = excluded.available_at \
+             RETURNING id, revision"
+        );
+        let row = self
+            .db
+            .query_one_raw(self.statement(
+                &sql,
+                vec![
+                    project_id.into(),
+                    refs.branches_json().into(),
+                    refs.tags_json().into(),
+                    now_millis().into(),
+                ],
+            ))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotInserted)?;
+        let item: i64 = row.try_get("", "id")?;
+        let revision: i32 = row.try_get("", "revision")?;
+        let position = self.position(item).await?.unwrap_or(0);
+        self.wake.notify_one();
+        Ok(Enqueued {
+            item,
+            position,
+            merged: revision > 1,
+        })
+    }
+
+    /// The item's 1-based place among pending items, or None when it is not pending.
+    pub async fn position(&self, item: i64) -> Result<Option<i64>, QueueError> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(
+                "SELECT COUNT(*) AS position FROM queue_items p \
+                 WHERE p.state = 'pending' AND p.id <= $1 \
+                   AND EXISTS (SELECT 1 FROM queue_items i WHERE i.id = $1 AND i.state = 'pending')",
+                vec![item.into()],
+            ))
+            .await?;
+        let position: i64 = match row {
+            Some(row) => row.try_get("", "position")?,
+            None => 0,
+        };
+        Ok((position > 0).then_some(position))
+    }
+
+    /// Claims the oldest pending item whose project has nothing running, unless the queue is
+    /// paused. A claim that races another worker for the same project loses on the unique
+    /// index over running items and simply claims nothing this time.
+    pub async fn claim(&self, owner: &str) -> Result<Option<ClaimedItem>, QueueError> {
+        let skip_locked = match self.backend() {
+            DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
+            _ => "",
+        };
+        let now = now_millis();
+        let sql = format!(
+            "UPDATE queue_items SET state = 'running', attempts = attempts + 1, \
+               claimed_revision = revision, lease_owner = $1, lease_expires_at = $2, updated_at = $3 \
+             WHERE id = ( \
+               SELECT q.id FROM queue_items q \
+               WHERE q.state = 'pending' AND q.available_at <= $3 \
+                 AND NOT EXISTS (SELECT 1 FROM queue_items r \
+                                 WHERE r.project_id = q.project_id AND r.state = 'running') \
+                 AND NOT EXISTS (SELECT 1 FROM queue_control c WHERE c.id = 1 AND c.paused) \
+               ORDER BY q.id LIMIT 1 {skip_locked}) \
+             AND state = 'pending' \
+             RETURNING id, project_id, branches, tags, revision, attempts"
+        );
+        let lease_end = now + self.tuning.lease.as_millis() as i64;
+        let result = self
+            .db
+            .query_one_raw(self.statement(&sql, vec![owner.into(), lease_end.into(), now.into()]))
+            .await;
+        let row = match result {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(None),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let id: i64 = row.try_get("", "id")?;
+        let branches: String = row.try_get("", "branches")?;
+        let tags: String = row.try_get("", "tags")?;
+        Ok(Some(ClaimedItem {
+            id,
+            project_id: row.try_get("", "project_id")?,
+            revision: row.try_get("", "revision")?,
+            attempts: row.try_get("", "attempts")?,
+            refs: PendingRefs::from_json(&branches, &tags)
+                .map_err(|e| QueueError::BadRefs(id, e))?,
+        }))
+    }
+
+    /// Renews the lease of a running item; false when the claim was lost (lease expired).
+    pub async fn heartbeat(&self, item: i64, owner: &str) -> Result<bool, QueueError> {
+        let now = now_millis();
+        let result = self
+            .db
+            .execute_raw(self.statement(
+                "UPDATE queue_items SET lease_expires_at = $1 \
+                 WHERE id = $2 AND state = 'running' AND lease_owner = $3",
+                vec![
+                    (now + self.tuning.lease.as_millis() as i64).into(),
+                    item.into(),
+                    owner.into(),
+                ],
+            ))
+            .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Marks the item done, but only if this worker still holds the claim on `revision`.
+    pub async fn ack(&self, item: i64, owner: &str, revision: i32) -> Result<bool, QueueError> {
+        let now = now_millis();
+        let result = self
+            .db
+            .execute_raw(self.statement(
+                "UPDATE queue_items SET state = 'done', finished_at = $1, updated_at = $1, \
+                   lease_owner = NULL, lease_expires_at = NULL, last_error = NULL \
+                 WHERE id = $2 AND state = 'running' AND lease_owner = $3 AND claimed_revision = $4",
+                vec![now.into(), item.into(), owner.into(), revision.into()],
+            ))
+            .await?;
+        self.wake.notify_one();
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Records a failed attempt: back to pending after a backoff while attempts remain, else
+    /// `failed` with the error kept for the admin.
+    pub async fn fail(&self, item: i64, owner: &str, error: &str) -> Result<(), QueueError> {
+        self.release_claim(item, Some(owner), error).await
+    }
+
+    /// Puts back items whose lease ran out (their worker died): each returns to pending in its
+    /// old place, or fails once it has used up its attempts.
+    pub async fn reclaim_expired(&self) -> Result<usize, QueueError> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                "SELECT id FROM queue_items WHERE state = 'running' AND lease_expires_at < $1",
+                vec![now_millis().into()],
+            ))
+            .await?;
+        let mut count = 0;
+        for row in rows {
+            let id: i64 = row.try_get("", "id")?;
+            self.release_claim(
+                id,
+                None,
+                "the worker's lease expired (worker stopped or crashed)",
+            )
+            .await?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Ends a claim that did not succeed. If a newer push queued a pending item for the same
+    /// project meanwhile, its refs merge into this older item, which keeps its earlier place,
+    /// and the newer row goes away: one pending item per project, nothing lost.
+    async fn release_claim(
+        &self,
+        item: i64,
+        owner: Option<&str>,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        let txn = self.db.begin().await?;
+        let now = now_millis();
+        // Taking the row first also takes SQLite's write lock before any read.
+        let owner_check = if owner.is_some() {
+            "AND lease_owner = $3"
+        } else {
+            ""
+        };
+        let mut values: Vec<Value> = vec![now.into(), item.into()];
+        if let Some(owner) = owner {
+            values.push(owner.into());
+        }
+        let claimed = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend(),
+                format!(
+                    "UPDATE queue_items SET state = 'releasing', updated_at = $1, \
+                       lease_owner = NULL, lease_expires_at = NULL \
+                     WHERE id = $2 AND state = 'running' {owner_check} \
+                     RETURNING project_id, branches, tags, revision, attempts"
+                ),
+                values,
+            ))
+            .await?;
+        let Some(claimed) = claimed else {
+            // The claim was already lost (lease expired and handled elsewhere).
+            return Ok(());
+        };
+        let project_id: i64 = claimed.try_get("", "project_id")?;
+        let attempts: i32 = claimed.try_get("", "attempts")?;
+        let mut revision: i32 = claimed.try_get("", "revision")?;
+        let branches: String = claimed.try_get("", "branches")?;
+        let tags: String = claimed.try_get("", "tags")?;
+        let mut refs =
+            PendingRefs::from_json(&branches, &tags).map_err(|e| QueueError::BadRefs(item, e))?;
+
+        let newer = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend(),
+                "DELETE FROM queue_items WHERE project_id = $1 AND state = 'pending' \
+                 RETURNING id, branches, tags, revision",
+                vec![project_id.into()],
+            ))
+            .await?;
+        let mut fresh_push = false;
+        if let Some(newer) = newer {
+            let newer_id: i64 = newer.try_get("", "id")?;
+            let branches: String = newer.try_get("", "branches")?;
+            let tags: String = newer.try_get("", "tags")?;
+            refs.merge(
+                PendingRefs::from_json(&branches, &tags)
+                    .map_err(|e| QueueError::BadRefs(newer_id, e))?,
+            );
+            revision = revision.max(newer.try_get("", "revision")?) + 1;
+            fresh_push = true;
+        }
+
+        let out_of_attempts = attempts >= self.tuning.max_attempts as i32;
+        // A push that arrived meanwhile is new work: it is queued even if this attempt was the
+        // last, and without waiting for a backoff.
+        let (state, available_at, attempts) = if fresh_push {
+            ("pending", now, if out_of_attempts { 0 } else { attempts })
+        } else if out_of_attempts {
+            ("failed", now, attempts)
+        } else {
+            let factor = 1u32 << (attempts.max(1) as u32 - 1).min(20);
+            let delay = self
+                .tuning
+                .backoff
+                .saturating_mul(factor)
+                .min(Duration::from_secs(3600));
+            ("pending", now + delay.as_millis() as i64, attempts)
+        };
+        txn.execute_raw(Statement::from_sql_and_values(
+            self.backend(),
+            "UPDATE queue_items SET state = $1, available_at = $2, attempts = $3, revision = $4, \
+               branches = $5, tags = $6, last_error = $7, updated_at = $8, \
+               finished_at = CASE WHEN $1 = 'failed' THEN $8 ELSE NULL END \
+             WHERE id = $9",
+            vec![
+                state.into(),
+                available_at.into(),
+                attempts.into(),
+                revision.into(),
+                refs.branches_json().into(),
+                refs.tags_json().into(),
+                error.into(),
+                now.into(),
+                item.into(),
+            ],
+        ))
+        .await?;
+        txn.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Pending, running and failed counts, and whether claiming is paused.
+    pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                "SELECT state, COUNT(*) AS n FROM queue_items \
+                 WHERE state IN ('pending', 'running', 'failed') GROUP BY state",
+                vec![],
+            ))
+            .await?;
+        let mut counts = QueueCounts::default();
+        for row in rows {
+            let state: String = row.try_get("", "state")?;
+            let n: i64 = row.try_get("", "n")?;
+            match state.as_str() {
+                "pending" => counts.pending = n,
+                "running" => counts.running = n,
+                _ => counts.failed = n,
+            }
+        }
+        let paused = self
+            .db
+            .query_one_raw(self.statement("SELECT paused FROM queue_control WHERE id = 1", vec![]))
+            .await?;
+        counts.paused = match paused {
+            Some(row) => row.try_get("", "paused")?,
+            None => false,
+        };
+        Ok(counts)
+    }
+
+    /// Resolves when work may be waiting: after an enqueue, an ack or a requeue in this process.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}

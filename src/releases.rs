@@ -1,0 +1,144 @@
+//! Release rows: written by the worker in one transaction once the files are in place, read by
+//! the pages, the API and downloads.
+
+use chrono::Utc;
+use entities::{release, release_file};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    ModelTrait, QueryFilter, QueryOrder, TransactionTrait, TryIntoModel,
+};
+
+use crate::package::{Checksums, ReleaseVersion};
+
+/// A release with its files, as pages and the API show it.
+#[derive(Debug, Clone)]
+pub struct ReleaseWithFiles {
+    pub release: release::Model,
+    pub files: Vec<release_file::Model>,
+}
+
+/// What the worker built, ready to record.
+pub struct NewRelease<'a> {
+    pub project_id: i64,
+    pub version: &'a ReleaseVersion,
+    pub ref_name: &'a str,
+    pub commit: &'a str,
+    pub commit_time: i64,
+    pub build_log: &'a str,
+    pub files: Vec<NewFile>,
+}
+
+pub struct NewFile {
+    pub format: &'static str,
+    pub name: String,
+    pub checksums: Checksums,
+}
+
+/// Writes a release and its files in one transaction, replacing the files of an earlier build
+/// of the same version (a dev snapshot whose branch moved).
+pub async fn record(db: &DatabaseConnection, new: NewRelease<'_>) -> Result<release::Model, DbErr> {
+    let txn = db.begin().await?;
+    let now = Utc::now();
+    let existing = release::Entity::find()
+        .filter(release::Column::ProjectId.eq(new.project_id))
+        .filter(release::Column::Version.eq(&new.version.version))
+        .one(&txn)
+        .await?;
+    let mut model: release::ActiveModel = match existing {
+        Some(old) => {
+            release_file::Entity::delete_many()
+                .filter(release_file::Column::ReleaseId.eq(old.id))
+                .exec(&txn)
+                .await?;
+            old.into()
+        }
+        None => release::ActiveModel {
+            project_id: Set(new.project_id),
+            version: Set(new.version.version.clone()),
+            created_at: Set(now),
+            ..Default::default()
+        },
+    };
+    model.kind = Set(new.version.kind.as_str().to_string());
+    model.ref_name = Set(new.ref_name.to_string());
+    model.commit = Set(new.commit.to_string());
+    model.commit_time = Set(new.commit_time);
+    model.status = Set("published".to_string());
+    model.build_log = Set(new.build_log.to_string());
+    model.updated_at = Set(now);
+    let saved = model.save(&txn).await?.try_into_model()?;
+    for file in new.files {
+        release_file::ActiveModel {
+            release_id: Set(saved.id),
+            format: Set(file.format.to_string()),
+            name: Set(file.name),
+            size: Set(file.checksums.size as i64),
+            sha256: Set(file.checksums.sha256),
+            sha1: Set(file.checksums.sha1),
+            md5: Set(file.checksums.md5),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(saved)
+}
+
+/// Every release of a project: tag releases first, newest commit first, then dev snapshots.
+pub async fn for_project(
+    db: &DatabaseConnection,
+    project_id: i64,
+) -> Result<Vec<ReleaseWithFiles>, DbErr> {
+    let rows = release::Entity::find()
+        .filter(release::Column::ProjectId.eq(project_id))
+        .order_by_desc(release::Column::CommitTime)
+        .order_by_desc(release::Column::Id)
+        .find_with_related(release_file::Entity)
+        .all(db)
+        .await?;
+    let mut releases: Vec<ReleaseWithFiles> = rows
+        .into_iter()
+        .map(|(release, mut files)| {
+            files.sort_by(|a, b| a.format.cmp(&b.format));
+            ReleaseWithFiles { release, files }
+        })
+        .collect();
+    // Stable: keeps newest-first within each kind.
+    releases.sort_by_key(|r| r.release.kind != "tag");
+    Ok(releases)
+}
+
+/// The release a version names, with its files.
+pub async fn find(
+    db: &DatabaseConnection,
+    project_id: i64,
+    version: &str,
+) -> Result<Option<ReleaseWithFiles>, DbErr> {
+    let Some(release) = release::Entity::find()
+        .filter(release::Column::ProjectId.eq(project_id))
+        .filter(release::Column::Version.eq(version))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let files = release.find_related(release_file::Entity).all(db).await?;
+    Ok(Some(ReleaseWithFiles { release, files }))
+}
+
+/// A published file of a project, by file name.
+pub async fn find_file(
+    db: &DatabaseConnection,
+    project_id: i64,
+    name: &str,
+) -> Result<Option<(release_file::Model, release::Model)>, DbErr> {
+    let found = release_file::Entity::find()
+        .filter(release_file::Column::Name.eq(name))
+        .find_also_related(release::Entity)
+        .filter(release::Column::ProjectId.eq(project_id))
+        .one(db)
+        .await?;
+    Ok(found.and_then(|(file, release)| release.map(|r| (file, r))))
+}

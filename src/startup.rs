@@ -1,0 +1,190 @@
+//! Building and running baler: open the database, apply migrations, sync projects, bind the
+//! listener (so tests can ask for port 0 and read the address back), then serve and run the
+//! workers until a shutdown signal, draining running jobs before exit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::queue::{Queue, QueueTuning};
+use crate::store::LocalStore;
+use crate::web::{AppState, PublicUrl, router};
+use crate::worker::{self, JobContext};
+use crate::{db, projects};
+
+/// What runs in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Web server and workers (`baler serve`).
+    Serve,
+    /// Workers only (`baler worker`).
+    Worker,
+}
+
+pub struct Application {
+    config: Config,
+    db: DatabaseConnection,
+    queue: Queue,
+    listener: Option<TcpListener>,
+}
+
+impl Application {
+    /// Opens everything; for `Role::Serve` also binds the listener.
+    pub async fn build(
+        config: Config,
+        role: Role,
+        tuning: QueueTuning,
+    ) -> anyhow::Result<Application> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("creating the data directory {}", config.data_dir.display())
+        })?;
+        let db = db::connect(&config.database_url)
+            .await
+            .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
+        db::migrate(&db).await.context("applying migrations")?;
+        projects::sync_from_config(&db, &config.projects)
+            .await
+            .context("syncing projects from the config file")?;
+        let queue = Queue::new(db.clone(), tuning);
+        let listener = match role {
+            Role::Serve => Some(
+                TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("listening on {}", config.listen))?,
+            ),
+            Role::Worker => None,
+        };
+        Ok(Application {
+            config,
+            db,
+            queue,
+            listener,
+        })
+    }
+
+    /// The bound address (`listen` with port 0 resolved), when serving.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Serves and works until `shutdown` resolves; running jobs get `drain` to finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        drain: Duration,
+    ) -> anyhow::Result<()> {
+        let store = LocalStore::new(self.config.files_dir());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+
+        let context = JobContext {
+            db: self.db.clone(),
+            store: store.clone(),
+            mirrors_dir: self.config.mirrors_dir(),
+        };
+        let workers = tokio::spawn(worker::run(
+            self.queue.clone(),
+            context,
+            self.config.workers,
+            drain,
+            stopped(),
+        ));
+
+        let server = match self.listener {
+            Some(listener) => {
+                let state = AppState {
+                    db: self.db.clone(),
+                    queue: self.queue.clone(),
+                    store,
+                    public_url: PublicUrl(Arc::from(self.config.public_url.as_str())),
+                };
+                tracing::info!(address = %listener.local_addr()?, public_url = %self.config.public_url, "listening");
+                let app = router::router(state);
+                let stop = stopped();
+                Some(tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                }))
+            }
+            None => None,
+        };
+
+        shutdown.await;
+        tracing::info!("shutting down: no new jobs; waiting for running ones");
+        let _ = stop_tx.send(true);
+        if let Some(server) = server {
+            server.await?.context("web server")?;
+        }
+        workers.await?.context("workers")?;
+        self.db.close().await.ok();
+        Ok(())
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("postgres://baler:pw@db/baler"),
+            "postgres://baler:***@db/baler"
+        );
+        assert_eq!(super::redact("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}

@@ -1,0 +1,36 @@
+//! HTTP: routes, pages, downloads, the API and the webhook endpoint. Handlers extract, call the
+//! domain and render; they never touch git.
+
+mod api;
+mod files;
+mod hooks;
+mod pages;
+pub mod router;
+mod views;
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use sea_orm::DatabaseConnection;
+
+use crate::queue::Queue;
+use crate::store::LocalStore;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub queue: Queue,
+    pub store: LocalStore,
+    pub public_url: PublicUrl,
+}
+
+/// The base of absolute links in the API and feeds (`public_url`).
+#[derive(Clone)]
+pub struct PublicUrl(pub Arc<str>);
+
+impl PublicUrl {
+    pub fn file(&self, project: &str, name: &str) -> String {
+        format!("{}/files/{project}/{name}", self.0)
+    }
+}

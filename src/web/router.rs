@@ -1,0 +1,38 @@
+//! Every route in one place.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use super::{AppState, api, files, hooks, pages};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/hooks/{project}",
+            post(hooks::receive).layer(DefaultBodyLimit::max(hooks::MAX_BODY)),
+        )
+        .route("/", get(pages::index))
+        .route("/projects/{project}", get(pages::project))
+        .route(
+            "/projects/{project}/releases/{version}",
+            get(pages::release),
+        )
+        .route("/files/{project}/{file}", get(files::download))
+        .route("/api/v1/projects", get(api::projects))
+        .route("/api/v1/projects/{project}/releases", get(api::releases))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Ready when the database answers.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    match state.db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    }
+}

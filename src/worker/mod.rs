@@ -1,0 +1,58 @@
+//! The workers: apalis runs `workers` concurrent release jobs over the queue table.
+
+pub mod release_job;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use sea_orm::DatabaseConnection;
+
+use crate::queue::Queue;
+use crate::queue::backend::TableBackend;
+use crate::store::LocalStore;
+
+/// What a release job needs besides its item.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: DatabaseConnection,
+    pub store: LocalStore,
+    pub mirrors_dir: PathBuf,
+}
+
+/// A name for this process's claims in lease rows: host, process id and a random part.
+pub fn worker_owner() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
+}
+
+/// Runs the workers until `shutdown` resolves, then lets running jobs finish (up to
+/// `drain` long; a job cut off there keeps its lease until it expires and is retried).
+pub async fn run(
+    queue: Queue,
+    context: JobContext,
+    workers: usize,
+    drain: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let owner = worker_owner();
+    tracing::info!(%owner, workers, "workers started");
+    Monitor::new()
+        .register(move |_restarts| {
+            WorkerBuilder::new("release")
+                .backend(TableBackend::new(queue.clone(), owner.clone()))
+                .data(context.clone())
+                .concurrency(workers)
+                .build(release_job::release_job)
+        })
+        .shutdown_timeout(drain)
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)
+}

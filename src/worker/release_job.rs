@@ -1,0 +1,256 @@
+//! The release job: sync the project's mirror, resolve each queued ref, build the archives of
+//! what is new, move them into the store and record the release. Idempotent: a ref already
+//! released at the same commit is skipped, so a retry never duplicates a release.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use apalis::prelude::Data;
+use sea_orm::DbErr;
+use tracing::instrument;
+
+use super::JobContext;
+use crate::git::{CommitInfo, GitError, Mirror};
+use crate::package::{BuiltArchive, PackageError, PackageSpec, ReleaseKind, ReleaseVersion};
+use crate::projects::{self, Project};
+use crate::queue::ClaimedItem;
+use crate::releases::{self, NewFile, NewRelease};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("project {0} no longer exists")]
+    ProjectGone(i64),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("fetching {repo}: {source}")]
+    Fetch { repo: String, source: GitError },
+    #[error("{version}: {source}")]
+    Package {
+        version: String,
+        source: PackageError,
+    },
+    #[error("storing {file}: {source}")]
+    Store {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("the packaging thread stopped: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// One release built in this job, waiting to be stored and recorded.
+struct Built {
+    version: ReleaseVersion,
+    ref_name: String,
+    commit: CommitInfo,
+    archives: Vec<BuiltArchive>,
+    log: String,
+}
+
+#[instrument(skip_all, fields(item = item.id, revision = item.revision, project = tracing::field::Empty))]
+pub async fn release_job(item: ClaimedItem, ctx: Data<JobContext>) -> Result<(), ReleaseError> {
+    let project = projects::find_by_id(&ctx.db, item.project_id)
+        .await?
+        .ok_or(ReleaseError::ProjectGone(item.project_id))?;
+    tracing::Span::current().record("project", project.name.as_str());
+    let started = Instant::now();
+
+    // What is released already, so the blocking part can skip it without the database.
+    let released: HashMap<String, String> = releases::for_project(&ctx.db, project.id)
+        .await?
+        .into_iter()
+        .map(|r| (r.release.version, r.release.commit))
+        .collect();
+
+    let built = {
+        let ctx = ctx.clone();
+        let project = project.clone();
+        tokio::task::spawn_blocking(move || build(&ctx, &project, &item, &released)).await??
+    };
+
+    for release in built {
+        store_and_record(&ctx, &project, release).await?;
+    }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "release job finished"
+    );
+    Ok(())
+}
+
+/// The blocking part: git and compression.
+fn build(
+    ctx: &JobContext,
+    project: &Project,
+    item: &ClaimedItem,
+    released: &HashMap<String, String>,
+) -> Result<Vec<Built>, ReleaseError> {
+    let fetch_started = Instant::now();
+    let mirror_path = ctx.mirrors_dir.join(format!("{}.git", project.name));
+    let mirror = Mirror::open_or_clone(&mirror_path, &project.repo).map_err(|source| {
+        ReleaseError::Fetch {
+            repo: project.repo.clone(),
+            source,
+        }
+    })?;
+    let fetch_ms = fetch_started.elapsed().as_millis();
+
+    let wanted = item
+        .refs
+        .tags
+        .keys()
+        .map(|t| (ReleaseKind::Tag, t))
+        .chain(item.refs.branches.keys().map(|b| (ReleaseKind::Dev, b)));
+    let mut built = Vec::new();
+    for (kind, ref_name) in wanted {
+        let (version, commit) = match kind {
+            ReleaseKind::Tag => (
+                ReleaseVersion::from_tag(ref_name),
+                mirror.tag_commit(ref_name),
+            ),
+            ReleaseKind::Dev => (
+                ReleaseVersion::from_branch(ref_name),
+                mirror.branch_commit(ref_name),
+            ),
+        };
+        let version = match version {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipped");
+                continue;
+            }
+        };
+        let commit = commit.map_err(|source| ReleaseError::Fetch {
+            repo: project.repo.clone(),
+            source,
+        })?;
+        let Some(commit) = commit else {
+            tracing::warn!(%ref_name, "the ref is gone from the repository; nothing to release");
+            continue;
+        };
+        match released.get(&version.version) {
+            Some(done) if *done == commit.id => {
+                tracing::info!(version = %version.version, "already released at this commit");
+                continue;
+            }
+            Some(other) if kind == ReleaseKind::Tag => {
+                tracing::warn!(version = %version.version, released = %other, now = %commit.id,
+                    "the tag moved; a published release never changes, so it is kept");
+                continue;
+            }
+            _ => {}
+        }
+
+        let package_started = Instant::now();
+        let spec = PackageSpec {
+            project: &project.name,
+            version: &version,
+            layout: project.layout,
+            formats: &project.formats,
+        };
+        let staging = ctx.store.project_dir(&project.name);
+        let archives = crate::package::build_archives(&mirror, &commit, &spec, &staging).map_err(
+            |source| ReleaseError::Package {
+                version: version.version.clone(),
+                source,
+            },
+        )?;
+        let mut log = String::new();
+        let _ = writeln!(log, "mirror synced from {} in {fetch_ms} ms", project.repo);
+        let _ = writeln!(
+            log,
+            "{} {ref_name} at {} ({})",
+            if kind == ReleaseKind::Tag {
+                "tag"
+            } else {
+                "branch"
+            },
+            commit.id,
+            commit.summary
+        );
+        for archive in &archives {
+            let _ = writeln!(
+                log,
+                "wrote {} ({} bytes, sha256 {})",
+                archive.name, archive.checksums.size, archive.checksums.sha256
+            );
+        }
+        let _ = writeln!(
+            log,
+            "packaged in {} ms",
+            package_started.elapsed().as_millis()
+        );
+        built.push(Built {
+            version,
+            ref_name: ref_name.clone(),
+            commit,
+            archives,
+            log,
+        });
+    }
+    Ok(built)
+}
+
+/// Moves the files into place, then records the release; if recording fails, a new release's
+/// files are removed again so nothing unrecorded stays visible.
+async fn store_and_record(
+    ctx: &JobContext,
+    project: &Project,
+    release: Built,
+) -> Result<(), ReleaseError> {
+    let is_new = !releases::find(&ctx.db, project.id, &release.version.version)
+        .await?
+        .is_some();
+    let mut files = Vec::new();
+    let mut published = Vec::new();
+    for archive in release.archives {
+        let name = archive.name.clone();
+        let format = archive.format.extension();
+        let checksums = archive.checksums.clone();
+        let store = ctx.store.clone();
+        let project_name = project.name.clone();
+        let result =
+            tokio::task::spawn_blocking(move || store.publish(&project_name, archive)).await?;
+        if let Err(source) = result {
+            remove_files(ctx, project, &published, is_new);
+            return Err(ReleaseError::Store { file: name, source });
+        }
+        published.push(name.clone());
+        files.push(NewFile {
+            format,
+            name,
+            checksums,
+        });
+    }
+    let recorded = releases::record(
+        &ctx.db,
+        NewRelease {
+            project_id: project.id,
+            version: &release.version,
+            ref_name: &release.ref_name,
+            commit: &release.commit.id,
+            commit_time: release.commit.time,
+            build_log: &release.log,
+            files,
+        },
+    )
+    .await;
+    if let Err(e) = recorded {
+        remove_files(ctx, project, &published, is_new);
+        return Err(e.into());
+    }
+    tracing::info!(version = %release.version.version, commit = %release.commit.id, "released");
+    Ok(())
+}
+
+fn remove_files(ctx: &JobContext, project: &Project, names: &[String], is_new: bool) {
+    if !is_new {
+        return;
+    }
+    for name in names {
+        if let Err(e) = ctx.store.remove(&project.name, name) {
+            tracing::warn!(file = %name, error = %e, "could not remove an unrecorded file");
+        }
+    }
+}
