@@ -67,8 +67,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 max_attempts: config.max_attempts,
                 ..QueueTuning::default()
             };
-            let public_url = config.public_url.clone();
+            let configured_url = config.public_url.clone();
             let app = Application::build(config, Role::Serve, tuning).await?;
+            let public_url = configured_url.unwrap_or_else(|| {
+                format!(
+                    "http://{}",
+                    app.local_addr().expect("serving binds a listener")
+                )
+            });
             if let Some(tag) = demo_tag {
                 let project = projects::find(app.db(), demo::DEMO_PROJECT)
                     .await?

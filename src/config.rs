@@ -186,7 +186,8 @@ pub struct ProjectSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub public_url: String,
+    /// Base of absolute links; when unset, `http://` + the address actually bound.
+    pub public_url: Option<String>,
     pub data_dir: PathBuf,
     pub database_url: String,
     pub admin_token: Option<String>,
@@ -266,15 +267,16 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("./baler-data"));
 
         let (public_url, public_origin) = pick("BALER_PUBLIC_URL", file.public_url);
-        let public_url = public_url.unwrap_or_else(|| format!("http://{listen}"));
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            return Err(invalid(
-                &public_origin,
-                "public_url",
-                format!("must start with http:// or https://, not {public_url:?}"),
-            ));
+        if let Some(url) = &public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    &public_origin,
+                    "public_url",
+                    format!("must start with http:// or https://, not {url:?}"),
+                ));
+            }
         }
-        let public_url = public_url.trim_end_matches('/').to_string();
+        let public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
 
         let (database_url, db_origin) = pick("BALER_DATABASE_URL", file.database_url);
         let database_url = database_url
@@ -449,7 +451,7 @@ mod tests {
             config.database_url,
             "sqlite://./baler-data/baler.db?mode=rwc"
         );
-        assert_eq!(config.public_url, "http://127.0.0.1:8080");
+        assert_eq!(config.public_url, None);
         assert_eq!(config.workers, 2);
     }
 

@@ -111,13 +111,17 @@ impl Application {
 
         let server = match self.listener {
             Some(listener) => {
+                let public_url = match &self.config.public_url {
+                    Some(url) => url.clone(),
+                    None => format!("http://{}", listener.local_addr()?),
+                };
                 let state = AppState {
                     db: self.db.clone(),
                     queue: self.queue.clone(),
                     store,
-                    public_url: PublicUrl(Arc::from(self.config.public_url.as_str())),
+                    public_url: PublicUrl(Arc::from(public_url.as_str())),
                 };
-                tracing::info!(address = %listener.local_addr()?, public_url = %self.config.public_url, "listening");
+                tracing::info!(address = %listener.local_addr()?, %public_url, "listening");
                 let app = router::router(state);
                 let stop = stopped();
                 Some(tokio::spawn(async move {

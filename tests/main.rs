@@ -1,1 +1,7 @@
-mod x {}
+//! baler's integration tests: one binary, everything through the front door (a real server on
+//! port 0, real git repositories, real HTTP).
+
+mod queue;
+mod release_path;
+mod support;
+mod webhooks;

@@ -430,6 +430,19 @@ impl Queue {
         Ok(counts)
     }
 
+    /// Stops (or resumes) claiming; webhooks still queue. The switch is a row, so it survives
+    /// a restart and holds for every worker process.
+    pub async fn set_paused(&self, paused: bool) -> Result<(), QueueError> {
+        self.db
+            .execute_raw(self.statement(
+                "UPDATE queue_control SET paused = $1, updated_at = $2 WHERE id = 1",
+                vec![paused.into(), now_millis().into()],
+            ))
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// Resolves when work may be waiting: after an enqueue, an ack or a requeue in this process.
     pub async fn woken(&self) {
         self.wake.notified().await;

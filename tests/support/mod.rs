@@ -1,0 +1,255 @@
+//! `TestApp`: the real baler server on port 0 with its own temporary data dir and SQLite file.
+
+pub mod git;
+pub mod tree;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use baler::config::Config;
+use baler::hooks::verify::github_signature;
+use baler::queue::{Queue, QueueTuning};
+use baler::startup::{Application, Role};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const SECRET: &str = "test-secret";
+
+/// A project as a test configures it.
+pub struct ProjectSpec {
+    pub name: &'static str,
+    pub repo: String,
+    pub provider: &'static str,
+    pub layout: &'static str,
+    pub branches: &'static [&'static str],
+}
+
+impl ProjectSpec {
+    pub fn github(name: &'static str, repo: String) -> ProjectSpec {
+        ProjectSpec {
+            name,
+            repo,
+            provider: "github",
+            layout: "plain",
+            branches: &["main", "*.x"],
+        }
+    }
+
+    pub fn gitlab(name: &'static str, repo: String) -> ProjectSpec {
+        ProjectSpec {
+            provider: "gitlab",
+            ..ProjectSpec::github(name, repo)
+        }
+    }
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub queue: Queue,
+    pub db: DatabaseConnection,
+    pub data_dir: PathBuf,
+    _temp: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(projects: &[ProjectSpec]) -> TestApp {
+        TestApp::spawn_with(projects, "max_attempts = 1\n").await
+    }
+
+    /// Starts baler with `projects` and `extra` TOML lines.
+    pub async fn spawn_with(projects: &[ProjectSpec], extra: &str) -> TestApp {
+        baler::telemetry::init();
+        let temp = tempfile::tempdir().unwrap();
+        let data_dir = temp.path().join("data");
+        let mut toml = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nworkers = 2\n{extra}\n",
+            data_dir.display()
+        );
+        for p in projects {
+            let branches: Vec<String> = p.branches.iter().map(|b| format!("{b:?}")).collect();
+            toml.push_str(&format!(
+                "[[projects]]\nname = \"{}\"\nrepo = \"{}\"\nprovider = \"{}\"\nsecret = \"{SECRET}\"\n\
+                 layout = \"{}\"\nbranches = [{}]\n",
+                p.name,
+                p.repo,
+                p.provider,
+                p.layout,
+                branches.join(", ")
+            ));
+        }
+        let config = Config::from_toml(&toml, &[]).expect("test config is valid");
+        let tuning = QueueTuning {
+            max_attempts: config.max_attempts,
+            idle_poll: Duration::from_millis(100),
+            backoff: Duration::from_millis(200),
+            ..QueueTuning::default()
+        };
+        let app = Application::build(config, Role::Serve, tuning)
+            .await
+            .expect("baler starts");
+        let addr = app.local_addr().unwrap();
+        let queue = app.queue().clone();
+        let db = app.db().clone();
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(app.run_until(
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(10),
+        ));
+        TestApp {
+            url: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            queue,
+            db,
+            data_dir,
+            _temp: temp,
+            stop: Some(stop),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    /// Posts a raw delivery.
+    pub async fn post_hook(
+        &self,
+        project: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut request = self.client.post(format!("{}/hooks/{project}", self.url));
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.body(body).send().await.unwrap()
+    }
+
+    /// A GitHub push delivery for `git_ref` (`refs/heads/…` or `refs/tags/…`), signed as GitHub
+    /// signs it. (GitHub's servers cannot be reached from here; the payload has their shape.)
+    pub async fn github_push(
+        &self,
+        project: &str,
+        git_ref: &str,
+        after: &str,
+    ) -> reqwest::Response {
+        let body = github_push_body(git_ref, after);
+        let signature = github_signature(SECRET, &body);
+        self.post_hook(
+            project,
+            &[
+                ("content-type", "application/json".into()),
+                ("x-github-event", "push".into()),
+                ("x-github-delivery", uuid::Uuid::new_v4().to_string()),
+                ("x-hub-signature-256", signature),
+            ],
+            body,
+        )
+        .await
+    }
+
+    /// A GitLab push delivery with GitLab's token header.
+    pub async fn gitlab_push(
+        &self,
+        project: &str,
+        git_ref: &str,
+        after: &str,
+    ) -> reqwest::Response {
+        let tag = git_ref.starts_with("refs/tags/");
+        let body = serde_json::to_vec(&json!({
+            "object_kind": if tag { "tag_push" } else { "push" },
+            "ref": git_ref,
+            "before": "0000000000000000000000000000000000000000",
+            "after": after,
+            "checkout_sha": after,
+            "project": { "path_with_namespace": "acme/widget" },
+            "commits": [],
+            "total_commits_count": 0
+        }))
+        .unwrap();
+        self.post_hook(
+            project,
+            &[
+                ("content-type", "application/json".into()),
+                (
+                    "x-gitlab-event",
+                    if tag { "Tag Push Hook" } else { "Push Hook" }.into(),
+                ),
+                ("x-gitlab-token", SECRET.into()),
+            ],
+            body,
+        )
+        .await
+    }
+
+    /// Waits until nothing is pending or running.
+    pub async fn run_queue_until_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let counts = self.queue.counts().await.unwrap();
+            if counts.pending == 0 && counts.running == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the queue did not drain: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(self.db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    }
+
+    pub async fn download(&self, url: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
+        let response = self.client.get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {url}");
+        let headers = response.headers().clone();
+        (headers, response.bytes().await.unwrap().to_vec())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A push payload in GitHub's documented shape (the fields baler reads, and a few around them).
+pub fn github_push_body(git_ref: &str, after: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "ref": git_ref,
+        "before": "0000000000000000000000000000000000000000",
+        "after": after,
+        "created": true,
+        "deleted": false,
+        "forced": false,
+        "head_commit": { "id": after, "message": "change" },
+        "commits": [],
+        "repository": { "full_name": "acme/widget", "default_branch": "main" }
+    }))
+    .unwrap()
+}
