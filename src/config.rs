@@ -267,14 +267,14 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("./baler-data"));
 
         let (public_url, public_origin) = pick("BALER_PUBLIC_URL", file.public_url);
-        if let Some(url) = &public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(
-                    &public_origin,
-                    "public_url",
-                    format!("must start with http:// or https://, not {url:?}"),
-                ));
-            }
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                &public_origin,
+                "public_url",
+                format!("must start with http:// or https://, not {url:?}"),
+            ));
         }
         let public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
 

@@ -9,12 +9,11 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
-    if let Some(path) = sqlite_file(url) {
-        if let Some(dir) = std::path::Path::new(&path).parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                DbErr::Custom(format!("cannot create the directory of {path}: {e}"))
-            })?;
-        }
+    if let Some(path) = sqlite_file(url)
+        && let Some(dir) = std::path::Path::new(&path).parent()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbErr::Custom(format!("cannot create the directory of {path}: {e}")))?;
     }
     let mut options = ConnectOptions::new(url);
     options

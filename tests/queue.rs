@@ -2,13 +2,13 @@
 
 use std::collections::HashSet;
 
+use crate::on_both_databases;
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, TestApp};
+use crate::support::{ProjectSpec, TestApp, TestDb};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_pushes_merge_into_one_pending_item() {
+async fn concurrent_pushes_merge_into_one_pending_item(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::spawn_on(db.clone(), &[ProjectSpec::github("widget", repo.url())]).await;
     app.queue.set_paused(true).await.unwrap();
 
     // 100 deliveries at once: 50 tags, and 50 pushes to main.
@@ -41,7 +41,7 @@ async fn concurrent_pushes_merge_into_one_pending_item() {
         1
     );
     assert_eq!(
-        app.count("SELECT MAX(revision) FROM queue_items").await,
+        app.count("SELECT CAST(MAX(revision) AS BIGINT) FROM queue_items").await,
         100
     );
     let tags = app.count("SELECT COUNT(*) FROM queue_items").await;
@@ -64,13 +64,15 @@ async fn concurrent_pushes_merge_into_one_pending_item() {
     assert_eq!(tags.len(), 50);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_project_waits_behind_the_first() {
+async fn a_second_project_waits_behind_the_first(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn(&[
-        ProjectSpec::github("first", repo.url()),
-        ProjectSpec::github("second", repo.url()),
-    ])
+    let app = TestApp::spawn_on(
+        db.clone(),
+        &[
+            ProjectSpec::github("first", repo.url()),
+            ProjectSpec::github("second", repo.url()),
+        ],
+    )
     .await;
     app.queue.set_paused(true).await.unwrap();
     let a = app
@@ -103,3 +105,8 @@ async fn a_second_project_waits_behind_the_first() {
         .collect();
     assert_eq!(versions, ["1.0.0", "main-dev"]);
 }
+
+on_both_databases!(
+    concurrent_pushes_merge_into_one_pending_item,
+    a_second_project_waits_behind_the_first,
+);

@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::on_both_databases;
 use crate::support::git::{GitRepo, run};
 use crate::support::tree::assert_same_tree;
-use crate::support::{ProjectSpec, TestApp};
+use crate::support::{ProjectSpec, TestApp, TestDb};
 
 fn unpack_tar_gz(bytes: &[u8], into: &Path) {
     std::fs::create_dir_all(into).unwrap();
@@ -30,10 +31,9 @@ fn unpack_zip(bytes: &[u8], into: &Path) {
         .arg(into));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn signed_github_tag_push_releases_archives_equal_to_git_archive() {
+async fn signed_github_tag_push_releases_archives_equal_to_git_archive(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::spawn_on(db.clone(), &[ProjectSpec::github("widget", repo.url())]).await;
     let commit = repo.rev("v1.0.0");
 
     let response = app.github_push("widget", "refs/tags/v1.0.0", &commit).await;
@@ -103,14 +103,13 @@ async fn signed_github_tag_push_releases_archives_equal_to_git_archive() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gitlab_branch_push_makes_a_dev_release_at_the_pushed_commit() {
+async fn gitlab_branch_push_makes_a_dev_release_at_the_pushed_commit(db: TestDb) {
     let mut repo = GitRepo::standard();
     repo.git(&["checkout", "-q", "1.x"]);
     repo.write("feature.txt", b"only on 1.x\n");
     let pushed = repo.commit("Work on 1.x");
     repo.git(&["checkout", "-q", "main"]);
-    let app = TestApp::spawn(&[ProjectSpec::gitlab("widget", repo.url())]).await;
+    let app = TestApp::spawn_on(db.clone(), &[ProjectSpec::gitlab("widget", repo.url())]).await;
 
     let response = app.gitlab_push("widget", "refs/heads/1.x", &pushed).await;
     assert_eq!(response.status(), 202);
@@ -204,11 +203,10 @@ async fn archives_are_byte_identical_across_runs_and_data_dirs() {
     assert_eq!(sums[0], sums[1]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_release_leaves_no_row_and_no_file() {
+async fn a_failed_release_leaves_no_row_and_no_file(db: TestDb) {
     let missing = tempfile::tempdir().unwrap();
     let url = format!("file://{}/does-not-exist", missing.path().display());
-    let app = TestApp::spawn(&[ProjectSpec::github("ghost", url)]).await;
+    let app = TestApp::spawn_on(db.clone(), &[ProjectSpec::github("ghost", url)]).await;
     let response = app
         .github_push(
             "ghost",
@@ -284,3 +282,9 @@ async fn unknown_files_and_projects_are_404() {
     let projects = app.get_json("/api/v1/projects").await;
     assert_eq!(projects[0]["name"], "widget");
 }
+
+on_both_databases!(
+    signed_github_tag_push_releases_archives_equal_to_git_archive,
+    gitlab_branch_push_makes_a_dev_release_at_the_pushed_commit,
+    a_failed_release_leaves_no_row_and_no_file,
+);

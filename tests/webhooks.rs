@@ -2,94 +2,100 @@
 
 use baler::hooks::verify::github_signature;
 
-use crate::support::{ProjectSpec, SECRET, TestApp, github_push_body};
+use crate::on_both_databases;
+use crate::support::{ProjectSpec, SECRET, TestApp, TestDb, github_push_body};
 
 async fn queued(app: &TestApp) -> i64 {
     app.count("SELECT COUNT(*) FROM queue_items").await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn github_refusals_queue_nothing() {
-    let app = TestApp::spawn(&[ProjectSpec::github("widget", "file:///nowhere".into())]).await;
+/// One delivery that must be refused with `status`.
+struct Refusal {
+    what: &'static str,
+    project: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: u16,
+}
+
+impl Refusal {
+    fn new(
+        what: &'static str,
+        headers: Vec<(&'static str, String)>,
+        body: &[u8],
+        status: u16,
+    ) -> Refusal {
+        Refusal {
+            what,
+            project: "widget",
+            headers,
+            body: body.to_vec(),
+            status,
+        }
+    }
+}
+
+async fn github_refusals_queue_nothing(db: TestDb) {
+    let app = TestApp::spawn_on(
+        db.clone(),
+        &[ProjectSpec::github("widget", "file:///nowhere".into())],
+    )
+    .await;
     let body = github_push_body("refs/tags/v1.0.0", "abc");
     let good = github_signature(SECRET, &body);
     let wrong = github_signature("not the secret", &body);
     let json = ("content-type", "application/json".to_string());
     let push = ("x-github-event", "push".to_string());
 
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, Vec<u8>, u16)> = vec![
-        (
+    let signed = |signature: &str| {
+        vec![
+            json.clone(),
+            push.clone(),
+            ("x-hub-signature-256", signature.to_string()),
+        ]
+    };
+    let cases = [
+        Refusal::new(
             "missing signature",
-            "widget",
             vec![json.clone(), push.clone()],
-            body.clone(),
+            &body,
             401,
         ),
-        (
-            "wrong secret",
-            "widget",
-            vec![json.clone(), push.clone(), ("x-hub-signature-256", wrong)],
-            body.clone(),
-            401,
-        ),
-        (
-            "garbled signature",
-            "widget",
-            vec![
-                json.clone(),
-                push.clone(),
-                ("x-hub-signature-256", "sha256=zz".into()),
-            ],
-            body.clone(),
-            401,
-        ),
-        (
+        Refusal::new("wrong secret", signed(&wrong), &body, 401),
+        Refusal::new("garbled signature", signed("sha256=zz"), &body, 401),
+        Refusal::new(
             "body changed after signing",
-            "widget",
-            vec![
-                json.clone(),
-                push.clone(),
-                ("x-hub-signature-256", good.clone()),
-            ],
-            github_push_body("refs/tags/v6.6.6", "abc"),
+            signed(&good),
+            &github_push_body("refs/tags/v6.6.6", "abc"),
             401,
         ),
-        (
-            "unknown project",
-            "nope",
-            vec![
-                json.clone(),
-                push.clone(),
-                ("x-hub-signature-256", good.clone()),
-            ],
-            body.clone(),
-            404,
-        ),
-        (
+        Refusal {
+            project: "nope",
+            ..Refusal::new("unknown project", signed(&good), &body, 404)
+        },
+        Refusal::new(
             "not json",
-            "widget",
             vec![
                 ("content-type", "text/plain".into()),
                 push.clone(),
                 ("x-hub-signature-256", good.clone()),
             ],
-            body.clone(),
+            &body,
             415,
         ),
-        (
+        Refusal::new(
             "no event header",
-            "widget",
             vec![json.clone(), ("x-hub-signature-256", good.clone())],
-            body.clone(),
+            &body,
             400,
         ),
     ];
-    for (what, project, headers, body, status) in cases {
-        let response = app.post_hook(project, &headers, body).await;
-        assert_eq!(response.status().as_u16(), status, "{what}");
+    for case in cases {
+        let response = app.post_hook(case.project, &case.headers, case.body).await;
+        assert_eq!(response.status().as_u16(), case.status, "{}", case.what);
         let answer: serde_json::Value = response.json().await.unwrap();
-        assert!(answer["error"].is_string(), "{what}: {answer}");
-        assert_eq!(queued(&app).await, 0, "{what} queued something");
+        assert!(answer["error"].is_string(), "{}: {answer}", case.what);
+        assert_eq!(queued(&app).await, 0, "{} queued something", case.what);
     }
 
     // Malformed JSON, correctly signed.
@@ -183,3 +189,5 @@ async fn gitlab_token_is_checked() {
     }
     assert_eq!(queued(&app).await, 0);
 }
+
+on_both_databases!(github_refusals_queue_nothing,);

@@ -199,9 +199,9 @@ async fn store_and_record(
     project: &Project,
     release: Built,
 ) -> Result<(), ReleaseError> {
-    let is_new = !releases::find(&ctx.db, project.id, &release.version.version)
+    let is_new = releases::find(&ctx.db, project.id, &release.version.version)
         .await?
-        .is_some();
+        .is_none();
     let mut files = Vec::new();
     let mut published = Vec::new();
     for archive in release.archives {

@@ -11,6 +11,7 @@ use baler::hooks::verify::github_signature;
 use baler::queue::{Queue, QueueTuning};
 use baler::startup::{Application, Role};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -44,6 +45,79 @@ impl ProjectSpec {
     }
 }
 
+/// Which database a test app runs on.
+#[derive(Debug, Clone)]
+pub enum TestDb {
+    Sqlite,
+    /// A server URL; each app gets a fresh database on it.
+    Postgres(String),
+}
+
+impl TestDb {
+    /// PostgreSQL when `BALER_TEST_POSTGRES` names a server (CI starts one).
+    pub fn postgres() -> Option<TestDb> {
+        std::env::var("BALER_TEST_POSTGRES")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(TestDb::Postgres)
+    }
+
+    /// The `database_url` line for an app, creating a fresh PostgreSQL database if needed.
+    async fn config_line(&self) -> String {
+        match self {
+            TestDb::Sqlite => String::new(),
+            TestDb::Postgres(server) => {
+                let name = format!("baler_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = sea_orm::Database::connect(server.as_str())
+                    .await
+                    .expect("BALER_TEST_POSTGRES is reachable");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
+                admin.close().await.unwrap();
+                format!("database_url = \"{}\"\n", with_database(server, &name))
+            }
+        }
+    }
+}
+
+/// `postgres://u@h/db?x` with `db` replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let path_start = url[after_scheme..]
+        .find('/')
+        .map(|i| i + after_scheme)
+        .unwrap_or(url.len());
+    let query_start = url[path_start..]
+        .find('?')
+        .map(|i| i + path_start)
+        .unwrap_or(url.len());
+    format!("{}/{name}{}", &url[..path_start], &url[query_start..])
+}
+
+/// Runs each named `async fn(TestDb)` as two tests: on SQLite, and on PostgreSQL when
+/// `BALER_TEST_POSTGRES` is set (CI sets it; without it the PostgreSQL variant says so).
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => { $(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::support::TestDb::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                match $crate::support::TestDb::postgres() {
+                    Some(db) => super::$name(db).await,
+                    None => eprintln!("not run: set BALER_TEST_POSTGRES to a PostgreSQL URL"),
+                }
+            }
+        }
+    )* };
+}
+
 pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
@@ -56,7 +130,12 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(projects: &[ProjectSpec]) -> TestApp {
-        TestApp::spawn_with(projects, "max_attempts = 1\n").await
+        TestApp::spawn_on(TestDb::Sqlite, projects).await
+    }
+
+    pub async fn spawn_on(db: TestDb, projects: &[ProjectSpec]) -> TestApp {
+        let database = db.config_line().await;
+        TestApp::spawn_with(projects, &format!("max_attempts = 1\n{database}")).await
     }
 
     /// Starts baler with `projects` and `extra` TOML lines.
