@@ -41,7 +41,8 @@ async fn concurrent_pushes_merge_into_one_pending_item(db: TestDb) {
         1
     );
     assert_eq!(
-        app.count("SELECT CAST(MAX(revision) AS BIGINT) FROM queue_items").await,
+        app.count("SELECT CAST(MAX(revision) AS BIGINT) FROM queue_items")
+            .await,
         100
     );
     let tags = app.count("SELECT COUNT(*) FROM queue_items").await;

@@ -191,3 +191,36 @@ async fn gitlab_token_is_checked() {
 }
 
 on_both_databases!(github_refusals_queue_nothing,);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signature_covers_the_raw_bytes_not_reserialised_json() {
+    let app = TestApp::spawn(&[ProjectSpec::github("widget", "file:///nowhere".into())]).await;
+    app.queue.set_paused(true).await.unwrap();
+    // Escaped non-ASCII and odd spacing: re-serialising this JSON would change the bytes.
+    let body = "{ \"ref\" : \"refs/tags/v1.0.0\", \"after\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\n  \"head_commit\": {\"id\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", \"message\": \"caf\\u00e9 ✓\"} }"
+        .as_bytes()
+        .to_vec();
+    let response = app
+        .post_hook(
+            "widget",
+            &[
+                ("content-type", "application/json; charset=utf-8".into()),
+                ("x-github-event", "push".into()),
+                ("x-hub-signature-256", github_signature(SECRET, &body)),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(queued(&app).await, 1);
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/baler.example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let env = [("WEBFORM_HOOK_SECRET".to_string(), "s".to_string())];
+    let config = baler::config::Config::from_toml(&text, &env).unwrap();
+    assert_eq!(config.projects.len(), 2);
+    assert_eq!(config.projects[0].layout, baler::config::Layout::Drupal);
+}

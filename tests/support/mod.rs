@@ -12,7 +12,7 @@ use baler::queue::{Queue, QueueTuning};
 use baler::startup::{Application, Role};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub const SECRET: &str = "test-secret";
@@ -241,7 +241,7 @@ impl TestApp {
         .await
     }
 
-    /// A GitLab push delivery with GitLab's token header.
+    /// A GitLab push delivery (from `fixtures/webhooks/gitlab/push.json`) with GitLab's token.
     pub async fn gitlab_push(
         &self,
         project: &str,
@@ -249,17 +249,12 @@ impl TestApp {
         after: &str,
     ) -> reqwest::Response {
         let tag = git_ref.starts_with("refs/tags/");
-        let body = serde_json::to_vec(&json!({
-            "object_kind": if tag { "tag_push" } else { "push" },
-            "ref": git_ref,
-            "before": "0000000000000000000000000000000000000000",
-            "after": after,
-            "checkout_sha": after,
-            "project": { "path_with_namespace": "acme/widget" },
-            "commits": [],
-            "total_commits_count": 0
-        }))
-        .unwrap();
+        let mut payload = fixture("webhooks/gitlab/push.json");
+        payload["object_kind"] = if tag { "tag_push" } else { "push" }.into();
+        payload["ref"] = git_ref.into();
+        payload["after"] = after.into();
+        payload["checkout_sha"] = after.into();
+        let body = serde_json::to_vec(&payload).unwrap();
         self.post_hook(
             project,
             &[
@@ -317,18 +312,19 @@ impl Drop for TestApp {
     }
 }
 
-/// A push payload in GitHub's documented shape (the fields baler reads, and a few around them).
+/// A JSON fixture from `fixtures/`.
+pub fn fixture(path: &str) -> Value {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(path);
+    serde_json::from_slice(&std::fs::read(&full).unwrap()).unwrap()
+}
+
+/// GitHub's push payload (`fixtures/webhooks/github/push-tag.json`) pointed at `git_ref`.
 pub fn github_push_body(git_ref: &str, after: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "ref": git_ref,
-        "before": "0000000000000000000000000000000000000000",
-        "after": after,
-        "created": true,
-        "deleted": false,
-        "forced": false,
-        "head_commit": { "id": after, "message": "change" },
-        "commits": [],
-        "repository": { "full_name": "acme/widget", "default_branch": "main" }
-    }))
-    .unwrap()
+    let mut payload = fixture("webhooks/github/push-tag.json");
+    payload["ref"] = git_ref.into();
+    payload["after"] = after.into();
+    payload["head_commit"]["id"] = after.into();
+    serde_json::to_vec(&payload).unwrap()
 }
