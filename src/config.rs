@@ -292,7 +292,9 @@ impl Config {
             ));
         }
 
-        let admin_token = var("BALER_ADMIN_TOKEN").or(file.admin_token);
+        let admin_token = var("BALER_ADMIN_TOKEN")
+            .or(file.admin_token)
+            .filter(|t| !t.is_empty());
 
         let workers = match var("BALER_WORKERS") {
             Some(v) => v.parse::<usize>().map_err(|_| {

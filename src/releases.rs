@@ -5,7 +5,7 @@ use chrono::Utc;
 use entities::{release, release_file};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    ModelTrait, QueryFilter, QueryOrder, TransactionTrait, TryIntoModel,
+    ModelTrait, QueryFilter, QueryOrder, TryIntoModel,
 };
 
 use crate::package::{Checksums, ReleaseVersion};
@@ -37,7 +37,7 @@ pub struct NewFile {
 /// Writes a release and its files in one transaction, replacing the files of an earlier build
 /// of the same version (a dev snapshot whose branch moved).
 pub async fn record(db: &DatabaseConnection, new: NewRelease<'_>) -> Result<release::Model, DbErr> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let now = Utc::now();
     let existing = release::Entity::find()
         .filter(release::Column::ProjectId.eq(new.project_id))

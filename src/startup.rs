@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::queue::{Queue, QueueTuning};
 use crate::store::LocalStore;
+use crate::web::auth::AdminToken;
 use crate::web::{AppState, PublicUrl, router};
 use crate::worker::{self, JobContext};
 use crate::{db, projects};
@@ -120,6 +121,7 @@ impl Application {
                     queue: self.queue.clone(),
                     store,
                     public_url: PublicUrl(Arc::from(public_url.as_str())),
+                    admin_token: AdminToken(self.config.admin_token.as_deref().map(Arc::from)),
                 };
                 tracing::info!(address = %listener.local_addr()?, %public_url, "listening");
                 let app = router::router(state);

@@ -97,14 +97,7 @@ async fn a_second_project_waits_behind_the_first(db: TestDb) {
 
     app.queue.set_paused(false).await.unwrap();
     app.run_queue_until_idle().await;
-    let first = app.get_json("/api/v1/projects/first/releases").await;
-    let versions: Vec<&str> = first
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["version"].as_str().unwrap())
-        .collect();
-    assert_eq!(versions, ["1.0.0", "main-dev"]);
+    assert_eq!(app.versions("first").await, ["1.1.0", "1.0.0", "main-dev"]);
 }
 
 on_both_databases!(

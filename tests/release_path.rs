@@ -44,11 +44,9 @@ async fn signed_github_tag_push_releases_archives_equal_to_git_archive(db: TestD
     assert!(answer["item"].as_i64().unwrap() > 0);
     app.run_queue_until_idle().await;
 
-    let releases = app.get_json("/api/v1/projects/widget/releases").await;
-    let releases = releases.as_array().unwrap();
-    assert_eq!(releases.len(), 1, "{releases:?}");
-    let release = &releases[0];
-    assert_eq!(release["version"], "1.0.0");
+    // The pushed tag, and the repository's other tag too (tags heal themselves).
+    assert_eq!(app.versions("widget").await, ["1.1.0", "1.0.0"]);
+    let release = &app.release("widget", "1.0.0").await;
     assert_eq!(release["kind"], "tag");
     assert_eq!(release["ref"], "v1.0.0");
     assert_eq!(release["commit"], commit.as_str());
@@ -98,7 +96,7 @@ async fn signed_github_tag_push_releases_archives_equal_to_git_archive(db: TestD
     assert!(page.contains(&commit), "release page names the commit");
     let home = app.get("/").await.text().await.unwrap();
     assert!(
-        home.contains("/projects/widget/releases/1.0.0"),
+        home.contains("/projects/widget/releases/1.1.0"),
         "home links the latest release"
     );
 }
@@ -115,9 +113,7 @@ async fn gitlab_branch_push_makes_a_dev_release_at_the_pushed_commit(db: TestDb)
     assert_eq!(response.status(), 202);
     app.run_queue_until_idle().await;
 
-    let releases = app.get_json("/api/v1/projects/widget/releases").await;
-    let release = &releases[0];
-    assert_eq!(release["version"], "1.x-dev");
+    let release = &app.release("widget", "1.x-dev").await;
     assert_eq!(release["kind"], "dev");
     assert_eq!(release["commit"], pushed.as_str());
     let names: Vec<&str> = release["files"]
@@ -135,11 +131,12 @@ async fn gitlab_branch_push_makes_a_dev_release_at_the_pushed_commit(db: TestDb)
     let response = app.gitlab_push("widget", "refs/heads/1.x", &moved).await;
     assert_eq!(response.status(), 202);
     app.run_queue_until_idle().await;
-    let releases = app.get_json("/api/v1/projects/widget/releases").await;
-    assert_eq!(releases.as_array().unwrap().len(), 1);
-    assert_eq!(releases[0]["commit"], moved.as_str());
+    // Rebuilt in place: still one 1.x-dev, now at the new commit.
+    assert_eq!(app.versions("widget").await, ["1.1.0", "1.0.0", "1.x-dev"]);
+    let release = app.release("widget", "1.x-dev").await;
+    assert_eq!(release["commit"], moved.as_str());
     let (_, bytes) = app
-        .download(releases[0]["files"][0]["url"].as_str().unwrap())
+        .download(release["files"][0]["url"].as_str().unwrap())
         .await;
     let work = tempfile::tempdir().unwrap();
     unpack_tar_gz(&bytes, &work.path().join("x"));
@@ -163,10 +160,9 @@ async fn a_lightweight_tag_and_the_drupal_layout() {
         202
     );
     app.run_queue_until_idle().await;
-    let releases = app.get_json("/api/v1/projects/widget/releases").await;
-    assert_eq!(releases[0]["version"], "1.1.0");
-    assert_eq!(releases[0]["commit"], commit.as_str());
-    let zip_url = releases[0]["files"][1]["url"].as_str().unwrap().to_string();
+    let release = app.release("widget", "1.1.0").await;
+    assert_eq!(release["commit"], commit.as_str());
+    let zip_url = release["files"][1]["url"].as_str().unwrap().to_string();
     let (_, bytes) = app.download(&zip_url).await;
     let work = tempfile::tempdir().unwrap();
     let unpacked = work.path().join("zip");
@@ -191,8 +187,8 @@ async fn archives_are_byte_identical_across_runs_and_data_dirs() {
             202
         );
         app.run_queue_until_idle().await;
-        let releases = app.get_json("/api/v1/projects/widget/releases").await;
-        let files: Vec<String> = releases[0]["files"]
+        let release = app.release("widget", "1.0.0").await;
+        let files: Vec<String> = release["files"]
             .as_array()
             .unwrap()
             .iter()

@@ -26,6 +26,10 @@ pub struct Model {
     pub lease_expires_at: Option<i64>,
     pub last_error: Option<String>,
     pub finished_at: Option<i64>,
+    /// When the current or last claim began.
+    pub claimed_at: Option<i64>,
+    /// Package every branch and tag that matches the project's patterns (an admin's rebuild).
+    pub scan_all: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -104,6 +104,29 @@ impl Mirror {
         &self.path
     }
 
+    /// Names of all tags in the mirror.
+    pub fn tags(&self) -> Result<Vec<String>, GitError> {
+        self.ref_names("refs/tags/")
+    }
+
+    /// Names of all branches in the mirror.
+    pub fn branches(&self) -> Result<Vec<String>, GitError> {
+        self.ref_names("refs/heads/")
+    }
+
+    fn ref_names(&self, prefix: &str) -> Result<Vec<String>, GitError> {
+        let mut names = Vec::new();
+        for reference in self.repo.references_glob(&format!("{prefix}*"))? {
+            let reference = reference?;
+            // Names that are not UTF-8 cannot name a release; they are left out.
+            if let Some(name) = reference.name().ok().and_then(|n| n.strip_prefix(prefix)) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// The commit at the tip of `branch`, if the branch exists.
     pub fn branch_commit(&self, branch: &str) -> Result<Option<CommitInfo>, GitError> {
         self.commit_of_ref(&format!("refs/heads/{branch}"))

@@ -98,7 +98,7 @@ pub fn build_archives(
     let mut writers: Vec<Box<dyn ArchiveWriter>> = Vec::new();
     for format in spec.formats {
         let temp = tempfile::Builder::new()
-            .prefix(".building-")
+            .prefix(crate::store::TEMP_PREFIX)
             .tempfile_in(staging_dir)?;
         let file = temp.reopen()?;
         writers.push(match format {

@@ -3,17 +3,18 @@
 //! queue rows; apalis drives the workers over it through [`backend::TableBackend`].
 
 pub mod backend;
+mod operations;
 mod refs;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlErr, Statement,
-    TransactionTrait, Value,
+    ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlErr, Statement, Value,
 };
 use tokio::sync::Notify;
 
+pub use operations::{QueueItemView, QueueListing};
 pub use refs::PendingRefs;
 
 /// How long a claim holds without a heartbeat, how often workers renew it, and the retry
@@ -59,6 +60,8 @@ pub struct ClaimedItem {
     pub revision: i32,
     pub attempts: i32,
     pub refs: PendingRefs,
+    /// Package every matching branch and tag, not only `refs` (an admin's rebuild).
+    pub scan_all: bool,
 }
 
 /// Counts for the home page.
@@ -76,6 +79,10 @@ pub enum QueueError {
     Db(#[from] DbErr),
     #[error("queue item {0} holds refs that are not valid JSON: {1}")]
     BadRefs(i64, serde_json::Error),
+    #[error("no queue item {0}")]
+    NotFound(i64),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 pub fn now_millis() -> i64 {
@@ -119,6 +126,22 @@ impl Queue {
         project_id: i64,
         refs: &PendingRefs,
     ) -> Result<Enqueued, QueueError> {
+        self.enqueue_with(&self.db, project_id, refs, false).await
+    }
+
+    /// Queues a full rescan of a project: every branch and tag matching its patterns.
+    pub async fn rebuild(&self, project_id: i64) -> Result<Enqueued, QueueError> {
+        self.enqueue_with(&self.db, project_id, &PendingRefs::default(), true)
+            .await
+    }
+
+    async fn enqueue_with<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        project_id: i64,
+        refs: &PendingRefs,
+        scan_all: bool,
+    ) -> Result<Enqueued, QueueError> {
         let merge = match self.backend() {
             DatabaseBackend::Postgres => {
                 "branches = (queue_items.branches::jsonb || excluded.branches::jsonb)::text, \
@@ -131,30 +154,31 @@ impl Queue {
         };
         let sql = format!(
             "INSERT INTO queue_items \
-               (project_id, state, branches, tags, revision, attempts, enqueued_at, updated_at, available_at) \
-             VALUES ($1, 'pending', $2, $3, 1, 0, $4, $4, $4) \
+               (project_id, state, branches, tags, scan_all, revision, attempts, enqueued_at, updated_at, available_at) \
+             VALUES ($1, 'pending', $2, $3, $4, 1, 0, $5, $5, $5) \
              ON CONFLICT (project_id) WHERE state = 'pending' DO UPDATE SET {merge}, \
+               scan_all = queue_items.scan_all OR excluded.scan_all, \
                revision = queue_items.revision + 1, \
                updated_at = excluded.updated_at, \
                available_at = excluded.available_at \
              RETURNING id, revision"
         );
-        let row = self
-            .db
+        let row = conn
             .query_one_raw(self.statement(
                 &sql,
                 vec![
                     project_id.into(),
                     refs.branches_json().into(),
                     refs.tags_json().into(),
+                    scan_all.into(),
                     now_millis().into(),
                 ],
             ))
             .await?
-            .ok_or_else(|| DbErr::RecordNotInserted)?;
+            .ok_or(DbErr::RecordNotInserted)?;
         let item: i64 = row.try_get("", "id")?;
         let revision: i32 = row.try_get("", "revision")?;
-        let position = self.position(item).await?.unwrap_or(0);
+        let position = position_on(conn, self.backend(), item).await?.unwrap_or(0);
         self.wake.notify_one();
         Ok(Enqueued {
             item,
@@ -165,20 +189,7 @@ impl Queue {
 
     /// The item's 1-based place among pending items, or None when it is not pending.
     pub async fn position(&self, item: i64) -> Result<Option<i64>, QueueError> {
-        let row = self
-            .db
-            .query_one_raw(self.statement(
-                "SELECT COUNT(*) AS position FROM queue_items p \
-                 WHERE p.state = 'pending' AND p.id <= $1 \
-                   AND EXISTS (SELECT 1 FROM queue_items i WHERE i.id = $1 AND i.state = 'pending')",
-                vec![item.into()],
-            ))
-            .await?;
-        let position: i64 = match row {
-            Some(row) => row.try_get("", "position")?,
-            None => 0,
-        };
-        Ok((position > 0).then_some(position))
+        position_on(&self.db, self.backend(), item).await
     }
 
     /// Claims the oldest pending item whose project has nothing running, unless the queue is
@@ -192,7 +203,8 @@ impl Queue {
         let now = now_millis();
         let sql = format!(
             "UPDATE queue_items SET state = 'running', attempts = attempts + 1, \
-               claimed_revision = revision, lease_owner = $1, lease_expires_at = $2, updated_at = $3 \
+               claimed_revision = revision, lease_owner = $1, lease_expires_at = $2, \
+               updated_at = $3, claimed_at = $3 \
              WHERE id = ( \
                SELECT q.id FROM queue_items q \
                WHERE q.state = 'pending' AND q.available_at <= $3 \
@@ -201,7 +213,7 @@ impl Queue {
                  AND NOT EXISTS (SELECT 1 FROM queue_control c WHERE c.id = 1 AND c.paused) \
                ORDER BY q.id LIMIT 1 {skip_locked}) \
              AND state = 'pending' \
-             RETURNING id, project_id, branches, tags, revision, attempts"
+             RETURNING id, project_id, branches, tags, scan_all, revision, attempts"
         );
         let lease_end = now + self.tuning.lease.as_millis() as i64;
         let result = self
@@ -226,6 +238,7 @@ impl Queue {
             attempts: row.try_get("", "attempts")?,
             refs: PendingRefs::from_json(&branches, &tags)
                 .map_err(|e| QueueError::BadRefs(id, e))?,
+            scan_all: row.try_get("", "scan_all")?,
         }))
     }
 
@@ -302,7 +315,7 @@ impl Queue {
         owner: Option<&str>,
         error: &str,
     ) -> Result<(), QueueError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let now = now_millis();
         // Taking the row first also takes SQLite's write lock before any read.
         let owner_check = if owner.is_some() {
@@ -321,7 +334,7 @@ impl Queue {
                     "UPDATE queue_items SET state = 'releasing', updated_at = $1, \
                        lease_owner = NULL, lease_expires_at = NULL \
                      WHERE id = $2 AND state = 'running' {owner_check} \
-                     RETURNING project_id, branches, tags, revision, attempts"
+                     RETURNING project_id, branches, tags, scan_all, revision, attempts"
                 ),
                 values,
             ))
@@ -337,12 +350,13 @@ impl Queue {
         let tags: String = claimed.try_get("", "tags")?;
         let mut refs =
             PendingRefs::from_json(&branches, &tags).map_err(|e| QueueError::BadRefs(item, e))?;
+        let mut scan_all: bool = claimed.try_get("", "scan_all")?;
 
         let newer = txn
             .query_one_raw(Statement::from_sql_and_values(
                 self.backend(),
                 "DELETE FROM queue_items WHERE project_id = $1 AND state = 'pending' \
-                 RETURNING id, branches, tags, revision",
+                 RETURNING id, branches, tags, scan_all, revision",
                 vec![project_id.into()],
             ))
             .await?;
@@ -356,6 +370,7 @@ impl Queue {
                     .map_err(|e| QueueError::BadRefs(newer_id, e))?,
             );
             revision = revision.max(newer.try_get("", "revision")?) + 1;
+            scan_all |= newer.try_get::<bool>("", "scan_all")?;
             fresh_push = true;
         }
 
@@ -378,7 +393,7 @@ impl Queue {
         txn.execute_raw(Statement::from_sql_and_values(
             self.backend(),
             "UPDATE queue_items SET state = $1, available_at = $2, attempts = $3, revision = $4, \
-               branches = $5, tags = $6, last_error = $7, updated_at = $8, \
+               branches = $5, tags = $6, last_error = $7, updated_at = $8, scan_all = $10, \
                finished_at = CASE WHEN $1 = 'failed' THEN $8 ELSE NULL END \
              WHERE id = $9",
             vec![
@@ -391,6 +406,7 @@ impl Queue {
                 error.into(),
                 now.into(),
                 item.into(),
+                scan_all.into(),
             ],
         ))
         .await?;
@@ -451,4 +467,26 @@ impl Queue {
     pub fn wake(&self) {
         self.wake.notify_one();
     }
+}
+
+/// The place of `item` among pending items, on any connection (a transaction too).
+async fn position_on<C: ConnectionTrait>(
+    conn: &C,
+    backend: DatabaseBackend,
+    item: i64,
+) -> Result<Option<i64>, QueueError> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT COUNT(*) AS position FROM queue_items p \
+             WHERE p.state = 'pending' AND p.id <= $1 \
+               AND EXISTS (SELECT 1 FROM queue_items i WHERE i.id = $1 AND i.state = 'pending')",
+            vec![item.into()],
+        ))
+        .await?;
+    let position: i64 = match row {
+        Some(row) => row.try_get("", "position")?,
+        None => 0,
+    };
+    Ok((position > 0).then_some(position))
 }

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use crate::package::BuiltArchive;
 
+/// Archives are built under this prefix and renamed to their final name when complete.
+pub const TEMP_PREFIX: &str = ".building-";
+
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
@@ -36,6 +39,25 @@ impl LocalStore {
     pub fn path_of(&self, project: &str, name: &str) -> Option<PathBuf> {
         let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']);
         plain.then(|| self.project_dir(project).join(name))
+    }
+
+    /// Removes archives a dead worker left half-written in `project`'s directory. Only call it
+    /// while holding the project's claim: no other job of the project can be writing then.
+    pub fn remove_stale_temp_files(&self, project: &str) -> std::io::Result<usize> {
+        let mut removed = 0;
+        let entries = match std::fs::read_dir(self.project_dir(project)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     pub fn remove(&self, project: &str, name: &str) -> std::io::Result<()> {

@@ -2,9 +2,11 @@
 //! domain and render; they never touch git.
 
 mod api;
+pub mod auth;
 mod files;
 mod hooks;
 mod pages;
+mod queue_api;
 pub mod router;
 mod views;
 
@@ -23,6 +25,7 @@ pub struct AppState {
     pub queue: Queue,
     pub store: LocalStore,
     pub public_url: PublicUrl,
+    pub admin_token: auth::AdminToken,
 }
 
 /// The base of absolute links in the API and feeds (`public_url`).

@@ -3,10 +3,10 @@
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
-use super::{AppState, api, files, hooks, pages};
+use super::{AppState, api, files, hooks, pages, queue_api};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -23,6 +23,16 @@ pub fn router(state: AppState) -> Router {
         .route("/files/{project}/{file}", get(files::download))
         .route("/api/v1/projects", get(api::projects))
         .route("/api/v1/projects/{project}/releases", get(api::releases))
+        .route("/api/v1/queue", get(queue_api::list))
+        .route("/api/v1/queue/pause", post(queue_api::pause))
+        .route("/api/v1/queue/resume", post(queue_api::resume))
+        .route("/api/v1/queue/flush", post(queue_api::flush))
+        .route("/api/v1/queue/{id}", delete(queue_api::delete))
+        .route("/api/v1/queue/{id}/retry", post(queue_api::retry))
+        .route(
+            "/api/v1/projects/{project}/rebuild",
+            post(queue_api::rebuild),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(TraceLayer::new_for_http())

@@ -2,7 +2,7 @@
 //! what is new, move them into the store and record the release. Idempotent: a ref already
 //! released at the same commit is skipped, so a retry never duplicates a release.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::Instant;
 
@@ -55,6 +55,15 @@ pub async fn release_job(item: ClaimedItem, ctx: Data<JobContext>) -> Result<(),
         .ok_or(ReleaseError::ProjectGone(item.project_id))?;
     tracing::Span::current().record("project", project.name.as_str());
     let started = Instant::now();
+    // This job holds the project's only claim, so any half-built archive is a dead worker's.
+    match ctx.store.remove_stale_temp_files(&project.name) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            files = n,
+            "removed archives a stopped worker left half-written"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not clear half-written archives"),
+    }
 
     // What is released already, so the blocking part can skip it without the database.
     let released: HashMap<String, String> = releases::for_project(&ctx.db, project.id)
@@ -96,14 +105,13 @@ fn build(
     })?;
     let fetch_ms = fetch_started.elapsed().as_millis();
 
-    let wanted = item
-        .refs
-        .tags
-        .keys()
-        .map(|t| (ReleaseKind::Tag, t))
-        .chain(item.refs.branches.keys().map(|b| (ReleaseKind::Dev, b)));
+    let fetch_error = |source| ReleaseError::Fetch {
+        repo: project.repo.clone(),
+        source,
+    };
     let mut built = Vec::new();
-    for (kind, ref_name) in wanted {
+    for (kind, ref_name) in wanted_refs(&mirror, project, item).map_err(fetch_error)? {
+        let ref_name = &ref_name;
         let (version, commit) = match kind {
             ReleaseKind::Tag => (
                 ReleaseVersion::from_tag(ref_name),
@@ -121,10 +129,7 @@ fn build(
                 continue;
             }
         };
-        let commit = commit.map_err(|source| ReleaseError::Fetch {
-            repo: project.repo.clone(),
-            source,
-        })?;
+        let commit = commit.map_err(fetch_error)?;
         let Some(commit) = commit else {
             tracing::warn!(%ref_name, "the ref is gone from the repository; nothing to release");
             continue;
@@ -190,6 +195,38 @@ fn build(
         });
     }
     Ok(built)
+}
+
+/// The refs this job looks at: the queued ones; every tag matching the project's patterns
+/// (hosts send no event when more than three tags are pushed at once, and a lost delivery must
+/// not lose a release; released tags are skipped cheaply); and, for a rebuild, every matching
+/// branch.
+fn wanted_refs(
+    mirror: &Mirror,
+    project: &Project,
+    item: &ClaimedItem,
+) -> Result<Vec<(ReleaseKind, String)>, GitError> {
+    let mut tags: BTreeSet<String> = item.refs.tags.keys().cloned().collect();
+    tags.extend(
+        mirror
+            .tags()?
+            .into_iter()
+            .filter(|t| project.releases_tag(t)),
+    );
+    let mut branches: BTreeSet<String> = item.refs.branches.keys().cloned().collect();
+    if item.scan_all {
+        branches.extend(
+            mirror
+                .branches()?
+                .into_iter()
+                .filter(|b| project.releases_branch(b)),
+        );
+    }
+    Ok(tags
+        .into_iter()
+        .map(|t| (ReleaseKind::Tag, t))
+        .chain(branches.into_iter().map(|b| (ReleaseKind::Dev, b)))
+        .collect())
 }
 
 /// Moves the files into place, then records the release; if recording fails, a new release's

@@ -190,6 +190,33 @@ impl TestApp {
         }
     }
 
+    /// The release `version` of `project`, from the API.
+    pub async fn release(&self, project: &str, version: &str) -> Value {
+        let releases = self
+            .get_json(&format!("/api/v1/projects/{project}/releases"))
+            .await;
+        releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["version"] == version)
+            .unwrap_or_else(|| panic!("{project} has no release {version}: {releases}"))
+            .clone()
+    }
+
+    /// The versions of `project`'s releases, in the API's order.
+    pub async fn versions(&self, project: &str) -> Vec<String> {
+        let releases = self
+            .get_json(&format!("/api/v1/projects/{project}/releases"))
+            .await;
+        releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["version"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.url))

@@ -1,0 +1,161 @@
+//! What admins do to the queue: list, flush, delete, retry. The API, the admin page and the CLI
+//! all call these, so each action has one implementation.
+
+use sea_orm::{ConnectionTrait, Statement};
+use serde::Serialize;
+
+use super::{Enqueued, PendingRefs, Queue, QueueError};
+
+/// One row of `GET /api/v1/queue`.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueItemView {
+    pub id: i64,
+    /// Place among pending items; null for running and failed ones.
+    pub position: Option<i64>,
+    pub project: String,
+    pub state: String,
+    pub refs: PendingRefs,
+    pub scan_all: bool,
+    pub revision: i32,
+    pub attempts: i32,
+    pub enqueued_at: String,
+    pub updated_at: String,
+    pub last_error: Option<String>,
+    pub lease_owner: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueListing {
+    pub paused: bool,
+    pub items: Vec<QueueItemView>,
+}
+
+fn rfc3339(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Queue {
+    /// Running items, then pending ones in queue order, then failed ones.
+    pub async fn list(&self) -> Result<QueueListing, QueueError> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                "SELECT q.id, p.name AS project, q.state, q.branches, q.tags, q.scan_all, q.revision, \
+                   q.attempts, q.enqueued_at, q.updated_at, q.last_error, q.lease_owner \
+                 FROM queue_items q JOIN projects p ON p.id = q.project_id \
+                 WHERE q.state IN ('running', 'pending', 'failed') \
+                 ORDER BY CASE q.state WHEN 'running' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, q.id",
+                vec![],
+            ))
+            .await?;
+        let mut items = Vec::with_capacity(rows.len());
+        let mut position = 0;
+        for row in rows {
+            let id: i64 = row.try_get("", "id")?;
+            let state: String = row.try_get("", "state")?;
+            let branches: String = row.try_get("", "branches")?;
+            let tags: String = row.try_get("", "tags")?;
+            let place = (state == "pending").then(|| {
+                position += 1;
+                position
+            });
+            items.push(QueueItemView {
+                id,
+                position: place,
+                project: row.try_get("", "project")?,
+                state,
+                refs: PendingRefs::from_json(&branches, &tags)
+                    .map_err(|e| QueueError::BadRefs(id, e))?,
+                scan_all: row.try_get("", "scan_all")?,
+                revision: row.try_get("", "revision")?,
+                attempts: row.try_get("", "attempts")?,
+                enqueued_at: rfc3339(row.try_get("", "enqueued_at")?),
+                updated_at: rfc3339(row.try_get("", "updated_at")?),
+                last_error: row.try_get("", "last_error")?,
+                lease_owner: row.try_get("", "lease_owner")?,
+            });
+        }
+        Ok(QueueListing {
+            paused: self.counts().await?.paused,
+            items,
+        })
+    }
+
+    /// Removes every pending item (running and failed ones stay); returns how many.
+    pub async fn flush(&self) -> Result<u64, QueueError> {
+        let result = self
+            .db
+            .execute_raw(self.statement("DELETE FROM queue_items WHERE state = 'pending'", vec![]))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Deletes one item that is not running.
+    pub async fn delete(&self, id: i64) -> Result<(), QueueError> {
+        let result = self
+            .db
+            .execute_raw(self.statement(
+                "DELETE FROM queue_items WHERE id = $1 AND state <> 'running'",
+                vec![id.into()],
+            ))
+            .await?;
+        if result.rows_affected() == 1 {
+            return Ok(());
+        }
+        match self.state_of(id).await? {
+            Some(_) => Err(QueueError::Conflict(format!(
+                "item {id} is running; it cannot be deleted until its job ends"
+            ))),
+            None => Err(QueueError::NotFound(id)),
+        }
+    }
+
+    /// Queues a failed item's refs again with fresh attempts. If the project already has a
+    /// pending item, the refs merge into it (one pending item per project still holds).
+    pub async fn retry(&self, id: i64) -> Result<Enqueued, QueueError> {
+        let txn = crate::db::begin_write(&self.db).await?;
+        let failed = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                self.backend(),
+                "DELETE FROM queue_items WHERE id = $1 AND state = 'failed' \
+                 RETURNING project_id, branches, tags, scan_all",
+                vec![id.into()],
+            ))
+            .await?;
+        let Some(failed) = failed else {
+            drop(txn);
+            return match self.state_of(id).await? {
+                Some(state) => Err(QueueError::Conflict(format!(
+                    "item {id} is {state}; only failed items can be retried"
+                ))),
+                None => Err(QueueError::NotFound(id)),
+            };
+        };
+        let project_id: i64 = failed.try_get("", "project_id")?;
+        let branches: String = failed.try_get("", "branches")?;
+        let tags: String = failed.try_get("", "tags")?;
+        let refs =
+            PendingRefs::from_json(&branches, &tags).map_err(|e| QueueError::BadRefs(id, e))?;
+        let scan_all: bool = failed.try_get("", "scan_all")?;
+        let queued = self.enqueue_with(&txn, project_id, &refs, scan_all).await?;
+        txn.commit().await?;
+        self.wake();
+        Ok(queued)
+    }
+
+    async fn state_of(&self, id: i64) -> Result<Option<String>, QueueError> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(
+                "SELECT state FROM queue_items WHERE id = $1",
+                vec![id.into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("", "state")?),
+            None => None,
+        })
+    }
+}
