@@ -87,9 +87,9 @@ async fn bench_repo(label: &str, files: usize) {
     let config = Config::from_toml(&toml, &[]).unwrap();
     let tuning = QueueTuning {
         idle_poll: Duration::from_millis(50),
-        ..QueueTuning::default()
+        ..config.queue_tuning()
     };
-    let app = Application::build(config, Role::Serve, tuning)
+    let app = Application::build_with(config, Role::Serve, tuning)
         .await
         .unwrap();
     let base = format!("http://{}", app.local_addr().unwrap());

@@ -1,13 +1,18 @@
 //! The command line. Every command takes `--config FILE` (or `BALER_CONFIG`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
-use crate::queue::QueueTuning;
+use crate::queue::Queue;
 use crate::startup::{Application, Role, shutdown_signal};
 use crate::{db, demo, projects};
+
+/// How long running jobs get to finish when baler is asked to stop.
+const DRAIN: Duration = Duration::from_secs(120);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +41,9 @@ pub enum Command {
         /// and queue its tag, so there is a release to look at right away.
         #[arg(long)]
         demo: bool,
+        /// Serve only: webhooks are queued, `baler worker` processes do the work.
+        #[arg(long)]
+        no_worker: bool,
     },
     /// Run workers only, against a shared database (scale-out).
     Worker,
@@ -46,6 +54,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
+    /// Inspect and steer the release queue (the same actions as the admin API).
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -54,21 +67,34 @@ pub enum ProjectCommand {
     List,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Running, pending (in queue order) and failed items.
+    List,
+    /// Stop claiming new items; webhooks still queue. Persists across restarts.
+    Pause,
+    /// Claim items again.
+    Resume,
+    /// Remove every pending item (running and failed ones stay).
+    Flush,
+    /// Remove one item that is not running.
+    Delete { id: i64 },
+    /// Queue a failed item again, with fresh attempts.
+    Retry { id: i64 },
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve { demo } => {
+        Command::Serve { demo, no_worker } => {
             let demo_tag = if demo {
                 Some(demo::prepare(&mut config)?)
             } else {
                 None
             };
-            let tuning = QueueTuning {
-                max_attempts: config.max_attempts,
-                ..QueueTuning::default()
-            };
             let configured_url = config.public_url.clone();
-            let app = Application::build(config, Role::Serve, tuning).await?;
+            let role = if no_worker { Role::Web } else { Role::Serve };
+            let app = Application::build(config, role).await?;
             let public_url = configured_url.unwrap_or_else(|| {
                 format!(
                     "http://{}",
@@ -86,17 +112,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     demo::DEMO_SECRET
                 );
             }
-            app.run_until(shutdown_signal(), std::time::Duration::from_secs(120))
-                .await
+            app.run_until(shutdown_signal(), DRAIN).await
         }
         Command::Worker => {
-            let tuning = QueueTuning {
-                max_attempts: config.max_attempts,
-                ..QueueTuning::default()
-            };
-            let app = Application::build(config, Role::Worker, tuning).await?;
-            app.run_until(shutdown_signal(), std::time::Duration::from_secs(120))
-                .await
+            let app = Application::build(config, Role::Worker).await?;
+            app.run_until(shutdown_signal(), DRAIN).await
         }
         Command::Migrate => {
             let conn = db::connect(&config.database_url).await?;
@@ -110,8 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Project {
             command: ProjectCommand::List,
         } => {
-            let conn = db::connect(&config.database_url).await?;
-            db::migrate(&conn).await?;
+            let conn = open(&config).await?;
             projects::sync_from_config(&conn, &config.projects).await?;
             let list = projects::list(&conn).await?;
             if list.is_empty() {
@@ -128,5 +147,79 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Queue { command } => {
+            let queue = Queue::new(open(&config).await?, config.queue_tuning());
+            queue_command(&queue, command).await
+        }
     }
+}
+
+async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    let conn = db::connect(&config.database_url).await?;
+    db::migrate(&conn).await?;
+    Ok(conn)
+}
+
+async fn queue_command(queue: &Queue, command: QueueCommand) -> anyhow::Result<()> {
+    match command {
+        QueueCommand::List => {
+            let listing = queue.list().await?;
+            println!(
+                "queue {}",
+                if listing.paused { "paused" } else { "running" }
+            );
+            println!(
+                "{:>6} {:>4} {:<20} {:<8} {:>4} {:>4} refs",
+                "id", "pos", "project", "state", "rev", "try"
+            );
+            for item in listing.items {
+                let mut refs: Vec<String> = item
+                    .refs
+                    .branches
+                    .keys()
+                    .map(|b| format!("branch:{b}"))
+                    .collect();
+                refs.extend(item.refs.tags.keys().map(|t| format!("tag:{t}")));
+                if item.scan_all {
+                    refs.push("rebuild".into());
+                }
+                println!(
+                    "{:>6} {:>4} {:<20} {:<8} {:>4} {:>4} {}{}",
+                    item.id,
+                    item.position
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    item.project,
+                    item.state,
+                    item.revision,
+                    item.attempts,
+                    refs.join(" "),
+                    item.last_error
+                        .map(|e| format!("  error: {e}"))
+                        .unwrap_or_default(),
+                );
+            }
+        }
+        QueueCommand::Pause => {
+            queue.set_paused(true).await?;
+            println!("queue paused: no new jobs start; webhooks still queue");
+        }
+        QueueCommand::Resume => {
+            queue.set_paused(false).await?;
+            println!("queue resumed");
+        }
+        QueueCommand::Flush => println!("removed {} pending items", queue.flush().await?),
+        QueueCommand::Delete { id } => {
+            queue.delete(id).await?;
+            println!("deleted item {id}");
+        }
+        QueueCommand::Retry { id } => {
+            let queued = queue.retry(id).await?;
+            println!(
+                "queued again as item {} at position {}",
+                queued.item, queued.position
+            );
+        }
+    }
+    Ok(())
 }

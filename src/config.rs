@@ -110,6 +110,28 @@ impl ArchiveFormat {
     }
 }
 
+/// Queue timing: `[queue]` in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// A claim not renewed for this long is handed out again (its worker is presumed dead).
+    pub lease_seconds: u64,
+    /// The first retry of a failed job waits this long; each further retry doubles it.
+    pub retry_backoff_seconds: u64,
+    /// How often idle workers look for work queued by other processes.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            lease_seconds: 60,
+            retry_backoff_seconds: 10,
+            poll_interval_ms: 2000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum StorageConfig {
@@ -163,6 +185,7 @@ struct FileConfig {
     admin_token: Option<String>,
     workers: Option<usize>,
     max_attempts: Option<u32>,
+    queue: Option<QueueConfig>,
     storage: Option<StorageConfig>,
     #[serde(default)]
     projects: Vec<ProjectConfig>,
@@ -193,6 +216,7 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub workers: usize,
     pub max_attempts: u32,
+    pub queue: QueueConfig,
     pub storage: StorageConfig,
     pub projects: Vec<ProjectSettings>,
 }
@@ -314,6 +338,22 @@ impl Config {
             return Err(invalid(origin, "max_attempts", "must be at least 1".into()));
         }
 
+        let queue = file.queue.unwrap_or_default();
+        if queue.lease_seconds < 2 {
+            return Err(invalid(
+                origin,
+                "queue.lease_seconds",
+                "must be at least 2".into(),
+            ));
+        }
+        if queue.poll_interval_ms == 0 {
+            return Err(invalid(
+                origin,
+                "queue.poll_interval_ms",
+                "must be at least 1".into(),
+            ));
+        }
+
         let mut projects: Vec<ProjectSettings> = Vec::new();
         for (index, project) in file.projects.into_iter().enumerate() {
             let settings = project_settings(project, index, origin, &var)?;
@@ -335,9 +375,22 @@ impl Config {
             admin_token,
             workers,
             max_attempts,
+            queue,
             storage: file.storage.unwrap_or(StorageConfig::Local),
             projects,
         })
+    }
+
+    /// The queue's timing as the workers use it.
+    pub fn queue_tuning(&self) -> crate::queue::QueueTuning {
+        let lease = std::time::Duration::from_secs(self.queue.lease_seconds);
+        crate::queue::QueueTuning {
+            lease,
+            heartbeat: lease / 4,
+            idle_poll: std::time::Duration::from_millis(self.queue.poll_interval_ms),
+            backoff: std::time::Duration::from_secs(self.queue.retry_backoff_seconds),
+            max_attempts: self.max_attempts,
+        }
     }
 
     pub fn files_dir(&self) -> PathBuf {

@@ -26,6 +26,8 @@ pub enum Role {
     Serve,
     /// Workers only (`baler worker`).
     Worker,
+    /// Web server only (`baler serve --no-worker`): webhooks queue, other processes work.
+    Web,
 }
 
 pub struct Application {
@@ -33,11 +35,18 @@ pub struct Application {
     db: DatabaseConnection,
     queue: Queue,
     listener: Option<TcpListener>,
+    role: Role,
 }
 
 impl Application {
-    /// Opens everything; for `Role::Serve` also binds the listener.
-    pub async fn build(
+    /// Opens everything; when serving, also binds the listener.
+    pub async fn build(config: Config, role: Role) -> anyhow::Result<Application> {
+        let tuning = config.queue_tuning();
+        Application::build_with(config, role, tuning).await
+    }
+
+    /// As `build`, with the queue's timing given (tests shorten it).
+    pub async fn build_with(
         config: Config,
         role: Role,
         tuning: QueueTuning,
@@ -54,7 +63,7 @@ impl Application {
             .context("syncing projects from the config file")?;
         let queue = Queue::new(db.clone(), tuning);
         let listener = match role {
-            Role::Serve => Some(
+            Role::Serve | Role::Web => Some(
                 TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("listening on {}", config.listen))?,
@@ -66,6 +75,7 @@ impl Application {
             db,
             queue,
             listener,
+            role,
         })
     }
 
@@ -102,13 +112,15 @@ impl Application {
             store: store.clone(),
             mirrors_dir: self.config.mirrors_dir(),
         };
-        let workers = tokio::spawn(worker::run(
-            self.queue.clone(),
-            context,
-            self.config.workers,
-            drain,
-            stopped(),
-        ));
+        let workers = (self.role != Role::Web).then(|| {
+            tokio::spawn(worker::run(
+                self.queue.clone(),
+                context,
+                self.config.workers,
+                drain,
+                stopped(),
+            ))
+        });
 
         let server = match self.listener {
             Some(listener) => {
@@ -141,7 +153,9 @@ impl Application {
         if let Some(server) = server {
             server.await?.context("web server")?;
         }
-        workers.await?.context("workers")?;
+        if let Some(workers) = workers {
+            workers.await?.context("workers")?;
+        }
         self.db.close().await.ok();
         Ok(())
     }

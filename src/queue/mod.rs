@@ -18,7 +18,7 @@ pub use operations::{QueueItemView, QueueListing};
 pub use refs::PendingRefs;
 
 /// How long a claim holds without a heartbeat, how often workers renew it, and the retry
-/// backoff. Defaults suit production; tests shorten them.
+/// backoff. `Config::queue_tuning` makes it from the `[queue]` settings; tests shorten it.
 #[derive(Debug, Clone)]
 pub struct QueueTuning {
     pub lease: Duration,
@@ -28,18 +28,6 @@ pub struct QueueTuning {
     /// The first retry waits this long; each further attempt doubles it, up to an hour.
     pub backoff: Duration,
     pub max_attempts: u32,
-}
-
-impl Default for QueueTuning {
-    fn default() -> Self {
-        QueueTuning {
-            lease: Duration::from_secs(60),
-            heartbeat: Duration::from_secs(15),
-            idle_poll: Duration::from_secs(2),
-            backoff: Duration::from_secs(10),
-            max_attempts: 5,
-        }
-    }
 }
 
 /// The answer to a webhook that queued work.
@@ -279,7 +267,7 @@ impl Queue {
     /// Records a failed attempt: back to pending after a backoff while attempts remain, else
     /// `failed` with the error kept for the admin.
     pub async fn fail(&self, item: i64, owner: &str, error: &str) -> Result<(), QueueError> {
-        self.release_claim(item, Some(owner), error).await
+        self.release_claim(item, Some(owner), error, true).await
     }
 
     /// Puts back items whose lease ran out (their worker died): each returns to pending in its
@@ -295,10 +283,13 @@ impl Queue {
         let mut count = 0;
         for row in rows {
             let id: i64 = row.try_get("", "id")?;
+            // The worker died, not the job: retry at once (the attempt still counts, so a job
+            // that keeps killing its worker ends as failed).
             self.release_claim(
                 id,
                 None,
                 "the worker's lease expired (worker stopped or crashed)",
+                false,
             )
             .await?;
             count += 1;
@@ -314,6 +305,7 @@ impl Queue {
         item: i64,
         owner: Option<&str>,
         error: &str,
+        backoff: bool,
     ) -> Result<(), QueueError> {
         let txn = crate::db::begin_write(&self.db).await?;
         let now = now_millis();
@@ -381,6 +373,8 @@ impl Queue {
             ("pending", now, if out_of_attempts { 0 } else { attempts })
         } else if out_of_attempts {
             ("failed", now, attempts)
+        } else if !backoff {
+            ("pending", now, attempts)
         } else {
             let factor = 1u32 << (attempts.max(1) as u32 - 1).min(20);
             let delay = self

@@ -68,6 +68,25 @@ impl GitRepo {
         repo
     }
 
+    /// A repository whose one tag holds `megabytes` of incompressible data, so that packaging
+    /// it takes long enough to act while it runs.
+    pub fn heavy(megabytes: usize) -> GitRepo {
+        let mut repo = GitRepo::new();
+        let mut seed = 0x9E3779B97F4A7C15u64;
+        let mut data = Vec::with_capacity(megabytes << 20);
+        while data.len() < megabytes << 20 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            data.extend_from_slice(&seed.to_le_bytes());
+        }
+        repo.write("data/noise.bin", &data);
+        repo.write("README.md", b"heavy\n");
+        repo.commit("Heavy content");
+        repo.git(&["tag", "v1.0.0"]);
+        repo
+    }
+
     pub fn git(&self, args: &[&str]) -> String {
         git_in(&self.dir, args, self.clock)
     }

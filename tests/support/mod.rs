@@ -124,6 +124,7 @@ pub struct TestApp {
     pub queue: Queue,
     pub db: DatabaseConnection,
     pub data_dir: PathBuf,
+    pub config_path: PathBuf,
     _temp: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -138,8 +139,19 @@ impl TestApp {
         TestApp::spawn_with(projects, &format!("max_attempts = 1\n{database}")).await
     }
 
+    /// A database line for `db` (a fresh PostgreSQL database, or nothing for SQLite).
+    pub async fn database_line(db: &TestDb) -> String {
+        db.config_line().await
+    }
+
     /// Starts baler with `projects` and `extra` TOML lines.
     pub async fn spawn_with(projects: &[ProjectSpec], extra: &str) -> TestApp {
+        TestApp::start(Role::Serve, projects, extra).await
+    }
+
+    /// Starts baler in `role`. The config is also written to `config_path`, so child
+    /// processes (`baler worker --config …`) share the app's database and data dir.
+    pub async fn start(role: Role, projects: &[ProjectSpec], extra: &str) -> TestApp {
         baler::telemetry::init();
         let temp = tempfile::tempdir().unwrap();
         let data_dir = temp.path().join("data");
@@ -159,14 +171,15 @@ impl TestApp {
                 branches.join(", ")
             ));
         }
+        let config_path = temp.path().join("baler.toml");
+        std::fs::write(&config_path, &toml).unwrap();
         let config = Config::from_toml(&toml, &[]).expect("test config is valid");
         let tuning = QueueTuning {
-            max_attempts: config.max_attempts,
             idle_poll: Duration::from_millis(100),
             backoff: Duration::from_millis(200),
-            ..QueueTuning::default()
+            ..config.queue_tuning()
         };
-        let app = Application::build(config, Role::Serve, tuning)
+        let app = Application::build_with(config, role, tuning)
             .await
             .expect("baler starts");
         let addr = app.local_addr().unwrap();
@@ -185,6 +198,7 @@ impl TestApp {
             queue,
             db,
             data_dir,
+            config_path,
             _temp: temp,
             stop: Some(stop),
         }
@@ -328,6 +342,53 @@ impl TestApp {
         assert_eq!(response.status(), 200, "GET {url}");
         let headers = response.headers().clone();
         (headers, response.bytes().await.unwrap().to_vec())
+    }
+}
+
+/// A `baler` child process (the real binary), killed when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Child {
+    /// Runs `baler ARGS --config CONFIG`, logging to a file beside the config.
+    pub fn baler(args: &[&str], config: &std::path::Path) -> Child {
+        let log = config.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
+        let log = std::fs::File::create(log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("baler starts");
+        Child(child)
+    }
+
+    /// SIGKILL: no shutdown, no cleanup, as when a machine dies.
+    pub fn kill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, failing after `seconds`.
+pub async fn wait_until<F, Fut>(seconds: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
