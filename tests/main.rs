@@ -1,6 +1,7 @@
 //! baler's integration tests: one binary, everything through the front door (a real server on
 //! port 0, real git repositories, real HTTP).
 
+mod admin;
 mod leases;
 mod queue;
 mod release_path;

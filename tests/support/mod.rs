@@ -154,11 +154,13 @@ impl TestApp {
     pub async fn start(role: Role, projects: &[ProjectSpec], extra: &str) -> TestApp {
         baler::telemetry::init();
         let temp = tempfile::tempdir().unwrap();
-        let data_dir = temp.path().join("data");
-        let mut toml = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nworkers = 2\n{extra}\n",
-            data_dir.display()
-        );
+        // `extra` may name its own data_dir (to restart an app on the same data).
+        let data_line = if extra.contains("data_dir =") {
+            String::new()
+        } else {
+            format!("data_dir = \"{}\"\n", temp.path().join("data").display())
+        };
+        let mut toml = format!("listen = \"127.0.0.1:0\"\nworkers = 2\n{data_line}{extra}\n");
         for p in projects {
             let branches: Vec<String> = p.branches.iter().map(|b| format!("{b:?}")).collect();
             toml.push_str(&format!(
@@ -174,6 +176,7 @@ impl TestApp {
         let config_path = temp.path().join("baler.toml");
         std::fs::write(&config_path, &toml).unwrap();
         let config = Config::from_toml(&toml, &[]).expect("test config is valid");
+        let data_dir = config.data_dir.clone();
         let tuning = QueueTuning {
             idle_poll: Duration::from_millis(100),
             backoff: Duration::from_millis(200),

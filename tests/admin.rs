@@ -1,0 +1,207 @@
+//! The admin queue API and `baler queue …`: one implementation behind both.
+
+use serde_json::Value;
+
+use crate::on_both_databases;
+use crate::support::git::GitRepo;
+use crate::support::{ProjectSpec, TestApp, TestDb};
+
+const TOKEN: &str = "admin-secret-token";
+
+async fn admin_app(db: &TestDb, projects: &[ProjectSpec]) -> TestApp {
+    let database = TestApp::database_line(db).await;
+    TestApp::spawn_with(
+        projects,
+        &format!("max_attempts = 1\nadmin_token = \"{TOKEN}\"\n{database}"),
+    )
+    .await
+}
+
+async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .request(method, format!("{}{path}", app.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+const ROUTES: [(&str, &str); 7] = [
+    ("GET", "/api/v1/queue"),
+    ("POST", "/api/v1/queue/pause"),
+    ("POST", "/api/v1/queue/resume"),
+    ("POST", "/api/v1/queue/flush"),
+    ("DELETE", "/api/v1/queue/1"),
+    ("POST", "/api/v1/queue/1/retry"),
+    ("POST", "/api/v1/projects/widget/rebuild"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_route_refuses_a_missing_or_wrong_token() {
+    let repo = GitRepo::standard();
+    let app = admin_app(
+        &TestDb::Sqlite,
+        &[ProjectSpec::github("widget", repo.url())],
+    )
+    .await;
+    app.queue.set_paused(true).await.unwrap();
+    for (method, path) in ROUTES {
+        let method: reqwest::Method = method.parse().unwrap();
+        for token in [None, Some("wrong"), Some("admin-secret-tokenX")] {
+            let mut request = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.url));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{method} {path} with {token:?}");
+        }
+    }
+    // Nothing was done: still paused, nothing queued.
+    assert!(app.queue.counts().await.unwrap().paused);
+    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 0);
+
+    // With no admin token configured at all, the routes are closed too.
+    let open = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
+    let response = open
+        .client
+        .post(format!("{}/api/v1/queue/pause", open.url))
+        .bearer_auth("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+async fn queue_operations_through_the_api(db: TestDb) {
+    let repo = GitRepo::standard();
+    let missing = format!("file://{}/gone", repo.dir.display());
+    let app = admin_app(
+        &db,
+        &[
+            ProjectSpec::github("widget", repo.url()),
+            ProjectSpec::github("other", repo.url()),
+            ProjectSpec::github("broken", missing),
+        ],
+    )
+    .await;
+
+    // Pause: webhooks still queue, nothing is claimed.
+    let (status, answer) = admin(&app, reqwest::Method::POST, "/api/v1/queue/pause").await;
+    assert_eq!((status, answer["paused"].clone()), (200, Value::Bool(true)));
+    let a: Value = app
+        .github_push("widget", "refs/heads/main", &repo.head())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b: Value = app
+        .github_push("other", "refs/heads/main", &repo.head())
+        .await
+        .json()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_, listing) = admin(&app, reqwest::Method::GET, "/api/v1/queue").await;
+    assert_eq!(listing["paused"], true);
+    let items = listing["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], a["item"]);
+    assert_eq!(items[0]["position"], 1);
+    assert_eq!(items[0]["project"], "widget");
+    assert_eq!(items[0]["state"], "pending");
+    assert_eq!(items[0]["refs"]["branches"]["main"], repo.head().as_str());
+    assert_eq!(items[1]["id"], b["item"]);
+    assert_eq!(items[1]["position"], 2);
+
+    // Delete one, flush the rest; the answer says how many went.
+    let (status, _) = admin(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/queue/{}", b["item"]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = admin(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/queue/{}", b["item"]),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, flushed) = admin(&app, reqwest::Method::POST, "/api/v1/queue/flush").await;
+    assert_eq!(flushed["removed"], 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 0);
+
+    // A failed item can be retried; a pending one cannot.
+    app.github_push("broken", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
+        .await;
+    admin(&app, reqwest::Method::POST, "/api/v1/queue/resume").await;
+    app.run_queue_until_idle().await;
+    let (_, listing) = admin(&app, reqwest::Method::GET, "/api/v1/queue").await;
+    let failed = &listing["items"][0];
+    assert_eq!(failed["state"], "failed");
+    assert!(
+        failed["last_error"].as_str().unwrap().contains("gone"),
+        "{failed}"
+    );
+    admin(&app, reqwest::Method::POST, "/api/v1/queue/pause").await;
+    let (status, retried) = admin(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/queue/{}/retry", failed["id"]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(retried["position"], 1);
+    let (status, _) = admin(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/v1/queue/{}/retry", retried["item"]),
+    )
+    .await;
+    assert_eq!(status, 409, "only failed items can be retried");
+    let (_, listing) = admin(&app, reqwest::Method::GET, "/api/v1/queue").await;
+    assert_eq!(listing["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        listing["items"][0]["refs"]["tags"]["v1.0.0"],
+        repo.rev("v1.0.0").as_str()
+    );
+    admin(&app, reqwest::Method::POST, "/api/v1/queue/flush").await;
+
+    // Rebuild: every matching branch and tag of the repository, with no push at all.
+    let (status, _) = admin(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/projects/widget/rebuild",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = admin(&app, reqwest::Method::POST, "/api/v1/projects/nope/rebuild").await;
+    assert_eq!(status, 404);
+    admin(&app, reqwest::Method::POST, "/api/v1/queue/resume").await;
+    app.run_queue_until_idle().await;
+    // Both branches sit at the same commit, so only the tags' order is fixed.
+    let mut versions = app.versions("widget").await;
+    versions[2..].sort();
+    assert_eq!(versions, ["1.1.0", "1.0.0", "1.x-dev", "main-dev"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_survives_a_restart() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let extra = format!("data_dir = \"{}\"\n", data.display());
+    {
+        let app = TestApp::spawn_with(&[], &extra).await;
+        app.queue.set_paused(true).await.unwrap();
+    }
+    let app = TestApp::spawn_with(&[], &extra).await;
+    assert!(app.queue.counts().await.unwrap().paused);
+}
+
+on_both_databases!(queue_operations_through_the_api);
