@@ -104,3 +104,241 @@ on_both_databases!(
     concurrent_pushes_merge_into_one_pending_item,
     a_second_project_waits_behind_the_first,
 );
+
+async fn a_waiting_item_updated_still_runs_first_with_the_merged_refs(db: TestDb) {
+    let repo = GitRepo::standard();
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[
+            ProjectSpec::github("alpha", repo.url()),
+            ProjectSpec::github("beta", repo.url()),
+        ],
+        &format!("workers = 1\nmax_attempts = 1\n{database}"),
+    )
+    .await;
+    app.queue.set_paused(true).await.unwrap();
+    let a: serde_json::Value = app
+        .github_push("alpha", "refs/tags/v1.0.0", "")
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.github_push("beta", "refs/tags/v1.0.0", "").await;
+    let merged: serde_json::Value = app
+        .github_push("alpha", "refs/heads/1.x", &repo.rev("1.x"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (merged["item"].clone(), merged["position"].clone()),
+        (a["item"].clone(), 1.into())
+    );
+
+    app.queue.set_paused(false).await.unwrap();
+    app.run_queue_until_idle().await;
+    // One worker: alpha's item was claimed first, and it carried the merged branch.
+    let first_claimed = app
+        .count("SELECT q.project_id FROM queue_items q ORDER BY q.claimed_at, q.id LIMIT 1")
+        .await;
+    let alpha_id = app
+        .count("SELECT id FROM projects WHERE name = 'alpha'")
+        .await;
+    assert_eq!(first_claimed, alpha_id);
+    assert!(app.versions("alpha").await.contains(&"1.x-dev".to_string()));
+    assert!(!app.versions("beta").await.contains(&"1.x-dev".to_string()));
+}
+
+async fn a_push_while_the_job_runs_makes_exactly_one_follow_up(db: TestDb) {
+    let mut repo = GitRepo::heavy(24);
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[ProjectSpec::github("heavy", repo.url())],
+        &format!("max_attempts = 1\n{database}"),
+    )
+    .await;
+    let first = repo.head();
+    let started: serde_json::Value = app
+        .github_push("heavy", "refs/heads/main", &first)
+        .await
+        .json()
+        .await
+        .unwrap();
+    crate::support::wait_until(60, "the job to start", || async {
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'running'")
+            .await
+            == 1
+    })
+    .await;
+    repo.write("README.md", b"second\n");
+    let second = repo.commit("Second");
+    let follow_up: serde_json::Value = app
+        .github_push("heavy", "refs/heads/main", &second)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // Not merged into the running job: a new item, first in line.
+    assert_ne!(follow_up["item"], started["item"]);
+    assert_eq!(follow_up["merged"], false);
+    assert_eq!(follow_up["position"], 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'running'")
+            .await,
+        1,
+        "the push arrived while the first job still ran"
+    );
+
+    app.run_queue_until_idle().await;
+    // The running job's ack did not remove the follow-up: both ran, the snapshot is current.
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
+            .await,
+        2
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 2);
+    assert_eq!(
+        app.release("heavy", "main-dev").await["commit"],
+        second.as_str()
+    );
+}
+
+async fn retries_back_off_then_fail_and_a_later_push_starts_fresh(db: TestDb) {
+    let repo = GitRepo::standard();
+    let missing = tempfile::tempdir().unwrap();
+    let moved = missing.path().join("repo");
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[ProjectSpec::github(
+            "flaky",
+            format!("file://{}", moved.display()),
+        )],
+        &format!("max_attempts = 3\n{database}"),
+    )
+    .await;
+    app.github_push("flaky", "refs/tags/v1.0.0", "").await;
+    app.run_queue_until_idle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'failed'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT CAST(attempts AS BIGINT) FROM queue_items")
+            .await,
+        3
+    );
+    // Backoff: 200 ms, then 400 ms between the three attempts.
+    let spent = app
+        .count("SELECT finished_at - enqueued_at FROM queue_items")
+        .await;
+    assert!(spent >= 600, "three attempts took only {spent} ms");
+
+    // The repository appears; a new push is new work, not the failed item's fourth attempt.
+    crate::support::git::run(
+        std::process::Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(&repo.dir)
+            .arg(&moved),
+    );
+    let again: serde_json::Value = app
+        .github_push("flaky", "refs/tags/v1.0.0", "")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["merged"], false);
+    app.run_queue_until_idle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'failed'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.release("flaky", "1.0.0").await["commit"],
+        repo.rev("v1.0.0").as_str()
+    );
+}
+
+on_both_databases!(
+    a_waiting_item_updated_still_runs_first_with_the_merged_refs,
+    a_push_while_the_job_runs_makes_exactly_one_follow_up,
+    retries_back_off_then_fail_and_a_later_push_starts_fresh,
+);
+
+/// A worker whose lease expired acknowledges its old revision after a newer push merged into
+/// the requeued item: the ack is refused, and the merged work stays queued in its place.
+async fn an_old_revisions_ack_after_a_merge_changes_nothing(db: TestDb) {
+    let repo = GitRepo::standard();
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::start(
+        baler::startup::Role::Web,
+        &[ProjectSpec::github("widget", repo.url())],
+        &database,
+    )
+    .await;
+    let queue = baler::queue::Queue::new(
+        app.db.clone(),
+        baler::queue::QueueTuning {
+            lease: std::time::Duration::from_millis(100),
+            heartbeat: std::time::Duration::from_millis(25),
+            idle_poll: std::time::Duration::from_millis(50),
+            backoff: std::time::Duration::from_millis(50),
+            max_attempts: 5,
+        },
+    );
+    let first: serde_json::Value = app
+        .github_push("widget", "refs/heads/main", "c1")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let claimed = queue.claim("old-worker").await.unwrap().unwrap();
+    assert_eq!(
+        (claimed.id, claimed.revision),
+        (first["item"].as_i64().unwrap(), 1)
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert_eq!(queue.reclaim_expired().await.unwrap(), 1);
+    let merged: serde_json::Value = app
+        .github_push("widget", "refs/heads/1.x", "c2")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        merged["item"], first["item"],
+        "the requeued item keeps its id"
+    );
+    assert_eq!(merged["merged"], true);
+    assert_eq!(merged["position"], 1);
+
+    assert!(
+        !queue.ack(claimed.id, "old-worker", 1).await.unwrap(),
+        "a stale ack is refused"
+    );
+    assert!(!queue.heartbeat(claimed.id, "old-worker").await.unwrap());
+    let again = queue.claim("new-worker").await.unwrap().unwrap();
+    assert_eq!(again.id, claimed.id);
+    assert!(again.revision > 1);
+    assert_eq!(
+        again.refs.branches.len(),
+        2,
+        "both pushes are in the item: {:?}",
+        again.refs
+    );
+    assert!(
+        queue
+            .ack(again.id, "new-worker", again.revision)
+            .await
+            .unwrap()
+    );
+}
+
+on_both_databases!(an_old_revisions_ack_after_a_merge_changes_nothing);

@@ -160,7 +160,12 @@ impl TestApp {
         } else {
             format!("data_dir = \"{}\"\n", temp.path().join("data").display())
         };
-        let mut toml = format!("listen = \"127.0.0.1:0\"\nworkers = 2\n{data_line}{extra}\n");
+        let workers_line = if extra.contains("workers =") {
+            ""
+        } else {
+            "workers = 2\n"
+        };
+        let mut toml = format!("listen = \"127.0.0.1:0\"\n{workers_line}{data_line}{extra}\n");
         for p in projects {
             let branches: Vec<String> = p.branches.iter().map(|b| format!("{b:?}")).collect();
             toml.push_str(&format!(
