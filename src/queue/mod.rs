@@ -73,8 +73,14 @@ pub enum QueueError {
     Conflict(String),
 }
 
-pub fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+/// The database's clock in Unix milliseconds, as SQL. Queue timestamps come from the
+/// database, read inside the statement that writes them, so leases and claim times agree
+/// across worker hosts whatever their clocks say, and follow the order of commits.
+fn now_sql(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        _ => "CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)",
+    }
 }
 
 #[derive(Clone)]
@@ -101,8 +107,13 @@ impl Queue {
         self.db.get_database_backend()
     }
 
+    /// A statement; `{now}` in `sql` becomes the database's clock.
     fn statement(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(self.backend(), sql, values)
+        Statement::from_sql_and_values(
+            self.backend(),
+            sql.replace("{now}", now_sql(self.backend())),
+            values,
+        )
     }
 
     /// Queues `refs` for a project in one atomic statement: a new pending item, or a merge into
@@ -143,7 +154,7 @@ impl Queue {
         let sql = format!(
             "INSERT INTO queue_items \
                (project_id, state, branches, tags, scan_all, revision, attempts, enqueued_at, updated_at, available_at) \
-             VALUES ($1, 'pending', $2, $3, $4, 1, 0, $5, $5, $5) \
+             VALUES ($1, 'pending', $2, $3, $4, 1, 0, {{now}}, {{now}}, {{now}}) \
              ON CONFLICT (project_id) WHERE state = 'pending' DO UPDATE SET {merge}, \
                scan_all = queue_items.scan_all OR excluded.scan_all, \
                revision = queue_items.revision + 1, \
@@ -159,7 +170,6 @@ impl Queue {
                     refs.branches_json().into(),
                     refs.tags_json().into(),
                     scan_all.into(),
-                    now_millis().into(),
                 ],
             ))
             .await?
@@ -188,14 +198,13 @@ impl Queue {
             DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
             _ => "",
         };
-        let now = now_millis();
         let sql = format!(
             "UPDATE queue_items SET state = 'running', attempts = attempts + 1, \
-               claimed_revision = revision, lease_owner = $1, lease_expires_at = $2, \
-               updated_at = $3, claimed_at = $3 \
+               claimed_revision = revision, lease_owner = $1, lease_expires_at = {{now}} + $2, \
+               updated_at = {{now}}, claimed_at = {{now}} \
              WHERE id = ( \
                SELECT q.id FROM queue_items q \
-               WHERE q.state = 'pending' AND q.available_at <= $3 \
+               WHERE q.state = 'pending' AND q.available_at <= {{now}} \
                  AND NOT EXISTS (SELECT 1 FROM queue_items r \
                                  WHERE r.project_id = q.project_id AND r.state = 'running') \
                  AND NOT EXISTS (SELECT 1 FROM queue_control c WHERE c.id = 1 AND c.paused) \
@@ -203,10 +212,10 @@ impl Queue {
              AND state = 'pending' \
              RETURNING id, project_id, branches, tags, scan_all, revision, attempts"
         );
-        let lease_end = now + self.tuning.lease.as_millis() as i64;
+        let lease = self.tuning.lease.as_millis() as i64;
         let result = self
             .db
-            .query_one_raw(self.statement(&sql, vec![owner.into(), lease_end.into(), now.into()]))
+            .query_one_raw(self.statement(&sql, vec![owner.into(), lease.into()]))
             .await;
         let row = match result {
             Ok(Some(row)) => row,
@@ -232,14 +241,13 @@ impl Queue {
 
     /// Renews the lease of a running item; false when the claim was lost (lease expired).
     pub async fn heartbeat(&self, item: i64, owner: &str) -> Result<bool, QueueError> {
-        let now = now_millis();
         let result = self
             .db
             .execute_raw(self.statement(
-                "UPDATE queue_items SET lease_expires_at = $1 \
+                "UPDATE queue_items SET lease_expires_at = {now} + $1 \
                  WHERE id = $2 AND state = 'running' AND lease_owner = $3",
                 vec![
-                    (now + self.tuning.lease.as_millis() as i64).into(),
+                    (self.tuning.lease.as_millis() as i64).into(),
                     item.into(),
                     owner.into(),
                 ],
@@ -250,14 +258,13 @@ impl Queue {
 
     /// Marks the item done, but only if this worker still holds the claim on `revision`.
     pub async fn ack(&self, item: i64, owner: &str, revision: i32) -> Result<bool, QueueError> {
-        let now = now_millis();
         let result = self
             .db
             .execute_raw(self.statement(
-                "UPDATE queue_items SET state = 'done', finished_at = $1, updated_at = $1, \
+                "UPDATE queue_items SET state = 'done', finished_at = {now}, updated_at = {now}, \
                    lease_owner = NULL, lease_expires_at = NULL, last_error = NULL \
-                 WHERE id = $2 AND state = 'running' AND lease_owner = $3 AND claimed_revision = $4",
-                vec![now.into(), item.into(), owner.into(), revision.into()],
+                 WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND claimed_revision = $3",
+                vec![item.into(), owner.into(), revision.into()],
             ))
             .await?;
         self.wake.notify_one();
@@ -276,8 +283,8 @@ impl Queue {
         let rows = self
             .db
             .query_all_raw(self.statement(
-                "SELECT id FROM queue_items WHERE state = 'running' AND lease_expires_at < $1",
-                vec![now_millis().into()],
+                "SELECT id FROM queue_items WHERE state = 'running' AND lease_expires_at < {now}",
+                vec![],
             ))
             .await?;
         let mut count = 0;
@@ -308,24 +315,21 @@ impl Queue {
         backoff: bool,
     ) -> Result<(), QueueError> {
         let txn = crate::db::begin_write(&self.db).await?;
-        let now = now_millis();
-        // Taking the row first also takes SQLite's write lock before any read.
         let owner_check = if owner.is_some() {
-            "AND lease_owner = $3"
+            "AND lease_owner = $2"
         } else {
             ""
         };
-        let mut values: Vec<Value> = vec![now.into(), item.into()];
+        let mut values: Vec<Value> = vec![item.into()];
         if let Some(owner) = owner {
             values.push(owner.into());
         }
         let claimed = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                self.backend(),
-                format!(
-                    "UPDATE queue_items SET state = 'releasing', updated_at = $1, \
+            .query_one_raw(self.statement(
+                &format!(
+                    "UPDATE queue_items SET state = 'releasing', updated_at = {{now}}, \
                        lease_owner = NULL, lease_expires_at = NULL \
-                     WHERE id = $2 AND state = 'running' {owner_check} \
+                     WHERE id = $1 AND state = 'running' {owner_check} \
                      RETURNING project_id, branches, tags, scan_all, revision, attempts"
                 ),
                 values,
@@ -369,12 +373,12 @@ impl Queue {
         let out_of_attempts = attempts >= self.tuning.max_attempts as i32;
         // A push that arrived meanwhile is new work: it is queued even if this attempt was the
         // last, and without waiting for a backoff.
-        let (state, available_at, attempts) = if fresh_push {
-            ("pending", now, if out_of_attempts { 0 } else { attempts })
+        let (state, delay_ms, attempts) = if fresh_push {
+            ("pending", 0, if out_of_attempts { 0 } else { attempts })
         } else if out_of_attempts {
-            ("failed", now, attempts)
+            ("failed", 0, attempts)
         } else if !backoff {
-            ("pending", now, attempts)
+            ("pending", 0, attempts)
         } else {
             let factor = 1u32 << (attempts.max(1) as u32 - 1).min(20);
             let delay = self
@@ -382,23 +386,21 @@ impl Queue {
                 .backoff
                 .saturating_mul(factor)
                 .min(Duration::from_secs(3600));
-            ("pending", now + delay.as_millis() as i64, attempts)
+            ("pending", delay.as_millis() as i64, attempts)
         };
-        txn.execute_raw(Statement::from_sql_and_values(
-            self.backend(),
-            "UPDATE queue_items SET state = $1, available_at = $2, attempts = $3, revision = $4, \
-               branches = $5, tags = $6, last_error = $7, updated_at = $8, scan_all = $10, \
-               finished_at = CASE WHEN $1 = 'failed' THEN $8 ELSE NULL END \
-             WHERE id = $9",
+        txn.execute_raw(self.statement(
+            "UPDATE queue_items SET state = $1, available_at = {now} + $2, attempts = $3, \
+               revision = $4, branches = $5, tags = $6, last_error = $7, updated_at = {now}, \
+               scan_all = $9, finished_at = CASE WHEN $1 = 'failed' THEN {now} ELSE NULL END \
+             WHERE id = $8",
             vec![
                 state.into(),
-                available_at.into(),
+                delay_ms.into(),
                 attempts.into(),
                 revision.into(),
                 refs.branches_json().into(),
                 refs.tags_json().into(),
                 error.into(),
-                now.into(),
                 item.into(),
                 scan_all.into(),
             ],
@@ -445,8 +447,8 @@ impl Queue {
     pub async fn set_paused(&self, paused: bool) -> Result<(), QueueError> {
         self.db
             .execute_raw(self.statement(
-                "UPDATE queue_control SET paused = $1, updated_at = $2 WHERE id = 1",
-                vec![paused.into(), now_millis().into()],
+                "UPDATE queue_control SET paused = $1, updated_at = {now} WHERE id = 1",
+                vec![paused.into()],
             ))
             .await?;
         self.wake.notify_one();
