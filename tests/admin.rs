@@ -205,3 +205,71 @@ async fn pausing_survives_a_restart() {
 }
 
 on_both_databases!(queue_operations_through_the_api);
+
+/// Runs `baler queue ARGS` against the app's config and returns what it printed.
+fn baler_queue(app: &TestApp, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
+        .arg("queue")
+        .args(args)
+        .arg("--config")
+        .arg(&app.config_path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "baler queue {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_cli_acts_on_the_same_queue() {
+    let repo = GitRepo::standard();
+    let app = TestApp::start(
+        baler::startup::Role::Web,
+        &[
+            ProjectSpec::github("widget", repo.url()),
+            ProjectSpec::github("other", repo.url()),
+        ],
+        "max_attempts = 1\n",
+    )
+    .await;
+    assert!(baler_queue(&app, &["pause"]).contains("paused"));
+    assert!(app.queue.counts().await.unwrap().paused);
+    let a: Value = app
+        .github_push("widget", "refs/tags/v1.0.0", "")
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.github_push("other", "refs/heads/main", "").await;
+
+    let listing = baler_queue(&app, &["list"]);
+    assert!(listing.starts_with("queue paused"), "{listing}");
+    let widget_line = listing.lines().find(|l| l.contains("widget")).unwrap();
+    assert!(
+        widget_line.contains("pending") && widget_line.contains("tag:v1.0.0"),
+        "{widget_line}"
+    );
+
+    assert!(baler_queue(&app, &["delete", &a["item"].to_string()]).contains("deleted"));
+    assert_eq!(
+        baler_queue(&app, &["flush"]).trim(),
+        "removed 1 pending items"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 0);
+    baler_queue(&app, &["resume"]);
+    assert!(!app.queue.counts().await.unwrap().paused);
+
+    // Errors are clear and the exit status says so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
+        .args(["queue", "retry", "999"])
+        .arg("--config")
+        .arg(&app.config_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no queue item 999"));
+}
