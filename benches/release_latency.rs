@@ -107,7 +107,8 @@ async fn bench_repo(label: &str, files: usize) {
         let tag = format!("v1.0.{run}");
         git(&repo, &["tag", &tag, &commit]);
         let body = format!(
-            "{{\"ref\":\"refs/tags/{tag}\",\"after\":\"{commit}\",\"deleted\":false,\"head_commit\":{{\"id\":\"{commit}\"}}}}"
+            "{{\"ref\":\"refs/tags/{tag}\",\"after\":\"{commit}\",\"deleted\":false,\"head_commit\":{{\"id\":\"{commit}\"}},\"repository\":{{\"clone_url\":\"file://{}\"}}}}",
+            repo.display()
         );
         let started = Instant::now();
         let response = client

@@ -153,7 +153,7 @@ fn main() {
                         "refs/heads/main".to_string()
                     };
                     let body = format!(
-                        "{{\"ref\":\"{git_ref}\",\"after\":\"{:040x}\",\"deleted\":false,\"head_commit\":{{\"id\":\"{:040x}\"}}}}", n + 1, n + 1
+                        "{{\"ref\":\"{git_ref}\",\"after\":\"{:040x}\",\"deleted\":false,\"head_commit\":{{\"id\":\"{:040x}\"}},\"repository\":{{\"clone_url\":\"file:///nonexistent\"}}}}", n + 1, n + 1
                     )
                     .into_bytes();
                     let signature = github_signature(SECRET, &body);

@@ -25,13 +25,14 @@ pub enum ConfigError {
     },
 }
 
-/// The host a project's webhooks come from. Gitea/Forgejo and Bitbucket are not verified yet,
-/// so the config refuses them rather than accepting deliveries it cannot check.
+/// The host a project's webhooks come from; `gitea` covers Forgejo too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Github,
     Gitlab,
+    Gitea,
+    Bitbucket,
 }
 
 impl Provider {
@@ -39,6 +40,8 @@ impl Provider {
         match self {
             Provider::Github => "github",
             Provider::Gitlab => "gitlab",
+            Provider::Gitea => "gitea",
+            Provider::Bitbucket => "bitbucket",
         }
     }
 
@@ -46,6 +49,8 @@ impl Provider {
         match value {
             "github" => Some(Provider::Github),
             "gitlab" => Some(Provider::Gitlab),
+            "gitea" => Some(Provider::Gitea),
+            "bitbucket" => Some(Provider::Bitbucket),
             _ => None,
         }
     }
@@ -148,6 +153,11 @@ pub struct ProjectConfig {
     pub provider: Provider,
     pub secret: Option<String>,
     pub secret_env: Option<String>,
+    /// During a secret rotation: `[new, old]`, both accepted.
+    pub secrets: Option<Vec<String>>,
+    /// Accept GitHub's legacy `X-Hub-Signature: sha1=…` header.
+    #[serde(default)]
+    pub allow_sha1: bool,
     #[serde(default = "default_branches")]
     pub branches: Vec<String>,
     #[serde(default = "default_tags")]
@@ -199,6 +209,9 @@ pub struct ProjectSettings {
     pub repo: String,
     pub provider: Provider,
     pub secret: String,
+    /// The secret being rotated out, still accepted.
+    pub previous_secret: Option<String>,
+    pub allow_sha1: bool,
     pub branches: Vec<String>,
     pub tags: Vec<String>,
     pub formats: Vec<ArchiveFormat>,
@@ -425,24 +438,41 @@ fn project_settings(
     if project.repo.trim().is_empty() {
         return Err(invalid("repo", "must not be empty".into()));
     }
-    let secret = match (project.secret, project.secret_env) {
-        (Some(s), None) if !s.is_empty() => s,
-        (None, Some(env_name)) => var(&env_name).ok_or_else(|| {
-            invalid(
-                "secret_env",
-                format!("names the environment variable {env_name}, which is not set"),
-            )
-        })?,
-        (Some(_), Some(_)) => {
+    let (secret, previous_secret) = match (project.secret, project.secret_env, project.secrets) {
+        (Some(s), None, None) if !s.is_empty() => (s, None),
+        (None, Some(env_name), None) => (
+            var(&env_name).ok_or_else(|| {
+                invalid(
+                    "secret_env",
+                    format!("names the environment variable {env_name}, which is not set"),
+                )
+            })?,
+            None,
+        ),
+        (None, None, Some(list)) => match list.as_slice() {
+            [new] if !new.is_empty() => (new.clone(), None),
+            [new, old] if !new.is_empty() && !old.is_empty() => (new.clone(), Some(old.clone())),
+            _ => {
+                return Err(invalid(
+                    "secrets",
+                    "must list one or two non-empty secrets: [new, old]".into(),
+                ));
+            }
+        },
+        (None, None, None) => {
             return Err(invalid(
                 "secret",
-                "set `secret` or `secret_env`, not both".into(),
+                "is required (or `secret_env` naming a variable that holds it, or `secrets`)"
+                    .into(),
             ));
+        }
+        (Some(s), None, None) if s.is_empty() => {
+            return Err(invalid("secret", "must not be empty".into()));
         }
         _ => {
             return Err(invalid(
                 "secret",
-                "is required (or `secret_env` naming a variable that holds it)".into(),
+                "set one of `secret`, `secret_env` or `secrets`".into(),
             ));
         }
     };
@@ -466,6 +496,8 @@ fn project_settings(
         repo: project.repo,
         provider: project.provider,
         secret,
+        previous_secret,
+        allow_sha1: project.allow_sha1,
         branches: project.branches,
         tags: project.tags,
         formats,

@@ -21,6 +21,8 @@ pub fn prepare(config: &mut Config) -> anyhow::Result<String> {
         repo,
         provider: Provider::Github,
         secret: DEMO_SECRET.into(),
+        previous_secret: None,
+        allow_sha1: false,
         branches: vec!["main".into()],
         tags: vec!["*".into()],
         formats: default_formats(),

@@ -10,16 +10,9 @@ pub enum AppError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
-    UnsupportedMediaType(String),
-    #[error("{0}")]
     Conflict(String),
-    /// Storage cannot commit: the host should retry later.
-    #[error("storage is unavailable; try again later")]
-    Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -34,21 +27,16 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
+    /// Internal errors are logged once, with their cause chain; the user sees none of it.
     fn log(&self) {
-        match self {
-            AppError::Internal(e) | AppError::Unavailable(e) => {
-                tracing::error!(error = format!("{e:#}"), "request failed");
-            }
-            _ => {}
+        if let AppError::Internal(e) = self {
+            tracing::error!(error = format!("{e:#}"), "request failed");
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod deliveries;
 pub mod demo;
 pub mod error;
 pub mod git;

@@ -19,6 +19,10 @@ pub struct Project {
     pub repo: String,
     pub provider: Provider,
     pub secret: String,
+    pub previous_secret: Option<String>,
+    pub allow_sha1: bool,
+    /// The host's repository id, once a delivery matching the configured URL carried one.
+    pub host_repository_id: Option<String>,
     pub branches: Vec<String>,
     pub tags: Vec<String>,
     pub formats: Vec<ArchiveFormat>,
@@ -35,6 +39,11 @@ fn matches_any(patterns: &[String], name: &str) -> bool {
 }
 
 impl Project {
+    /// The secrets deliveries may be signed with: the current one, then the one rotated out.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.secret.as_str()).chain(self.previous_secret.as_deref())
+    }
+
     pub fn releases_branch(&self, branch: &str) -> bool {
         matches_any(&self.branches, branch)
     }
@@ -64,6 +73,9 @@ impl Project {
             title: m.title,
             repo: m.repo,
             secret: m.secret,
+            previous_secret: m.previous_secret,
+            allow_sha1: m.allow_sha1,
+            host_repository_id: m.host_repository_id,
             composer: m.composer,
         })
     }
@@ -98,6 +110,8 @@ pub async fn upsert(
     model.repo = Set(settings.repo.clone());
     model.provider = Set(settings.provider.as_str().to_string());
     model.secret = Set(settings.secret.clone());
+    model.previous_secret = Set(settings.previous_secret.clone());
+    model.allow_sha1 = Set(settings.allow_sha1);
     model.branches = Set(json_list(&settings.branches));
     model.tags = Set(json_list(&settings.tags));
     model.formats = Set(json_list(&formats));
@@ -145,4 +159,22 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<Project>, DbErr> {
         .into_iter()
         .map(Project::from_model)
         .collect()
+}
+
+/// Records the host's repository id the first time a matching delivery carries one.
+pub async fn remember_host_repository_id(
+    db: &DatabaseConnection,
+    project_id: i64,
+    id: &str,
+) -> Result<(), DbErr> {
+    project::Entity::update_many()
+        .col_expr(
+            project::Column::HostRepositoryId,
+            sea_orm::sea_query::Expr::value(id),
+        )
+        .filter(project::Column::Id.eq(project_id))
+        .filter(project::Column::HostRepositoryId.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
 }

@@ -142,3 +142,56 @@ pub async fn find_file(
         .await?;
     Ok(found.and_then(|(file, release)| release.map(|r| (file, r))))
 }
+
+/// Marks the releases of deleted tags unpublished: their files stay downloadable for anyone
+/// who pinned them, but they leave the listings and feeds. Returns how many changed.
+pub async fn unpublish_tags(
+    db: &DatabaseConnection,
+    project_id: i64,
+    tags: &[String],
+) -> Result<u64, DbErr> {
+    if tags.is_empty() {
+        return Ok(0);
+    }
+    let result = release::Entity::update_many()
+        .col_expr(
+            release::Column::Status,
+            sea_orm::sea_query::Expr::value("unpublished"),
+        )
+        .col_expr(
+            release::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(release::Column::ProjectId.eq(project_id))
+        .filter(release::Column::Kind.eq("tag"))
+        .filter(release::Column::RefName.is_in(tags.iter().cloned()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Publishes again releases that were unpublished (a deleted tag pushed again at the same
+/// commit: the archives are the same bytes, so nothing is rebuilt).
+pub async fn republish(
+    db: &DatabaseConnection,
+    project_id: i64,
+    versions: &[String],
+) -> Result<u64, DbErr> {
+    if versions.is_empty() {
+        return Ok(0);
+    }
+    let result = release::Entity::update_many()
+        .col_expr(
+            release::Column::Status,
+            sea_orm::sea_query::Expr::value("published"),
+        )
+        .col_expr(
+            release::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(release::Column::ProjectId.eq(project_id))
+        .filter(release::Column::Version.is_in(versions.iter().cloned()))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

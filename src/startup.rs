@@ -122,6 +122,29 @@ impl Application {
             ))
         });
 
+        // Old deliveries are pruned hourly wherever webhooks are received.
+        if self.listener.is_some() {
+            let db = self.db.clone();
+            let stop = stopped();
+            tokio::spawn(async move {
+                let prune = async {
+                    let mut every = tokio::time::interval(Duration::from_secs(3600));
+                    loop {
+                        every.tick().await;
+                        match crate::deliveries::prune(&db).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(deliveries = n, "pruned old deliveries"),
+                            Err(e) => tracing::warn!(error = %e, "pruning deliveries failed"),
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = prune => {},
+                    _ = stop => {},
+                }
+            });
+        }
+
         let server = match self.listener {
             Some(listener) => {
                 let public_url = match &self.config.public_url {

@@ -215,10 +215,11 @@ async fn a_restart_during_a_burst_loses_no_acknowledged_delivery(db: TestDb) {
     wait_until(30, "the server to start", up).await;
 
     let acknowledged = std::sync::Mutex::new(HashSet::new());
+    let repo_url = repo.url();
     let send = |n: usize| {
-        let (client, url, acknowledged) = (&client, &url, &acknowledged);
+        let (client, url, acknowledged, repo_url) = (&client, &url, &acknowledged, &repo_url);
         async move {
-            let body = crate::support::github_push_body(&format!("refs/tags/t{n}"), "");
+            let body = crate::support::github_push_body(repo_url, &format!("refs/tags/t{n}"), "");
             let signature = baler::hooks::verify::github_signature(crate::support::SECRET, &body);
             let response = client
                 .post(format!("{url}/hooks/burst"))

@@ -41,7 +41,7 @@ async fn github_refusals_queue_nothing(db: TestDb) {
         &[ProjectSpec::github("widget", "file:///nowhere".into())],
     )
     .await;
-    let body = github_push_body("refs/tags/v1.0.0", "abc");
+    let body = github_push_body("file:///nowhere", "refs/tags/v1.0.0", "abc");
     let good = github_signature(SECRET, &body);
     let wrong = github_signature("not the secret", &body);
     let json = ("content-type", "application/json".to_string());
@@ -66,7 +66,7 @@ async fn github_refusals_queue_nothing(db: TestDb) {
         Refusal::new(
             "body changed after signing",
             signed(&good),
-            &github_push_body("refs/tags/v6.6.6", "abc"),
+            &github_push_body("file:///nowhere", "refs/tags/v6.6.6", "abc"),
             401,
         ),
         Refusal {
@@ -141,7 +141,7 @@ async fn ping_and_pushes_that_release_nothing_answer_200() {
             "deleted",
         ),
     ] {
-        let body = github_push_body(git_ref, after);
+        let body = github_push_body("file:///nowhere", git_ref, after);
         let mut body_json: serde_json::Value = serde_json::from_slice(&body).unwrap();
         if reason == "deleted" {
             body_json["deleted"] = true.into();
@@ -174,7 +174,7 @@ async fn ping_and_pushes_that_release_nothing_answer_200() {
 async fn gitlab_token_is_checked() {
     let app = TestApp::spawn(&[ProjectSpec::gitlab("widget", "file:///nowhere".into())]).await;
     let body =
-        br#"{"object_kind":"push","ref":"refs/heads/main","after":"abc","checkout_sha":"abc"}"#
+        br#"{"object_kind":"push","ref":"refs/heads/main","after":"abc","checkout_sha":"abc","project":{"git_http_url":"file:///nowhere"}}"#
             .to_vec();
     for token in [None, Some("wrong")] {
         let mut headers = vec![
@@ -197,7 +197,7 @@ async fn the_signature_covers_the_raw_bytes_not_reserialised_json() {
     let app = TestApp::spawn(&[ProjectSpec::github("widget", "file:///nowhere".into())]).await;
     app.queue.set_paused(true).await.unwrap();
     // Escaped non-ASCII and odd spacing: re-serialising this JSON would change the bytes.
-    let body = "{ \"ref\" : \"refs/tags/v1.0.0\", \"after\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\n  \"head_commit\": {\"id\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", \"message\": \"caf\\u00e9 ✓\"} }"
+    let body = "{ \"ref\" : \"refs/tags/v1.0.0\", \"after\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\n  \"repository\": {\"clone_url\": \"file:///nowhere\"},\n  \"head_commit\": {\"id\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", \"message\": \"caf\\u00e9 ✓\"} }"
         .as_bytes()
         .to_vec();
     let response = app

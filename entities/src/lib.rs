@@ -1,6 +1,7 @@
 //! sea-orm entities, one file per table. Timestamps the queue compares in SQL are Unix
 //! milliseconds (`i64`), which order and compare the same way on SQLite and PostgreSQL.
 
+pub mod delivery;
 pub mod project;
 pub mod queue_control;
 pub mod queue_item;
@@ -8,6 +9,7 @@ pub mod release;
 pub mod release_file;
 
 pub mod prelude {
+    pub use super::delivery::Entity as Delivery;
     pub use super::project::Entity as Project;
     pub use super::queue_control::Entity as QueueControl;
     pub use super::queue_item::Entity as QueueItem;

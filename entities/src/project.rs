@@ -21,6 +21,13 @@ pub struct Model {
     pub source: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The secret being rotated out: deliveries signed with it are still accepted.
+    pub previous_secret: Option<String>,
+    /// Accept GitHub's legacy `X-Hub-Signature: sha1=…` (only when the project opts in).
+    pub allow_sha1: bool,
+    /// The host's id for the repository, recorded from the first delivery that matched the
+    /// configured URL; later deliveries must carry the same id (survives renames).
+    pub host_repository_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
 mod m20261122_000002_queue_history;
+mod m20261122_000003_deliveries;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_queue_history::Migration),
+            Box::new(m20261122_000003_deliveries::Migration),
         ]
     }
 }

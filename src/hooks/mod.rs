@@ -1,26 +1,41 @@
-//! Webhook intake: verify the signature over the raw bytes, parse the host's payload, and decide
-//! which refs (if any) the delivery asks baler to release. This module never touches the
-//! database; the web handler hands the result to the queue.
+//! Webhook intake: verify the signature over the raw bytes, parse the host's payload, check it
+//! names the project's repository, and decide which refs (if any) the delivery asks baler to
+//! release. This module never touches the database; the web handler acts on the result.
 
 pub mod event;
 pub mod verify;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header::CONTENT_TYPE};
 
 use crate::config::Provider;
 use crate::projects::Project;
 use crate::queue::PendingRefs;
-use event::{HookEvent, PayloadError, RefKind};
-use verify::SignatureError;
+use event::{HookEvent, Parsed, PayloadError, RefKind, RepositoryClaim, normalize_repository_url};
+use verify::{SignatureError, StandardWebhook};
 
 /// What a verified delivery asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookOutcome {
     Ping,
-    /// Refs to release; never empty.
-    Release(PendingRefs),
-    /// Verified, but nothing to release; the reason is sent back to the host.
-    Nothing(String),
+    Push(Decision),
+}
+
+/// The refs to release, the tags the host deleted, and why anything else was left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub refs: PendingRefs,
+    pub deleted_tags: Vec<String>,
+    pub reasons: Vec<String>,
+}
+
+/// A delivery that passed every check.
+#[derive(Debug, Clone)]
+pub struct Interpreted {
+    /// The host's event name, for the deliveries log.
+    pub event: String,
+    pub outcome: HookOutcome,
+    /// The host's repository id, to remember when the project has none yet.
+    pub learned_repository_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,63 +46,229 @@ pub enum HookError {
     MissingEvent(&'static str),
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    RepositoryMismatch(String),
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The host's delivery id: the same on every redelivery of one event.
+pub fn delivery_id(provider: Provider, headers: &HeaderMap) -> Option<String> {
+    let names: &[&str] = match provider {
+        Provider::Github => &["x-github-delivery"],
+        // `X-Gitlab-Webhook-UUID` changes on every attempt and `X-Gitlab-Event-UUID` is not a
+        // delivery id; `Idempotency-Key` (and Standard Webhooks' `webhook-id`) is stable.
+        Provider::Gitlab => &["idempotency-key", "webhook-id"],
+        Provider::Gitea => &["x-gitea-delivery", "x-forgejo-delivery"],
+        Provider::Bitbucket => &["x-request-uuid"],
+    };
+    names
+        .iter()
+        .find_map(|n| header(headers, n))
+        .map(str::to_string)
+}
+
+enum Body<'a> {
+    Json(&'a [u8]),
+    /// A form body's `payload` field, decoded.
+    Form(Vec<u8>),
+}
+
+impl Body<'_> {
+    fn json(&self) -> &[u8] {
+        match self {
+            Body::Json(bytes) => bytes,
+            Body::Form(payload) => payload,
+        }
+    }
+}
+
+fn read_body<'a>(
+    provider: Provider,
+    headers: &HeaderMap,
+    raw: &'a [u8],
+) -> Result<Body<'a>, HookError> {
+    let content_type = header(headers, CONTENT_TYPE.as_str()).unwrap_or("");
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let form_allowed = matches!(provider, Provider::Github | Provider::Gitea);
+    match media.as_str() {
+        "application/json" => Ok(Body::Json(raw)),
+        "application/x-www-form-urlencoded" if form_allowed => {
+            let payload = form_urlencoded::parse(raw)
+                .find(|(key, _)| key == "payload")
+                .map(|(_, value)| value.into_owned().into_bytes())
+                .ok_or_else(|| {
+                    HookError::Payload(PayloadError {
+                        provider: provider.as_str(),
+                        message: "the form body has no `payload` field".into(),
+                    })
+                })?;
+            Ok(Body::Form(payload))
+        }
+        _ => Err(HookError::UnsupportedMediaType(format!(
+            "{} webhooks must be sent as application/json{}, not {media:?}",
+            provider.as_str(),
+            if form_allowed {
+                " or application/x-www-form-urlencoded"
+            } else {
+                ""
+            }
+        ))),
+    }
+}
+
 /// Verifies and interprets one delivery for `project`. The signature is checked first, over
-/// `body` exactly as received; nothing is parsed before it holds.
+/// `raw` exactly as received (Gitea signs the JSON payload, also inside a form body); nothing
+/// is parsed before it holds. `now` is Unix seconds, for Standard Webhooks timestamps.
 pub fn interpret(
     project: &Project,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<HookOutcome, HookError> {
-    let event = match project.provider {
+    raw: &[u8],
+    now: i64,
+) -> Result<Interpreted, HookError> {
+    let body = read_body(project.provider, headers, raw)?;
+    let secrets = || project.secrets();
+    let (event, parsed) = match project.provider {
         Provider::Github => {
-            verify::verify_github(
-                &project.secret,
-                header(headers, "x-hub-signature-256"),
-                body,
-            )?;
+            let legacy = header(headers, "x-hub-signature");
+            match header(headers, "x-hub-signature-256") {
+                None if project.allow_sha1 && legacy.is_some() => {
+                    verify::verify_github_sha1(secrets(), legacy, raw)?
+                }
+                sha256 => {
+                    verify::verify_sha256_prefixed(secrets(), "X-Hub-Signature-256", sha256, raw)?
+                }
+            }
             let name = header(headers, "x-github-event")
                 .ok_or(HookError::MissingEvent("X-GitHub-Event"))?;
-            event::parse_github(name, body)?
+            (name, event::parse_github(name, body.json())?)
         }
         Provider::Gitlab => {
-            verify::verify_gitlab_token(&project.secret, header(headers, "x-gitlab-token"))?;
+            let signature = header(headers, "webhook-signature");
+            if signature.is_some() {
+                let standard = StandardWebhook {
+                    id: header(headers, "webhook-id"),
+                    timestamp: header(headers, "webhook-timestamp"),
+                    signature,
+                };
+                verify::verify_standard_webhook(secrets(), &standard, raw, now)?;
+            } else {
+                verify::verify_gitlab_token(secrets(), header(headers, "x-gitlab-token"))?;
+            }
             let name = header(headers, "x-gitlab-event")
                 .ok_or(HookError::MissingEvent("X-Gitlab-Event"))?;
-            event::parse_gitlab(name, body)?
+            (name, event::parse_gitlab(name, body.json())?)
+        }
+        Provider::Gitea => {
+            let (signature_name, signature) = match header(headers, "x-forgejo-signature") {
+                Some(s) => ("X-Forgejo-Signature", Some(s)),
+                None => ("X-Gitea-Signature", header(headers, "x-gitea-signature")),
+            };
+            verify::verify_gitea(secrets(), signature_name, signature, body.json())?;
+            let name = header(headers, "x-forgejo-event")
+                .or_else(|| header(headers, "x-gitea-event"))
+                .ok_or(HookError::MissingEvent("X-Gitea-Event"))?;
+            (name, event::parse_gitea(name, body.json())?)
+        }
+        Provider::Bitbucket => {
+            verify::verify_sha256_prefixed(
+                secrets(),
+                "X-Hub-Signature",
+                header(headers, "x-hub-signature"),
+                raw,
+            )?;
+            let name =
+                header(headers, "x-event-key").ok_or(HookError::MissingEvent("X-Event-Key"))?;
+            (name, event::parse_bitbucket(name, body.json())?)
         }
     };
-    Ok(decide(project, event))
+    let Parsed {
+        event: hook_event,
+        repository,
+    } = parsed;
+    let learned_repository_id = match hook_event {
+        // A ping releases nothing; org-level pings name no repository.
+        HookEvent::Ping => None,
+        _ => check_repository(project, &repository)?,
+    };
+    Ok(Interpreted {
+        event: event.to_string(),
+        outcome: decide(project, hook_event),
+        learned_repository_id,
+    })
 }
 
-/// Keeps the refs the project releases; everything else becomes the reason nothing happened.
+/// The payload must name the project's repository: by the host's id once baler has seen it,
+/// else by URL. Returns the id to remember on a first URL match.
+fn check_repository(
+    project: &Project,
+    claim: &RepositoryClaim,
+) -> Result<Option<String>, HookError> {
+    if let (Some(known), Some(claimed)) = (&project.host_repository_id, &claim.id) {
+        return if known == claimed {
+            Ok(None)
+        } else {
+            Err(HookError::RepositoryMismatch(format!(
+                "the payload is for repository id {claimed}, not this project's {known}"
+            )))
+        };
+    }
+    let configured = normalize_repository_url(&project.repo);
+    if claim
+        .urls
+        .iter()
+        .any(|u| normalize_repository_url(u) == configured)
+    {
+        return Ok(claim
+            .id
+            .clone()
+            .filter(|_| project.host_repository_id.is_none()));
+    }
+    Err(HookError::RepositoryMismatch(match claim.urls.first() {
+        Some(url) => format!("the payload is for {url}, not this project's repository"),
+        None => "the payload names no repository".to_string(),
+    }))
+}
+
+/// Keeps the refs the project releases; everything else becomes a reason.
 fn decide(project: &Project, event: HookEvent) -> HookOutcome {
     let updates = match event {
         HookEvent::Ping => return HookOutcome::Ping,
         HookEvent::Unsupported(name) => {
-            return HookOutcome::Nothing(format!("event {name:?} releases nothing"));
+            return HookOutcome::Push(Decision {
+                reasons: vec![format!("event {name:?} releases nothing")],
+                ..Decision::default()
+            });
         }
         HookEvent::Push(updates) => updates,
     };
-    let mut refs = PendingRefs::default();
-    let mut reasons = Vec::new();
+    let mut decision = Decision::default();
     for update in updates {
         let kind = update.kind.as_str();
-        if update.deleted {
-            reasons.push(format!("{kind} {} was deleted", update.name));
-            continue;
-        }
         let wanted = match update.kind {
             RefKind::Branch => project.releases_branch(&update.name),
             RefKind::Tag => project.releases_tag(&update.name),
         };
+        if update.deleted {
+            if update.kind == RefKind::Tag && wanted {
+                decision.deleted_tags.push(update.name.clone());
+            }
+            decision
+                .reasons
+                .push(format!("{kind} {} was deleted", update.name));
+            continue;
+        }
         if !wanted {
-            reasons.push(format!(
+            decision.reasons.push(format!(
                 "{kind} {} matches none of the project's {kind} patterns",
                 update.name
             ));
@@ -95,16 +276,14 @@ fn decide(project: &Project, event: HookEvent) -> HookOutcome {
         }
         let commit = update.commit.unwrap_or_default();
         match update.kind {
-            RefKind::Branch => refs.branches.insert(update.name, commit),
-            RefKind::Tag => refs.tags.insert(update.name, commit),
+            RefKind::Branch => decision.refs.branches.insert(update.name, commit),
+            RefKind::Tag => decision.refs.tags.insert(update.name, commit),
         };
     }
-    if refs.is_empty() {
-        if reasons.is_empty() {
-            reasons.push("the push names no branch or tag".into());
-        }
-        HookOutcome::Nothing(reasons.join("; "))
-    } else {
-        HookOutcome::Release(refs)
+    if decision.refs.is_empty() && decision.reasons.is_empty() {
+        decision
+            .reasons
+            .push("the push names no branch or tag".into());
     }
+    HookOutcome::Push(decision)
 }

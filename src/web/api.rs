@@ -24,8 +24,9 @@ pub async fn projects(State(state): State<AppState>) -> Result<Json<Vec<ProjectJ
     for project in projects::list(&state.db).await? {
         let latest = releases::for_project(&state.db, project.id)
             .await?
-            .first()
-            .map(|r| r.release.version.clone());
+            .into_iter()
+            .find(|r| r.release.status == "published")
+            .map(|r| r.release.version);
         out.push(ProjectJson {
             url: format!("{}/projects/{}", state.public_url.0, project.name),
             provider: project.provider.as_str(),
@@ -37,7 +38,8 @@ pub async fn projects(State(state): State<AppState>) -> Result<Json<Vec<ProjectJ
     Ok(Json(out))
 }
 
-/// Releases newest first: tags by commit date, then dev snapshots.
+/// Published releases newest first: tags by commit date, then dev snapshots. Releases of
+/// deleted tags are unpublished and left out (their pages and files remain).
 pub async fn releases(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -46,6 +48,7 @@ pub async fn releases(
     let releases = releases::for_project(&state.db, project.id)
         .await?
         .iter()
+        .filter(|r| r.release.status == "published")
         .map(|r| ReleaseView::new(&project.name, r, &state.public_url))
         .collect();
     Ok(Json(releases))

@@ -1,8 +1,7 @@
-//! `POST /hooks/{project}`: verify, interpret, queue. Answers well within the hosts' 10 s:
-//! nothing here waits on git or the network.
+//! `POST /hooks/{project}`: verify, interpret, queue, and log the delivery with its answer.
+//! Answers well within the hosts' 10 s: nothing here waits on git or the network.
 
-use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,76 +9,205 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::AppState;
-use crate::error::{ApiError, AppError};
-use crate::hooks::{self, HookError, HookOutcome};
-use crate::projects;
+use crate::deliveries::{self, DeliveryRecord};
+use crate::hooks::{self, Decision, HookError, HookOutcome};
+use crate::projects::{self, Project};
+use crate::releases;
 
 /// The largest body a host may send (GitHub caps deliveries at 25 MB).
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
 
-#[instrument(skip_all, fields(project = %project, delivery = tracing::field::Empty))]
+/// An answer: status and JSON body, kept in the deliveries log as they were sent.
+struct Answer {
+    status: StatusCode,
+    body: serde_json::Value,
+    reason: String,
+    item: Option<i64>,
+}
+
+impl Answer {
+    fn error(status: StatusCode, message: String) -> Answer {
+        Answer {
+            status,
+            body: json!({ "error": message }),
+            reason: message,
+            item: None,
+        }
+    }
+
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+#[instrument(skip_all, fields(project = %name, delivery = tracing::field::Empty))]
 pub async fn receive(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    if let Some(id) = [
-        "x-github-delivery",
-        "idempotency-key",
-        "x-gitlab-event-uuid",
-    ]
-    .iter()
-    .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+    body: Body,
+) -> Response {
+    let mut record = DeliveryRecord {
+        project_name: name.clone(),
+        ..DeliveryRecord::default()
+    };
+    let answer = handle(&state, &name, &headers, body, &mut record).await;
+    record.status = answer.status.as_u16();
+    record.reason = answer.reason.clone();
+    record.item_id = answer.item;
+    record.response = answer.body.to_string();
+    if !answer.status.is_success() {
+        record.replay_key = None;
+    }
+    tracing::info!(status = record.status, reason = %record.reason, "delivery");
+    if let Err(e) = deliveries::record(&state.db, record).await {
+        tracing::warn!(error = %e, "could not log the delivery");
+    }
+    answer.into_response()
+}
+
+async fn handle(
+    state: &AppState,
+    name: &str,
+    headers: &HeaderMap,
+    body: Body,
+    record: &mut DeliveryRecord,
+) -> Answer {
+    let project = match projects::find(&state.db, name).await {
+        Ok(Some(project)) => project,
+        Ok(None) => {
+            return Answer::error(StatusCode::NOT_FOUND, format!("no project named {name:?}"));
+        }
+        Err(e) => return unavailable(e.into()),
+    };
+    record.project_id = Some(project.id);
+    record.provider = Some(project.provider.as_str());
+    record.delivery_id = hooks::delivery_id(project.provider, headers);
+    if let Some(id) = &record.delivery_id {
+        tracing::Span::current().record("delivery", id.as_str());
+    }
+
+    let raw = match read_limited(headers, body).await {
+        Ok(raw) => raw,
+        Err(answer) => return answer,
+    };
+    let now = chrono::Utc::now().timestamp();
+    let interpreted = match hooks::interpret(&project, headers, &raw, now) {
+        Ok(interpreted) => interpreted,
+        Err(e) => return refusal(e),
+    };
+    record.event = Some(interpreted.event.clone());
+
+    // Only now, with the signature checked, is the (unsigned) delivery id worth trusting.
+    if let Some(id) = &record.delivery_id {
+        let key = deliveries::replay_key(id, &raw);
+        match deliveries::replay(&state.db, project.id, &key).await {
+            Ok(Some(first)) => return replayed(first),
+            Ok(None) => record.replay_key = Some(key),
+            Err(e) => return unavailable(e.into()),
+        }
+    }
+    if let Some(id) = &interpreted.learned_repository_id
+        && let Err(e) = projects::remember_host_repository_id(&state.db, project.id, id).await
     {
-        tracing::Span::current().record("delivery", id);
+        return unavailable(e.into());
     }
-    let project = projects::find(&state.db, &project)
-        .await
-        .map_err(|e| AppError::Unavailable(e.into()))?
-        .ok_or_else(|| AppError::NotFound(format!("no project named {project:?}")))?;
+    match interpreted.outcome {
+        HookOutcome::Ping => Answer {
+            status: StatusCode::OK,
+            body: json!({ "ok": true, "event": "ping" }),
+            reason: "ping".into(),
+            item: None,
+        },
+        HookOutcome::Push(decision) => act(state, &project, decision).await,
+    }
+}
 
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
+async fn act(state: &AppState, project: &Project, decision: Decision) -> Answer {
+    if let Err(e) = releases::unpublish_tags(&state.db, project.id, &decision.deleted_tags).await {
+        return unavailable(e.into());
+    }
+    let reason = decision.reasons.join("; ");
+    if decision.refs.is_empty() {
+        return Answer {
+            status: StatusCode::OK,
+            body: json!({ "queued": false, "reason": reason }),
+            reason,
+            item: None,
+        };
+    }
+    match state.queue.enqueue(project.id, &decision.refs).await {
+        Ok(queued) => Answer {
+            status: StatusCode::ACCEPTED,
+            body: serde_json::to_value(queued).unwrap_or_default(),
+            reason: if reason.is_empty() {
+                "queued".into()
+            } else {
+                format!("queued; {reason}")
+            },
+            item: Some(queued.item),
+        },
+        Err(e) => unavailable(e.into()),
+    }
+}
+
+/// Reads the body, refusing (413) as soon as it passes `MAX_BODY`: a declared length over the
+/// limit is refused before reading anything, a streamed body once the limit is reached.
+async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, Answer> {
+    let too_large = || {
+        Answer::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the {} MiB limit", MAX_BODY >> 20),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    if !media.eq_ignore_ascii_case("application/json") {
-        return Err(AppError::UnsupportedMediaType(format!(
-            "webhooks must be sent as application/json, not {media:?}"
-        ))
-        .into());
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY as u64) {
+        return Err(too_large());
     }
+    match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => {
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if over {
+                Err(too_large())
+            } else {
+                Err(Answer::error(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the body failed: {e}"),
+                ))
+            }
+        }
+    }
+}
 
-    let outcome = hooks::interpret(&project, &headers, &body).map_err(|e| match e {
-        HookError::Signature(e) => AppError::Unauthorized(e.to_string()),
-        other => AppError::BadRequest(other.to_string()),
-    })?;
-    match outcome {
-        HookOutcome::Ping => {
-            Ok((StatusCode::OK, Json(json!({ "ok": true, "event": "ping" }))).into_response())
-        }
-        HookOutcome::Nothing(reason) => {
-            tracing::info!(%reason, "delivery releases nothing");
-            Ok((
-                StatusCode::OK,
-                Json(json!({ "queued": false, "reason": reason })),
-            )
-                .into_response())
-        }
-        HookOutcome::Release(refs) => {
-            let queued = state
-                .queue
-                .enqueue(project.id, &refs)
-                .await
-                .map_err(|e| AppError::Unavailable(e.into()))?;
-            tracing::info!(
-                item = queued.item,
-                position = queued.position,
-                merged = queued.merged,
-                "queued"
-            );
-            Ok((StatusCode::ACCEPTED, Json(queued)).into_response())
-        }
+fn refusal(error: HookError) -> Answer {
+    let status = match &error {
+        HookError::Signature(_) => StatusCode::UNAUTHORIZED,
+        HookError::MissingEvent(_) | HookError::Payload(_) => StatusCode::BAD_REQUEST,
+        HookError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        HookError::RepositoryMismatch(_) => StatusCode::FORBIDDEN,
+    };
+    Answer::error(status, error.to_string())
+}
+
+fn unavailable(error: anyhow::Error) -> Answer {
+    tracing::error!(error = format!("{error:#}"), "storage cannot commit");
+    Answer::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage is unavailable; try again later".into(),
+    )
+}
+
+/// A redelivery: the first answer again, and nothing else happens.
+fn replayed(first: entities::delivery::Model) -> Answer {
+    Answer {
+        status: StatusCode::from_u16(first.status as u16).unwrap_or(StatusCode::OK),
+        body: serde_json::from_str(&first.response).unwrap_or_default(),
+        reason: format!("redelivery of delivery {}; first answer replayed", first.id),
+        item: first.item_id,
     }
 }

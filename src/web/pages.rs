@@ -41,7 +41,8 @@ pub async fn index(State(state): State<AppState>) -> Result<Page<IndexPage>, App
     for project in projects::list(&state.db).await? {
         let latest = releases::for_project(&state.db, project.id)
             .await?
-            .first()
+            .iter()
+            .find(|r| r.release.status == "published")
             .map(|r| ReleaseView::new(&project.name, r, &state.public_url));
         rows.push(ProjectRow {
             name: project.name,

@@ -10,9 +10,11 @@ use super::{AppState, api, files, hooks, pages, queue_api};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
+        // The handler reads the body itself, with its own limit, so that a refusal for size
+        // is logged like any other.
         .route(
             "/hooks/{project}",
-            post(hooks::receive).layer(DefaultBodyLimit::max(hooks::MAX_BODY)),
+            post(hooks::receive).layer(DefaultBodyLimit::disable()),
         )
         .route("/", get(pages::index))
         .route("/projects/{project}", get(pages::project))

@@ -39,6 +39,18 @@ pub enum ReleaseError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// A version already released, at which commit, and whether it is still published.
+struct Released {
+    commit: String,
+    published: bool,
+}
+
+/// What the blocking part did: releases built, and unpublished versions whose tag is back.
+struct Outcome {
+    built: Vec<Built>,
+    republish: Vec<String>,
+}
+
 /// One release built in this job, waiting to be stored and recorded.
 struct Built {
     version: ReleaseVersion,
@@ -66,13 +78,22 @@ pub async fn release_job(item: ClaimedItem, ctx: Data<JobContext>) -> Result<(),
     }
 
     // What is released already, so the blocking part can skip it without the database.
-    let released: HashMap<String, String> = releases::for_project(&ctx.db, project.id)
+    let released: HashMap<String, Released> = releases::for_project(&ctx.db, project.id)
         .await?
         .into_iter()
-        .map(|r| (r.release.version, r.release.commit))
+        .map(|r| {
+            let published = r.release.status == "published";
+            (
+                r.release.version,
+                Released {
+                    commit: r.release.commit,
+                    published,
+                },
+            )
+        })
         .collect();
 
-    let built = {
+    let Outcome { built, republish } = {
         let ctx = ctx.clone();
         let project = project.clone();
         tokio::task::spawn_blocking(move || build(&ctx, &project, &item, &released)).await??
@@ -80,6 +101,9 @@ pub async fn release_job(item: ClaimedItem, ctx: Data<JobContext>) -> Result<(),
 
     for release in built {
         store_and_record(&ctx, &project, release).await?;
+    }
+    if releases::republish(&ctx.db, project.id, &republish).await? > 0 {
+        tracing::info!(versions = ?republish, "tags pushed again; releases published again");
     }
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -93,8 +117,8 @@ fn build(
     ctx: &JobContext,
     project: &Project,
     item: &ClaimedItem,
-    released: &HashMap<String, String>,
-) -> Result<Vec<Built>, ReleaseError> {
+    released: &HashMap<String, Released>,
+) -> Result<Outcome, ReleaseError> {
     let fetch_started = Instant::now();
     let mirror_path = ctx.mirrors_dir.join(format!("{}.git", project.name));
     let mirror = Mirror::open_or_clone(&mirror_path, &project.repo).map_err(|source| {
@@ -110,6 +134,7 @@ fn build(
         source,
     };
     let mut built = Vec::new();
+    let mut republish = Vec::new();
     for (kind, ref_name) in wanted_refs(&mirror, project, item).map_err(fetch_error)? {
         let ref_name = &ref_name;
         let (version, commit) = match kind {
@@ -135,12 +160,14 @@ fn build(
             continue;
         };
         match released.get(&version.version) {
-            Some(done) if *done == commit.id => {
-                tracing::info!(version = %version.version, "already released at this commit");
+            Some(done) if done.commit == commit.id => {
+                if !done.published {
+                    republish.push(version.version.clone());
+                }
                 continue;
             }
             Some(other) if kind == ReleaseKind::Tag => {
-                tracing::warn!(version = %version.version, released = %other, now = %commit.id,
+                tracing::warn!(version = %version.version, released = %other.commit, now = %commit.id,
                     "the tag moved; a published release never changes, so it is kept");
                 continue;
             }
@@ -194,7 +221,7 @@ fn build(
             log,
         });
     }
-    Ok(built)
+    Ok(Outcome { built, republish })
 }
 
 /// The refs this job looks at: the queued ones; every tag matching the project's patterns

@@ -24,6 +24,8 @@ pub struct ProjectSpec {
     pub provider: &'static str,
     pub layout: &'static str,
     pub branches: &'static [&'static str],
+    /// More TOML lines for this project (`allow_sha1 = true`, `secrets = [...]`).
+    pub extra: &'static str,
 }
 
 impl ProjectSpec {
@@ -34,12 +36,20 @@ impl ProjectSpec {
             provider: "github",
             layout: "plain",
             branches: &["main", "*.x"],
+            extra: "",
         }
     }
 
     pub fn gitlab(name: &'static str, repo: String) -> ProjectSpec {
         ProjectSpec {
             provider: "gitlab",
+            ..ProjectSpec::github(name, repo)
+        }
+    }
+
+    pub fn provider(provider: &'static str, name: &'static str, repo: String) -> ProjectSpec {
+        ProjectSpec {
+            provider,
             ..ProjectSpec::github(name, repo)
         }
     }
@@ -125,6 +135,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub data_dir: PathBuf,
     pub config_path: PathBuf,
+    /// Each project's configured repository URL, which the payloads name.
+    pub repos: std::collections::HashMap<String, String>,
     _temp: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -168,20 +180,30 @@ impl TestApp {
         let mut toml = format!("listen = \"127.0.0.1:0\"\n{workers_line}{data_line}{extra}\n");
         for p in projects {
             let branches: Vec<String> = p.branches.iter().map(|b| format!("{b:?}")).collect();
+            let secret = if p.extra.contains("secrets =") {
+                String::new()
+            } else {
+                format!("secret = \"{SECRET}\"\n")
+            };
             toml.push_str(&format!(
-                "[[projects]]\nname = \"{}\"\nrepo = \"{}\"\nprovider = \"{}\"\nsecret = \"{SECRET}\"\n\
-                 layout = \"{}\"\nbranches = [{}]\n",
+                "[[projects]]\nname = \"{}\"\nrepo = \"{}\"\nprovider = \"{}\"\n{secret}\
+                 layout = \"{}\"\nbranches = [{}]\n{}\n",
                 p.name,
                 p.repo,
                 p.provider,
                 p.layout,
-                branches.join(", ")
+                branches.join(", "),
+                p.extra
             ));
         }
         let config_path = temp.path().join("baler.toml");
         std::fs::write(&config_path, &toml).unwrap();
         let config = Config::from_toml(&toml, &[]).expect("test config is valid");
         let data_dir = config.data_dir.clone();
+        let repos = projects
+            .iter()
+            .map(|p| (p.name.to_string(), p.repo.clone()))
+            .collect();
         let tuning = QueueTuning {
             idle_poll: Duration::from_millis(100),
             backoff: Duration::from_millis(200),
@@ -207,6 +229,7 @@ impl TestApp {
             db,
             data_dir,
             config_path,
+            repos,
             _temp: temp,
             stop: Some(stop),
         }
@@ -275,7 +298,7 @@ impl TestApp {
         git_ref: &str,
         after: &str,
     ) -> reqwest::Response {
-        let body = github_push_body(git_ref, after);
+        let body = github_push_body(self.repo_of(project), git_ref, after);
         let signature = github_signature(SECRET, &body);
         self.post_hook(
             project,
@@ -303,6 +326,7 @@ impl TestApp {
         payload["ref"] = git_ref.into();
         payload["after"] = after.into();
         payload["checkout_sha"] = after.into();
+        payload["project"]["git_http_url"] = self.repo_of(project).into();
         let body = serde_json::to_vec(&payload).unwrap();
         self.post_hook(
             project,
@@ -317,6 +341,14 @@ impl TestApp {
             body,
         )
         .await
+    }
+
+    /// The repository URL `project` is configured with (payloads must name it).
+    pub fn repo_of(&self, project: &str) -> &str {
+        self.repos
+            .get(project)
+            .map(String::as_str)
+            .unwrap_or("file:///unknown")
     }
 
     /// Waits until nothing is pending or running.
@@ -416,9 +448,11 @@ pub fn fixture(path: &str) -> Value {
     serde_json::from_slice(&std::fs::read(&full).unwrap()).unwrap()
 }
 
-/// GitHub's push payload (`fixtures/webhooks/github/push-tag.json`) pointed at `git_ref`.
-pub fn github_push_body(git_ref: &str, after: &str) -> Vec<u8> {
+/// GitHub's push payload (`fixtures/webhooks/github/push-tag.json`) for repository `repo`,
+/// pointed at `git_ref`.
+pub fn github_push_body(repo: &str, git_ref: &str, after: &str) -> Vec<u8> {
     let mut payload = fixture("webhooks/github/push-tag.json");
+    payload["repository"]["clone_url"] = repo.into();
     payload["ref"] = git_ref.into();
     payload["after"] = after.into();
     payload["head_commit"]["id"] = after.into();

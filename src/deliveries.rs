@@ -1,0 +1,83 @@
+//! The deliveries log: every webhook delivery, accepted or refused, with the answer it got.
+//! Accepted deliveries carry a replay key (the host's delivery id plus a hash of the body):
+//! a redelivery is answered with the first answer and changes nothing. Delivery ids are not
+//! signed, so the key always includes the body's hash, and it is only consulted after the
+//! signature holds.
+
+use entities::delivery;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, SqlErr,
+};
+use sha2::{Digest, Sha256};
+
+/// How long deliveries are kept.
+pub const RETENTION_DAYS: i64 = 30;
+
+/// One delivery as the handler saw it.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryRecord {
+    pub project_id: Option<i64>,
+    pub project_name: String,
+    pub provider: Option<&'static str>,
+    pub event: Option<String>,
+    pub delivery_id: Option<String>,
+    pub replay_key: Option<String>,
+    pub status: u16,
+    pub reason: String,
+    pub item_id: Option<i64>,
+    pub response: String,
+}
+
+/// `delivery-id:sha256(body)`.
+pub fn replay_key(delivery_id: &str, body: &[u8]) -> String {
+    format!("{delivery_id}:{}", hex::encode(Sha256::digest(body)))
+}
+
+/// Stores a delivery. A second accepted delivery with the same replay key (two redeliveries
+/// racing) is stored without the key, so the first answer stays the one replayed.
+pub async fn record(db: &DatabaseConnection, record: DeliveryRecord) -> Result<(), DbErr> {
+    let model = |replay_key: Option<String>| delivery::ActiveModel {
+        project_id: Set(record.project_id),
+        project_name: Set(record.project_name.clone()),
+        provider: Set(record.provider.map(str::to_string)),
+        event: Set(record.event.clone()),
+        delivery_id: Set(record.delivery_id.clone()),
+        replay_key: Set(replay_key),
+        status: Set(i32::from(record.status)),
+        reason: Set(record.reason.clone()),
+        item_id: Set(record.item_id),
+        response: Set(record.response.clone()),
+        received_at: Set(chrono::Utc::now().timestamp_millis()),
+        ..Default::default()
+    };
+    match model(record.replay_key.clone()).insert(db).await {
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            model(None).insert(db).await.map(|_| ())
+        }
+        other => other.map(|_| ()),
+    }
+}
+
+/// The first answer to an accepted delivery with this key, if there was one.
+pub async fn replay(
+    db: &DatabaseConnection,
+    project_id: i64,
+    replay_key: &str,
+) -> Result<Option<delivery::Model>, DbErr> {
+    delivery::Entity::find()
+        .filter(delivery::Column::ProjectId.eq(project_id))
+        .filter(delivery::Column::ReplayKey.eq(replay_key))
+        .one(db)
+        .await
+}
+
+/// Removes deliveries older than the retention window; returns how many.
+pub async fn prune(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let cutoff = chrono::Utc::now().timestamp_millis() - RETENTION_DAYS * 24 * 3600 * 1000;
+    let result = delivery::Entity::delete_many()
+        .filter(delivery::Column::ReceivedAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}
