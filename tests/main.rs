@@ -4,6 +4,7 @@
 mod admin;
 mod burst;
 mod leases;
+mod providers;
 mod queue;
 mod release_path;
 mod support;
