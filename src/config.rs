@@ -144,7 +144,7 @@ pub enum StorageConfig {
 }
 
 /// One project as written in the config file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
     pub name: String,
@@ -185,7 +185,7 @@ fn default_layout() -> Layout {
     Layout::Plain
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<String>,
@@ -202,7 +202,7 @@ struct FileConfig {
 }
 
 /// A project with its secret resolved and its settings checked.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProjectSettings {
     pub name: String,
     pub title: String,
@@ -219,7 +219,7 @@ pub struct ProjectSettings {
     pub composer: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     /// Base of absolute links; when unset, `http://` + the address actually bound.
@@ -232,6 +232,23 @@ pub struct Config {
     pub queue: QueueConfig,
     pub storage: StorageConfig,
     pub projects: Vec<ProjectSettings>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &crate::startup::redact(&self.database_url))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("workers", &self.workers)
+            .field("projects", &self.projects)
+            .finish_non_exhaustive()
+    }
 }
 
 pub const DEFAULT_CONFIG_FILE: &str = "baler.toml";
@@ -506,6 +523,21 @@ fn project_settings(
     })
 }
 
+/// Secrets are left out, so a stray `{:?}` never writes one to a log.
+impl std::fmt::Debug for ProjectSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectSettings")
+            .field("name", &self.name)
+            .field("repo", &self.repo)
+            .field("provider", &self.provider)
+            .field("secret", &"<redacted>")
+            .field("branches", &self.branches)
+            .field("tags", &self.tags)
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Project names end up in URLs and file names, so they are kept to `[a-z0-9_]+`.
 pub fn validate_project_name(name: &str) -> Result<(), String> {
     if name.is_empty()
@@ -583,6 +615,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("NOPE_UNSET"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = Config::from_toml(
+            "admin_token = \"tok-123\"\n[[projects]]\nname = \"a\"\nrepo = \"r\"\nprovider = \"github\"\nsecrets = [\"s3cr3t-new\", \"s3cr3t-old\"]",
+            &[],
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cr3t") && !shown.contains("tok-123"),
+            "{shown}"
+        );
+        assert_eq!(
+            config.projects[0].previous_secret.as_deref(),
+            Some("s3cr3t-old")
+        );
     }
 
     #[test]

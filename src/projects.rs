@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::config::{ArchiveFormat, Layout, ProjectSettings, Provider};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Project {
     pub id: i64,
     pub name: String,
@@ -28,6 +28,18 @@ pub struct Project {
     pub formats: Vec<ArchiveFormat>,
     pub layout: Layout,
     pub composer: Option<String>,
+}
+
+/// Secrets are left out, so a stray `{:?}` never writes one to a log.
+impl std::fmt::Debug for Project {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Project")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("repo", &self.repo)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
 }
 
 fn matches_any(patterns: &[String], name: &str) -> bool {

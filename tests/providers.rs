@@ -669,3 +669,24 @@ on_both_databases!(
     a_redelivery_gets_the_first_answer_and_changes_nothing,
     a_deleted_tag_unpublishes_its_release,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_older_than_the_retention_window_are_pruned() {
+    use sea_orm::ConnectionTrait;
+    let repo = GitRepo::standard();
+    let app = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
+    app.github_push("widget", "refs/heads/main", "abc").await;
+    app.github_push("widget", "refs/heads/main", "def").await;
+    let old = chrono::Utc::now().timestamp_millis()
+        - (baler::deliveries::RETENTION_DAYS + 1) * 24 * 3600 * 1000;
+    app.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            "UPDATE deliveries SET received_at = $1 WHERE id = (SELECT MIN(id) FROM deliveries)",
+            [old.into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(baler::deliveries::prune(&app.db).await.unwrap(), 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM deliveries").await, 1);
+}
