@@ -690,3 +690,23 @@ async fn deliveries_older_than_the_retention_window_are_pruned() {
     assert_eq!(baler::deliveries::prune(&app.db).await.unwrap(), 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM deliveries").await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_storage_cannot_commit_the_answer_is_503() {
+    use sea_orm::ConnectionTrait;
+    let repo = GitRepo::standard();
+    let app = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
+    // The queue's table goes away under the running server: no delivery can be committed.
+    app.db
+        .execute_unprepared("ALTER TABLE queue_items RENAME TO queue_items_gone")
+        .await
+        .unwrap();
+    let response = app.github_push("widget", "refs/heads/main", "abc").await;
+    assert_eq!(response.status(), 503);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["error"], "storage is unavailable; try again later",
+        "no internals leak"
+    );
+    assert_eq!(last_delivery(&app).await.0, 503);
+}
