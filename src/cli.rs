@@ -142,7 +142,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     p.name,
                     p.provider.as_str(),
                     p.layout.as_str(),
-                    p.repo
+                    crate::startup::redact(&p.repo)
                 );
             }
             Ok(())

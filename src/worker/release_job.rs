@@ -121,18 +121,15 @@ fn build(
 ) -> Result<Outcome, ReleaseError> {
     let fetch_started = Instant::now();
     let mirror_path = ctx.mirrors_dir.join(format!("{}.git", project.name));
-    let mirror = Mirror::open_or_clone(&mirror_path, &project.repo).map_err(|source| {
-        ReleaseError::Fetch {
-            repo: project.repo.clone(),
-            source,
-        }
-    })?;
-    let fetch_ms = fetch_started.elapsed().as_millis();
-
+    // Errors and logs name the repository without any credentials in its URL.
+    let shown_repo = crate::startup::redact(&project.repo);
     let fetch_error = |source| ReleaseError::Fetch {
-        repo: project.repo.clone(),
+        repo: shown_repo.clone(),
         source,
     };
+    let mirror = Mirror::open_or_clone(&mirror_path, &project.repo).map_err(fetch_error)?;
+    let fetch_ms = fetch_started.elapsed().as_millis();
+
     let mut built = Vec::new();
     let mut republish = Vec::new();
     for (kind, ref_name) in wanted_refs(&mirror, project, item).map_err(fetch_error)? {
@@ -189,7 +186,7 @@ fn build(
             },
         )?;
         let mut log = String::new();
-        let _ = writeln!(log, "mirror synced from {} in {fetch_ms} ms", project.repo);
+        let _ = writeln!(log, "mirror synced from {shown_repo} in {fetch_ms} ms");
         let _ = writeln!(
             log,
             "{} {ref_name} at {} ({})",
