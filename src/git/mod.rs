@@ -3,7 +3,7 @@
 
 pub mod demo;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use git2::{AutotagOption, FetchOptions, FetchPrune, ObjectType, Oid, Repository};
 
@@ -44,7 +44,6 @@ pub struct TreeEntry<'a> {
 /// A bare mirror of a project's repository under `data_dir/mirrors/`.
 pub struct Mirror {
     repo: Repository,
-    path: PathBuf,
 }
 
 impl Mirror {
@@ -56,10 +55,7 @@ impl Mirror {
             if repo.find_remote("origin")?.url().ok() != Some(url) {
                 repo.remote_set_url("origin", url)?;
             }
-            let mirror = Mirror {
-                repo,
-                path: path.to_path_buf(),
-            };
+            let mirror = Mirror { repo };
             mirror.fetch()?;
             return Ok(mirror);
         }
@@ -71,16 +67,11 @@ impl Mirror {
         {
             let repo = Repository::init_bare(staging.path())?;
             repo.remote("origin", url)?;
-            Mirror {
-                repo,
-                path: staging.path().to_path_buf(),
-            }
-            .fetch()?;
+            Mirror { repo }.fetch()?;
         }
         std::fs::rename(staging.keep(), path)?;
         Ok(Mirror {
             repo: Repository::open_bare(path)?,
-            path: path.to_path_buf(),
         })
     }
 
@@ -98,10 +89,6 @@ impl Mirror {
             None,
         )?;
         Ok(())
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Names of all tags in the mirror.

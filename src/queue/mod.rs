@@ -185,11 +185,6 @@ impl Queue {
         })
     }
 
-    /// The item's 1-based place among pending items, or None when it is not pending.
-    pub async fn position(&self, item: i64) -> Result<Option<i64>, QueueError> {
-        position_on(&self.db, self.backend(), item).await
-    }
-
     /// Claims the oldest pending item whose project has nothing running, unless the queue is
     /// paused. A claim that races another worker for the same project loses on the unique
     /// index over running items and simply claims nothing this time.

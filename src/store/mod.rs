@@ -1,7 +1,7 @@
 //! Artifact storage. Files are built beside their final place and renamed in, so a reader sees
 //! either the old file or the whole new one, never a half-written one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::package::BuiltArchive;
 
@@ -68,9 +68,5 @@ impl LocalStore {
             },
             None => Ok(()),
         }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 }
