@@ -273,3 +273,41 @@ async fn the_queue_cli_acts_on_the_same_queue() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no queue item 999"));
 }
+
+#[test]
+fn migrate_and_project_list_work_on_a_fresh_data_dir() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = temp.path().join("baler.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\n[[projects]]\nname = \"webform\"\nrepo = \"https://ghp_secret@git.example.org/acme/webform.git\"\nprovider = \"gitlab\"\nsecret = \"s\"\nlayout = \"drupal\"\n",
+            temp.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(run(&["migrate"]).contains("migrations applied"));
+    assert!(temp.path().join("data/baler.db").is_file());
+    let listing = run(&["project", "list"]);
+    let line = listing.lines().find(|l| l.starts_with("webform")).unwrap();
+    assert!(line.contains("gitlab") && line.contains("drupal"), "{line}");
+    assert!(
+        !line.contains("ghp_secret"),
+        "credentials are not printed: {line}"
+    );
+}
