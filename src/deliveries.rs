@@ -7,8 +7,9 @@
 use entities::delivery;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, SqlErr,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// How long deliveries are kept.
@@ -80,4 +81,50 @@ pub async fn prune(db: &DatabaseConnection) -> Result<u64, DbErr> {
         .exec(db)
         .await?;
     Ok(result.rows_affected)
+}
+
+/// One row of `GET /api/v1/deliveries`, like a host's "recent deliveries" view.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    pub id: i64,
+    pub project: String,
+    pub provider: Option<String>,
+    pub event: Option<String>,
+    pub delivery_id: Option<String>,
+    pub status: i32,
+    pub reason: String,
+    pub item: Option<i64>,
+    pub received_at: String,
+}
+
+/// The most recent deliveries, newest first, optionally of one project.
+pub async fn recent(
+    db: &DatabaseConnection,
+    project: Option<&str>,
+    limit: u64,
+) -> Result<Vec<DeliveryView>, DbErr> {
+    let mut query = delivery::Entity::find()
+        .order_by_desc(delivery::Column::Id)
+        .limit(limit);
+    if let Some(project) = project {
+        query = query.filter(delivery::Column::ProjectName.eq(project));
+    }
+    Ok(query
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|d| DeliveryView {
+            id: d.id,
+            project: d.project_name,
+            provider: d.provider,
+            event: d.event,
+            delivery_id: d.delivery_id,
+            status: d.status,
+            reason: d.reason,
+            item: d.item_id,
+            received_at: chrono::DateTime::from_timestamp_millis(d.received_at)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })
+        .collect())
 }

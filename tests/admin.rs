@@ -29,7 +29,8 @@ async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Valu
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-const ROUTES: [(&str, &str); 7] = [
+const ROUTES: [(&str, &str); 8] = [
+    ("GET", "/api/v1/deliveries"),
     ("GET", "/api/v1/queue"),
     ("POST", "/api/v1/queue/pause"),
     ("POST", "/api/v1/queue/resume"),
@@ -310,4 +311,45 @@ fn migrate_and_project_list_work_on_a_fresh_data_dir() {
         !line.contains("ghp_secret"),
         "credentials are not printed: {line}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deliveries_api_shows_why_a_push_did_not_release() {
+    let repo = GitRepo::standard();
+    let app = admin_app(
+        &TestDb::Sqlite,
+        &[ProjectSpec::github("widget", repo.url())],
+    )
+    .await;
+    app.queue.set_paused(true).await.unwrap();
+    let accepted: Value = app
+        .github_push("widget", "refs/heads/main", "abc")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let headers = vec![
+        ("content-type", "application/json".to_string()),
+        ("x-github-event", "push".to_string()),
+        ("x-github-delivery", "bad-one".to_string()),
+        ("x-hub-signature-256", "sha256=00".to_string()),
+    ];
+    let body = crate::support::github_push_body(&repo.url(), "refs/heads/main", "def");
+    assert_eq!(app.post_hook("widget", &headers, body).await.status(), 401);
+
+    let (status, list) = admin(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/deliveries?project=widget",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["status"], 401, "newest first");
+    assert_eq!(list[0]["delivery_id"], "bad-one");
+    assert!(list[0]["reason"].as_str().unwrap().contains("signature"));
+    assert_eq!(list[1]["status"], 202);
+    assert_eq!(list[1]["event"], "push");
+    assert_eq!(list[1]["item"], accepted["item"]);
 }

@@ -1,12 +1,13 @@
 //! The admin queue API: inspect, pause, resume, flush, delete, retry, rebuild.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Admin;
 use super::pages::find_project;
+use crate::deliveries::{self, DeliveryView};
 use crate::error::{ApiError, AppError};
 use crate::queue::{Enqueued, QueueError, QueueListing};
 
@@ -63,4 +64,22 @@ pub async fn rebuild(
 ) -> Result<Json<Enqueued>, ApiError> {
     let project = find_project(&state, &project).await?;
     Ok(Json(state.queue.rebuild(project.id).await?))
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeliveriesQuery {
+    project: Option<String>,
+    limit: Option<u64>,
+}
+
+/// Recent webhook deliveries, newest first (`?project=NAME`, `?limit=N`, at most 500).
+pub async fn deliveries(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Json<Vec<DeliveryView>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 500);
+    Ok(Json(
+        deliveries::recent(&state.db, query.project.as_deref(), limit).await?,
+    ))
 }

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/projects/{project}/rebuild",
             post(queue_api::rebuild),
         )
+        .route("/api/v1/deliveries", get(queue_api::deliveries))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(TraceLayer::new_for_http())
