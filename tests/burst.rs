@@ -139,12 +139,23 @@ async fn two_worker_processes_never_package_a_project_twice_at_once(db: TestDb) 
         Child::baler(&["worker"], &app.config_path),
         Child::baler(&["worker"], &app.config_path),
     ];
+    // One push per project, then wait until the worker processes are claiming (they may be
+    // slow to start on a loaded machine); the rest arrives while jobs run.
+    for p in 0..20 {
+        deliver(&app, p, 1).await;
+    }
+    wait_until(60, "the worker processes to claim", || async {
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state <> 'pending'")
+            .await
+            > 0
+    })
+    .await;
     let app_ref = &app;
     futures::stream::iter(0..20)
         .map(|p| async move {
-            for i in 0..30 {
+            for i in 1..30 {
                 deliver(app_ref, p, i % 10 + 1).await;
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
         })
         .buffer_unordered(20)

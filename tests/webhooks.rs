@@ -223,7 +223,10 @@ fn the_example_config_is_valid() {
     let config = baler::config::Config::from_toml(&text, &env).unwrap();
     assert_eq!(config.projects.len(), 3);
     assert_eq!(config.projects[0].layout, baler::config::Layout::Drupal);
-    assert_eq!(config.projects[1].previous_secret.as_deref(), Some("the-old-plain-token"));
+    assert_eq!(
+        config.projects[1].previous_secret.as_deref(),
+        Some("the-old-plain-token")
+    );
     assert_eq!(config.queue.lease_seconds, 60);
     assert_eq!(config.admin_token.as_deref(), Some("change-me"));
 }
