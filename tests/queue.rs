@@ -342,3 +342,47 @@ async fn an_old_revisions_ack_after_a_merge_changes_nothing(db: TestDb) {
 }
 
 on_both_databases!(an_old_revisions_ack_after_a_merge_changes_nothing);
+
+/// On PostgreSQL a `baler worker` process is woken by NOTIFY when another process queues
+/// work: with a 60 s poll interval, the release still starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_processes_on_postgres_wake_on_new_work() {
+    let Some(db) = TestDb::postgres() else {
+        eprintln!("not run: set BALER_TEST_POSTGRES to a PostgreSQL URL");
+        return;
+    };
+    let repo = GitRepo::standard();
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::start(
+        baler::startup::Role::Web,
+        &[ProjectSpec::github("widget", repo.url())],
+        &format!("max_attempts = 1\n{database}[queue]\npoll_interval_ms = 60000\n"),
+    )
+    .await;
+    let worker = crate::support::Child::baler(&["worker"], &app.config_path);
+    // Started, found nothing, and is now idle until its next poll in a minute.
+    crate::support::wait_until(60, "the worker to start", || async {
+        worker.log().contains("Worker release started")
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let started = std::time::Instant::now();
+    assert_eq!(
+        app.github_push("widget", "refs/tags/v1.0.0", "")
+            .await
+            .status(),
+        202
+    );
+    crate::support::wait_until(20, "the woken worker to release", || async {
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
+            .await
+            == 1
+    })
+    .await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "released by a notification, not by the 60 s poll"
+    );
+    assert!(app.versions("widget").await.contains(&"1.0.0".to_string()));
+}

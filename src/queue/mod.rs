@@ -125,13 +125,18 @@ impl Queue {
         project_id: i64,
         refs: &PendingRefs,
     ) -> Result<Enqueued, QueueError> {
-        self.enqueue_with(&self.db, project_id, refs, false).await
+        let queued = self.enqueue_with(&self.db, project_id, refs, false).await?;
+        self.announce().await;
+        Ok(queued)
     }
 
     /// Queues a full rescan of a project: every branch and tag matching its patterns.
     pub async fn rebuild(&self, project_id: i64) -> Result<Enqueued, QueueError> {
-        self.enqueue_with(&self.db, project_id, &PendingRefs::default(), true)
-            .await
+        let queued = self
+            .enqueue_with(&self.db, project_id, &PendingRefs::default(), true)
+            .await?;
+        self.announce().await;
+        Ok(queued)
     }
 
     async fn enqueue_with<C: ConnectionTrait>(
@@ -177,7 +182,6 @@ impl Queue {
         let item: i64 = row.try_get("", "id")?;
         let revision: i32 = row.try_get("", "revision")?;
         let position = position_on(conn, self.backend(), item).await?.unwrap_or(0);
-        self.wake.notify_one();
         Ok(Enqueued {
             item,
             position,
@@ -262,7 +266,8 @@ impl Queue {
                 vec![item.into(), owner.into(), revision.into()],
             ))
             .await?;
-        self.wake.notify_one();
+        // The project's slot is free: its next item may be claimed, here or elsewhere.
+        self.announce().await;
         Ok(result.rows_affected() == 1)
     }
 
@@ -402,7 +407,7 @@ impl Queue {
         ))
         .await?;
         txn.commit().await?;
-        self.wake.notify_one();
+        self.announce().await;
         Ok(())
     }
 
@@ -446,19 +451,61 @@ impl Queue {
                 vec![paused.into()],
             ))
             .await?;
-        self.wake.notify_one();
+        self.announce().await;
         Ok(())
     }
 
-    /// Resolves when work may be waiting: after an enqueue, an ack or a requeue in this process.
+    /// Resolves when work may be waiting: after an enqueue, an ack or a requeue in this
+    /// process, or (PostgreSQL) a notification from another one.
     pub async fn woken(&self) {
         self.wake.notified().await;
     }
 
-    pub fn wake(&self) {
+    /// Says work may be waiting: to this process's claim loop, and on PostgreSQL to every
+    /// worker process listening on the channel. SQLite workers in other processes poll.
+    pub(crate) async fn announce(&self) {
         self.wake.notify_one();
+        if self.backend() == DatabaseBackend::Postgres
+            && let Err(e) = self
+                .db
+                .execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}"))
+                .await
+        {
+            tracing::warn!(error = %e, "could not notify other processes; they will poll");
+        }
+    }
+
+    /// On PostgreSQL, wakes this process's claim loop whenever another process announces
+    /// work, so `baler worker` processes start new jobs at once instead of at their next poll.
+    /// Runs until the returned task is aborted; reconnects after errors.
+    pub fn listen_for_other_processes(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if self.backend() != DatabaseBackend::Postgres {
+            return None;
+        }
+        let queue = self.clone();
+        Some(tokio::spawn(async move {
+            let pool = queue.db.get_postgres_connection_pool().clone();
+            loop {
+                match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(mut listener) => match listener.listen(NOTIFY_CHANNEL).await {
+                        Ok(()) => {
+                            // `recv` reconnects by itself when the connection drops.
+                            while listener.recv().await.is_ok() {
+                                queue.wake.notify_one();
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "LISTEN failed"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "could not open a listening connection"),
+                }
+                tokio::time::sleep(queue.tuning.idle_poll).await;
+            }
+        }))
     }
 }
+
+/// The PostgreSQL channel on which processes announce queue work.
+const NOTIFY_CHANNEL: &str = "baler_queue";
 
 /// The place of `item` among pending items, on any connection (a transaction too).
 async fn position_on<C: ConnectionTrait>(

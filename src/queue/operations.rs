@@ -141,7 +141,7 @@ impl Queue {
         let scan_all: bool = failed.try_get("", "scan_all")?;
         let queued = self.enqueue_with(&txn, project_id, &refs, scan_all).await?;
         txn.commit().await?;
-        self.wake();
+        self.announce().await;
         Ok(queued)
     }
 

@@ -40,7 +40,8 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let owner = worker_owner();
     tracing::info!(%owner, workers, "workers started");
-    Monitor::new()
+    let listening = queue.listen_for_other_processes();
+    let result = Monitor::new()
         .register(move |_restarts| {
             WorkerBuilder::new("release")
                 .backend(TableBackend::new(queue.clone(), owner.clone()))
@@ -54,5 +55,9 @@ pub async fn run(
             Ok(())
         })
         .await
-        .map_err(std::io::Error::other)
+        .map_err(std::io::Error::other);
+    if let Some(listening) = listening {
+        listening.abort();
+    }
+    result
 }

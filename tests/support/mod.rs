@@ -386,13 +386,13 @@ impl TestApp {
 }
 
 /// A `baler` child process (the real binary), killed when dropped.
-pub struct Child(pub std::process::Child);
+pub struct Child(pub std::process::Child, pub PathBuf);
 
 impl Child {
     /// Runs `baler ARGS --config CONFIG`, logging to a file beside the config.
     pub fn baler(args: &[&str], config: &std::path::Path) -> Child {
-        let log = config.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
-        let log = std::fs::File::create(log).unwrap();
+        let log_path = config.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
             .args(args)
             .arg("--config")
@@ -402,7 +402,12 @@ impl Child {
             .stderr(log)
             .spawn()
             .expect("baler starts");
-        Child(child)
+        Child(child, log_path)
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
     }
 
     /// SIGKILL: no shutdown, no cleanup, as when a machine dies.
