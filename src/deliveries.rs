@@ -35,10 +35,77 @@ pub fn replay_key(delivery_id: &str, body: &[u8]) -> String {
     format!("{delivery_id}:{}", hex::encode(Sha256::digest(body)))
 }
 
-/// Stores a delivery. A second accepted delivery with the same replay key (two redeliveries
-/// racing) is stored without the key, so the first answer stays the one replayed.
-pub async fn record(db: &DatabaseConnection, record: DeliveryRecord) -> Result<(), DbErr> {
-    let model = |replay_key: Option<String>| delivery::ActiveModel {
+type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// The deliveries log's writer, shared by all handlers. Each handler waits until its record is
+/// committed before answering the host, but records arriving together are written together:
+/// one multi-row INSERT per batch (group commit), so the log does not halve webhook
+/// throughput on SQLite's single writer.
+#[derive(Clone)]
+pub struct DeliveryLog {
+    sender: tokio::sync::mpsc::Sender<(DeliveryRecord, Waiter)>,
+}
+
+/// The most records one INSERT carries.
+const BATCH: usize = 256;
+
+impl DeliveryLog {
+    /// Starts the writer task; it ends when the last `DeliveryLog` clone is dropped.
+    pub fn start(db: DatabaseConnection) -> DeliveryLog {
+        let (sender, mut receiver) =
+            tokio::sync::mpsc::channel::<(DeliveryRecord, Waiter)>(4 * BATCH);
+        tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match receiver.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                write_batch(&db, batch).await;
+            }
+        });
+        DeliveryLog { sender }
+    }
+
+    /// Records a delivery and waits until it is committed.
+    pub async fn record(&self, record: DeliveryRecord) -> Result<(), String> {
+        let (done, committed) = tokio::sync::oneshot::channel();
+        self.sender
+            .send((record, done))
+            .await
+            .map_err(|_| "the deliveries log has stopped".to_string())?;
+        committed
+            .await
+            .map_err(|_| "the deliveries log has stopped".to_string())?
+    }
+}
+
+async fn write_batch(db: &DatabaseConnection, batch: Vec<(DeliveryRecord, Waiter)>) {
+    let models: Vec<delivery::ActiveModel> = batch
+        .iter()
+        .map(|(r, _)| model(r, r.replay_key.clone()))
+        .collect();
+    let result = delivery::Entity::insert_many(models).exec(db).await;
+    match result {
+        Ok(_) => {
+            for (_, done) in batch {
+                let _ = done.send(Ok(()));
+            }
+        }
+        // A replay key already taken (redeliveries racing) fails the whole statement: fall
+        // back to one row at a time, where the conflict is handled row by row.
+        Err(_) => {
+            for (record, done) in batch {
+                let _ = done.send(insert_one(db, record).await.map_err(|e| e.to_string()));
+            }
+        }
+    }
+}
+
+fn model(record: &DeliveryRecord, replay_key: Option<String>) -> delivery::ActiveModel {
+    delivery::ActiveModel {
         project_id: Set(record.project_id),
         project_name: Set(record.project_name.clone()),
         provider: Set(record.provider.map(str::to_string)),
@@ -51,10 +118,15 @@ pub async fn record(db: &DatabaseConnection, record: DeliveryRecord) -> Result<(
         response: Set(record.response.clone()),
         received_at: Set(chrono::Utc::now().timestamp_millis()),
         ..Default::default()
-    };
-    match model(record.replay_key.clone()).insert(db).await {
+    }
+}
+
+/// Stores one delivery. A second accepted delivery with the same replay key (two redeliveries
+/// racing) is stored without the key, so the first answer stays the one replayed.
+async fn insert_one(db: &DatabaseConnection, record: DeliveryRecord) -> Result<(), DbErr> {
+    match model(&record, record.replay_key.clone()).insert(db).await {
         Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            model(None).insert(db).await.map(|_| ())
+            model(&record, None).insert(db).await.map(|_| ())
         }
         other => other.map(|_| ()),
     }

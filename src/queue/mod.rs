@@ -126,7 +126,15 @@ impl Queue {
         refs: &PendingRefs,
     ) -> Result<Enqueued, QueueError> {
         let queued = self.enqueue_with(&self.db, project_id, refs, false).await?;
-        self.announce().await;
+        if queued.merged {
+            // The item was already waiting and was announced when it was queued; this spares
+            // PostgreSQL a NOTIFY per push in a burst. (A merge into an item waiting out a
+            // retry backoff makes it claimable at once; other processes see that at their
+            // next poll.)
+            self.wake.notify_one();
+        } else {
+            self.announce().await;
+        }
         Ok(queued)
     }
 

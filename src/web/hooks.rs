@@ -60,7 +60,7 @@ pub async fn receive(
         record.replay_key = None;
     }
     tracing::info!(status = record.status, reason = %record.reason, "delivery");
-    if let Err(e) = deliveries::record(&state.db, record).await {
+    if let Err(e) = state.deliveries.record(record).await {
         tracing::warn!(error = %e, "could not log the delivery");
     }
     answer.into_response()

@@ -26,6 +26,7 @@ pub struct AppState {
     pub store: LocalStore,
     pub public_url: PublicUrl,
     pub admin_token: auth::AdminToken,
+    pub deliveries: crate::deliveries::DeliveryLog,
 }
 
 /// The base of absolute links in the API and feeds (`public_url`).
