@@ -7,7 +7,8 @@
 //!
 //! It starts its own `baler` server in this process (web only, so no worker competes for the
 //! CPU), on a fresh SQLite file, or on PostgreSQL with `--database-url`. Every 50th delivery is
-//! a tag, so the check covers merged branches and accumulated tags.
+//! a tag, so the check covers merged branches and accumulated tags. Each delivery carries a
+//! delivery id, as real hosts send, so the redelivery lookup is part of the cost.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -181,6 +182,7 @@ fn main() {
                     .post(format!("{base}/hooks/load{project}"))
                     .header("content-type", "application/json")
                     .header("x-github-event", "push")
+                    .header("x-github-delivery", format!("load-{n}"))
                     .header("x-hub-signature-256", signature)
                     .body(body.clone())
                     .send()
