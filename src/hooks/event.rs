@@ -460,6 +460,27 @@ mod tests {
     }
 
     #[test]
+    fn github_create_event_for_a_tag() {
+        let body = br#"{"ref":"v2.0.0","ref_type":"tag","master_branch":"main","repository":{"id":9,"html_url":"https://github.com/a/b"}}"#;
+        let parsed = parse_github("create", body).unwrap();
+        assert_eq!(parsed.repository.urls, ["https://github.com/a/b"]);
+        assert_eq!(
+            updates(parsed),
+            vec![RefUpdate {
+                kind: RefKind::Tag,
+                name: "v2.0.0".into(),
+                commit: None,
+                deleted: false
+            }]
+        );
+        let repository = br#"{"ref":"main","ref_type":"repository"}"#;
+        assert_eq!(
+            parse_github("create", repository).unwrap().event,
+            HookEvent::Unsupported("create repository".into())
+        );
+    }
+
+    #[test]
     fn github_branch_deletion() {
         let body = format!(
             r#"{{"ref":"refs/heads/1.x","after":"{ZERO_SHA}","deleted":true,"head_commit":null}}"#
