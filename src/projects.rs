@@ -190,3 +190,52 @@ pub async fn remember_host_repository_id(
         .await?;
     Ok(())
 }
+
+/// Project lookups for the webhook path, kept for a moment: a burst of deliveries for one
+/// project reads its row once per `ttl` instead of once per delivery. Changes (a project added
+/// with the CLI, a new secret) are seen within `ttl`.
+/// A cached lookup: when it was read, and what (None: no such project).
+type CachedProject = (std::time::Instant, Option<Project>);
+
+#[derive(Clone)]
+pub struct ProjectCache {
+    entries: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, CachedProject>>>,
+    ttl: std::time::Duration,
+}
+
+impl ProjectCache {
+    pub fn new(ttl: std::time::Duration) -> ProjectCache {
+        ProjectCache {
+            entries: Default::default(),
+            ttl,
+        }
+    }
+
+    pub async fn find(
+        &self,
+        db: &DatabaseConnection,
+        name: &str,
+    ) -> Result<Option<Project>, DbErr> {
+        if let Some((at, project)) = self.entries.lock().expect("cache lock").get(name)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(project.clone());
+        }
+        let project = find(db, name).await?;
+        let mut entries = self.entries.lock().expect("cache lock");
+        // Unknown names are cached too (a misconfigured hook retrying), but the map is bounded.
+        if entries.len() > 10_000 {
+            entries.clear();
+        }
+        entries.insert(
+            name.to_string(),
+            (std::time::Instant::now(), project.clone()),
+        );
+        Ok(project)
+    }
+
+    /// Forgets `name`, so the next lookup reads the database (after baler changed the row).
+    pub fn forget(&self, name: &str) {
+        self.entries.lock().expect("cache lock").remove(name);
+    }
+}

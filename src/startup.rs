@@ -158,6 +158,7 @@ impl Application {
                     public_url: PublicUrl(Arc::from(public_url.as_str())),
                     admin_token: AdminToken(self.config.admin_token.as_deref().map(Arc::from)),
                     deliveries: crate::deliveries::DeliveryLog::start(self.db.clone()),
+                    projects: crate::projects::ProjectCache::new(Duration::from_secs(2)),
                 };
                 tracing::info!(address = %listener.local_addr()?, %public_url, "listening");
                 let app = router::router(state);

@@ -73,7 +73,7 @@ async fn handle(
     body: Body,
     record: &mut DeliveryRecord,
 ) -> Answer {
-    let project = match projects::find(&state.db, name).await {
+    let project = match state.projects.find(&state.db, name).await {
         Ok(Some(project)) => project,
         Ok(None) => {
             return Answer::error(StatusCode::NOT_FOUND, format!("no project named {name:?}"));
@@ -107,10 +107,11 @@ async fn handle(
             Err(e) => return unavailable(e.into()),
         }
     }
-    if let Some(id) = &interpreted.learned_repository_id
-        && let Err(e) = projects::remember_host_repository_id(&state.db, project.id, id).await
-    {
-        return unavailable(e.into());
+    if let Some(id) = &interpreted.learned_repository_id {
+        if let Err(e) = projects::remember_host_repository_id(&state.db, project.id, id).await {
+            return unavailable(e.into());
+        }
+        state.projects.forget(name);
     }
     match interpreted.outcome {
         HookOutcome::Ping => Answer {

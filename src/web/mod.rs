@@ -27,6 +27,7 @@ pub struct AppState {
     pub public_url: PublicUrl,
     pub admin_token: auth::AdminToken,
     pub deliveries: crate::deliveries::DeliveryLog,
+    pub projects: crate::projects::ProjectCache,
 }
 
 /// The base of absolute links in the API and feeds (`public_url`).
