@@ -3,7 +3,7 @@
 
 use chrono::Utc;
 use entities::project;
-use globset::Glob;
+use globset::{Glob, GlobSet, GlobSetBuilder};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, TryIntoModel,
@@ -23,8 +23,10 @@ pub struct Project {
     pub allow_sha1: bool,
     /// The host's repository id, once a delivery matching the configured URL carried one.
     pub host_repository_id: Option<String>,
-    pub branches: Vec<String>,
-    pub tags: Vec<String>,
+    /// Branches that get dev releases, compiled once when the row is read.
+    pub branches: GlobSet,
+    /// Tags that get releases.
+    pub tags: GlobSet,
     pub formats: Vec<ArchiveFormat>,
     pub layout: Layout,
     pub composer: Option<String>,
@@ -42,12 +44,13 @@ impl std::fmt::Debug for Project {
     }
 }
 
-fn matches_any(patterns: &[String], name: &str) -> bool {
-    patterns.iter().any(|p| {
-        Glob::new(p)
-            .map(|g| g.compile_matcher().is_match(name))
-            .unwrap_or(false)
-    })
+/// The project's patterns as one matcher (the config already refused bad patterns).
+fn compile(patterns: &[String]) -> Result<GlobSet, globset::Error> {
+    let mut set = GlobSetBuilder::new();
+    for pattern in patterns {
+        set.add(Glob::new(pattern)?);
+    }
+    set.build()
 }
 
 impl Project {
@@ -57,11 +60,11 @@ impl Project {
     }
 
     pub fn releases_branch(&self, branch: &str) -> bool {
-        matches_any(&self.branches, branch)
+        self.branches.is_match(branch)
     }
 
     pub fn releases_tag(&self, tag: &str) -> bool {
-        matches_any(&self.tags, tag)
+        self.tags.is_match(tag)
     }
 
     fn from_model(m: project::Model) -> Result<Project, DbErr> {
@@ -69,6 +72,9 @@ impl Project {
             |what: &str| DbErr::Custom(format!("project {}: bad {what} in database", m.name));
         let list = |text: &str, what: &str| -> Result<Vec<String>, DbErr> {
             serde_json::from_str(text).map_err(|_| corrupt(what))
+        };
+        let patterns = |text: &str, what: &str| -> Result<GlobSet, DbErr> {
+            compile(&list(text, what)?).map_err(|_| corrupt(what))
         };
         let formats = list(&m.formats, "formats")?
             .iter()
@@ -78,8 +84,8 @@ impl Project {
             id: m.id,
             provider: Provider::parse(&m.provider).ok_or_else(|| corrupt("provider"))?,
             layout: Layout::parse(&m.layout).ok_or_else(|| corrupt("layout"))?,
-            branches: list(&m.branches, "branches")?,
-            tags: list(&m.tags, "tags")?,
+            branches: patterns(&m.branches, "branches")?,
+            tags: patterns(&m.tags, "tags")?,
             formats,
             name: m.name,
             title: m.title,

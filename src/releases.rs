@@ -4,8 +4,8 @@
 use chrono::Utc;
 use entities::{release, release_file};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    ModelTrait, QueryFilter, QueryOrder, TryIntoModel,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr,
+    EntityTrait, ModelTrait, QueryFilter, QueryOrder, TryIntoModel,
 };
 
 use crate::package::{Checksums, ReleaseVersion};
@@ -150,24 +150,10 @@ pub async fn unpublish_tags(
     project_id: i64,
     tags: &[String],
 ) -> Result<u64, DbErr> {
-    if tags.is_empty() {
-        return Ok(0);
-    }
-    let result = release::Entity::update_many()
-        .col_expr(
-            release::Column::Status,
-            sea_orm::sea_query::Expr::value("unpublished"),
-        )
-        .col_expr(
-            release::Column::UpdatedAt,
-            sea_orm::sea_query::Expr::value(Utc::now()),
-        )
-        .filter(release::Column::ProjectId.eq(project_id))
-        .filter(release::Column::Kind.eq("tag"))
-        .filter(release::Column::RefName.is_in(tags.iter().cloned()))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
+    let deleted_tags = Condition::all()
+        .add(release::Column::Kind.eq("tag"))
+        .add(release::Column::RefName.is_in(tags.iter().cloned()));
+    set_status(db, project_id, tags.is_empty(), deleted_tags, "unpublished").await
 }
 
 /// Publishes again releases that were unpublished (a deleted tag pushed again at the same
@@ -177,20 +163,32 @@ pub async fn republish(
     project_id: i64,
     versions: &[String],
 ) -> Result<u64, DbErr> {
-    if versions.is_empty() {
+    let these = Condition::all().add(release::Column::Version.is_in(versions.iter().cloned()));
+    set_status(db, project_id, versions.is_empty(), these, "published").await
+}
+
+/// Sets `status` on the project's releases that match `which`; nothing when `none`.
+async fn set_status(
+    db: &DatabaseConnection,
+    project_id: i64,
+    none: bool,
+    which: Condition,
+    status: &str,
+) -> Result<u64, DbErr> {
+    if none {
         return Ok(0);
     }
     let result = release::Entity::update_many()
         .col_expr(
             release::Column::Status,
-            sea_orm::sea_query::Expr::value("published"),
+            sea_orm::sea_query::Expr::value(status),
         )
         .col_expr(
             release::Column::UpdatedAt,
             sea_orm::sea_query::Expr::value(Utc::now()),
         )
         .filter(release::Column::ProjectId.eq(project_id))
-        .filter(release::Column::Version.is_in(versions.iter().cloned()))
+        .filter(which)
         .exec(db)
         .await?;
     Ok(result.rows_affected)

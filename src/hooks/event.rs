@@ -146,6 +146,33 @@ struct HubPing {
     repository: Option<HubRepository>,
 }
 
+/// An event baler does not act on; such payloads are not read further.
+fn unsupported(name: impl Into<String>) -> Parsed {
+    Parsed {
+        event: HookEvent::Unsupported(name.into()),
+        repository: RepositoryClaim::default(),
+    }
+}
+
+/// A delivery about one ref.
+fn one_ref(
+    kind: RefKind,
+    name: &str,
+    commit: Option<String>,
+    deleted: bool,
+    repository: RepositoryClaim,
+) -> Parsed {
+    Parsed {
+        event: HookEvent::Push(vec![RefUpdate {
+            kind,
+            name: name.to_string(),
+            commit,
+            deleted,
+        }]),
+        repository,
+    }
+}
+
 fn hub_push(push: HubPush) -> Parsed {
     let repository = push.repository.unwrap_or_default().claim();
     let Some((kind, name)) = split_ref(&push.git_ref) else {
@@ -161,15 +188,7 @@ fn hub_push(push: HubPush) -> Parsed {
     } else {
         push.head_commit.map(|c| c.id).or(push.after)
     };
-    Parsed {
-        event: HookEvent::Push(vec![RefUpdate {
-            kind,
-            name: name.to_string(),
-            commit,
-            deleted,
-        }]),
-        repository,
-    }
+    one_ref(kind, name, commit, deleted, repository)
 }
 
 fn hub_ref_event(event: HubRefEvent, deleted: bool, name: &str) -> Parsed {
@@ -184,15 +203,7 @@ fn hub_ref_event(event: HubRefEvent, deleted: bool, name: &str) -> Parsed {
             };
         }
     };
-    Parsed {
-        event: HookEvent::Push(vec![RefUpdate {
-            kind,
-            name: event.git_ref,
-            commit: None,
-            deleted,
-        }]),
-        repository,
-    }
+    one_ref(kind, &event.git_ref, None, deleted, repository)
 }
 
 /// GitHub: `X-GitHub-Event` names the event; `body` is the JSON payload.
@@ -208,10 +219,7 @@ pub fn parse_github(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         }),
         "push" => Ok(hub_push(json(P, body)?)),
         "create" => Ok(hub_ref_event(json(P, body)?, false, event)),
-        other => Ok(Parsed {
-            event: HookEvent::Unsupported(other.to_string()),
-            repository: RepositoryClaim::default(),
-        }),
+        other => Ok(unsupported(other)),
     }
 }
 
@@ -222,10 +230,7 @@ pub fn parse_gitea(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
         "push" => Ok(hub_push(json(P, body)?)),
         "create" => Ok(hub_ref_event(json(P, body)?, false, event)),
         "delete" => Ok(hub_ref_event(json(P, body)?, true, event)),
-        other => Ok(Parsed {
-            event: HookEvent::Unsupported(other.to_string()),
-            repository: RepositoryClaim::default(),
-        }),
+        other => Ok(unsupported(other)),
     }
 }
 
@@ -280,20 +285,9 @@ pub fn parse_gitlab(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
             } else {
                 push.checkout_sha.or(push.after)
             };
-            Ok(Parsed {
-                event: HookEvent::Push(vec![RefUpdate {
-                    kind,
-                    name: name.to_string(),
-                    commit,
-                    deleted,
-                }]),
-                repository,
-            })
+            Ok(one_ref(kind, name, commit, deleted, repository))
         }
-        other => Ok(Parsed {
-            event: HookEvent::Unsupported(other.to_string()),
-            repository: RepositoryClaim::default(),
-        }),
+        other => Ok(unsupported(other)),
     }
 }
 
@@ -356,10 +350,7 @@ fn bitbucket_kind(kind: &str) -> Option<RefKind> {
 pub fn parse_bitbucket(event: &str, body: &[u8]) -> Result<Parsed, PayloadError> {
     const P: &str = "Bitbucket";
     if event != "repo:push" {
-        return Ok(Parsed {
-            event: HookEvent::Unsupported(event.to_string()),
-            repository: RepositoryClaim::default(),
-        });
+        return Ok(unsupported(event));
     }
     let push: BitbucketPush = json(P, body)?;
     let repo = push.repository.unwrap_or_default();

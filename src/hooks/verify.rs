@@ -25,6 +25,15 @@ pub enum SignatureError {
     Stale(i64),
 }
 
+/// Every secret is tried before answering, so timing does not tell which one matched.
+fn outcome(matched: bool) -> Result<(), SignatureError> {
+    if matched {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
+}
+
 fn hmac_sha256(secret: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes any key size");
     for part in parts {
@@ -48,11 +57,7 @@ fn verify_hex_sha256<'a>(
             .verify_slice(&expected)
             .is_ok();
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    outcome(matched)
 }
 
 /// GitHub's `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, body)>`; Bitbucket Cloud
@@ -90,11 +95,7 @@ pub fn verify_github_sha1<'a>(
         mac.update(body);
         matched |= mac.verify_slice(&expected).is_ok();
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    outcome(matched)
 }
 
 /// Gitea's `X-Gitea-Signature` / Forgejo's `X-Forgejo-Signature`: bare hex HMAC-SHA256.
@@ -118,11 +119,7 @@ pub fn verify_gitlab_token<'a>(
     for secret in secrets {
         matched |= bool::from(header.as_bytes().ct_eq(secret.as_bytes()));
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    outcome(matched)
 }
 
 /// The Standard Webhooks headers GitLab's signing tokens send.
@@ -181,11 +178,7 @@ pub fn verify_standard_webhook<'a>(
             matched |= bool::from(candidate.as_slice().ct_eq(expected.as_slice()));
         }
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    outcome(matched)
 }
 
 /// The signature a GitHub-style host sends for `body`; used by the README's curl example and tests.

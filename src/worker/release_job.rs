@@ -54,6 +54,8 @@ struct Outcome {
 /// One release built in this job, waiting to be stored and recorded.
 struct Built {
     version: ReleaseVersion,
+    /// No release of this version existed when the job started (so a failure removes its files).
+    is_new: bool,
     ref_name: String,
     commit: CommitInfo,
     archives: Vec<BuiltArchive>,
@@ -211,6 +213,7 @@ fn build(
             package_started.elapsed().as_millis()
         );
         built.push(Built {
+            is_new: !released.contains_key(&version.version),
             version,
             ref_name: ref_name.clone(),
             commit,
@@ -260,9 +263,7 @@ async fn store_and_record(
     project: &Project,
     release: Built,
 ) -> Result<(), ReleaseError> {
-    let is_new = releases::find(&ctx.db, project.id, &release.version.version)
-        .await?
-        .is_none();
+    let is_new = release.is_new;
     let mut files = Vec::new();
     let mut published = Vec::new();
     for archive in release.archives {
