@@ -230,3 +230,30 @@ fn the_example_config_is_valid() {
     assert_eq!(config.queue.lease_seconds, 60);
     assert_eq!(config.admin_token.as_deref(), Some("change-me"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_baler_does_not_use_answer_200_with_a_reason() {
+    // A hook set to "send me everything": an issues event is verified, then answered 200.
+    let app = TestApp::spawn(&[ProjectSpec::github("widget", "file:///nowhere".into())]).await;
+    let body =
+        br#"{"action":"opened","issue":{"number":1},"repository":{"clone_url":"file:///nowhere"}}"#
+            .to_vec();
+    let response = app
+        .post_hook(
+            "widget",
+            &[
+                ("content-type", "application/json".into()),
+                ("x-github-event", "issues".into()),
+                ("x-hub-signature-256", github_signature(SECRET, &body)),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        answer["reason"].as_str().unwrap().contains("issues"),
+        "{answer}"
+    );
+    assert_eq!(queued(&app).await, 0);
+}

@@ -196,12 +196,7 @@ fn hub_ref_event(event: HubRefEvent, deleted: bool, name: &str) -> Parsed {
     let kind = match event.ref_type.as_str() {
         "tag" => RefKind::Tag,
         "branch" => RefKind::Branch,
-        other => {
-            return Parsed {
-                event: HookEvent::Unsupported(format!("{name} {other}")),
-                repository,
-            };
-        }
+        other => return unsupported(format!("{name} {other}")),
     };
     one_ref(kind, &event.git_ref, None, deleted, repository)
 }

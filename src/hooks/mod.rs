@@ -196,9 +196,10 @@ pub fn interpret(
         repository,
     } = parsed;
     let learned_repository_id = match hook_event {
-        // A ping releases nothing; org-level pings name no repository.
-        HookEvent::Ping => None,
-        _ => check_repository(project, &repository)?,
+        // Pings and events baler does not use release nothing, and their payloads are not
+        // read (org-level pings name no repository): they are answered 200, not checked.
+        HookEvent::Ping | HookEvent::Unsupported(_) => None,
+        HookEvent::Push(_) => check_repository(project, &repository)?,
     };
     Ok(Interpreted {
         event: event.to_string(),
