@@ -99,6 +99,12 @@ where
 
 fn main() {
     let o = options();
+    // Delivery ids unique to this run: a reused PostgreSQL database remembers an earlier
+    // run's deliveries and would answer them as redeliveries.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let temp = tempfile::tempdir().unwrap();
     let database = o
         .database_url
@@ -182,7 +188,7 @@ fn main() {
                     .post(format!("{base}/hooks/load{project}"))
                     .header("content-type", "application/json")
                     .header("x-github-event", "push")
-                    .header("x-github-delivery", format!("load-{n}"))
+                    .header("x-github-delivery", format!("load-{run}-{n}"))
                     .header("x-hub-signature-256", signature)
                     .body(body.clone())
                     .send()

@@ -12,6 +12,8 @@ use sea_orm::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::db::WriteGate;
+
 /// How long deliveries are kept.
 pub const RETENTION_DAYS: i64 = 30;
 
@@ -51,7 +53,7 @@ const BATCH: usize = 256;
 
 impl DeliveryLog {
     /// Starts the writer task; it ends when the last `DeliveryLog` clone is dropped.
-    pub fn start(db: DatabaseConnection) -> DeliveryLog {
+    pub fn start(db: DatabaseConnection, gate: WriteGate) -> DeliveryLog {
         let (sender, mut receiver) =
             tokio::sync::mpsc::channel::<(DeliveryRecord, Waiter)>(4 * BATCH);
         tokio::spawn(async move {
@@ -63,6 +65,7 @@ impl DeliveryLog {
                         Err(_) => break,
                     }
                 }
+                let _turn = gate.enter().await;
                 write_batch(&db, batch).await;
             }
         });

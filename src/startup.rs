@@ -157,7 +157,10 @@ impl Application {
                     store,
                     public_url: PublicUrl(Arc::from(public_url.as_str())),
                     admin_token: AdminToken(self.config.admin_token.as_deref().map(Arc::from)),
-                    deliveries: crate::deliveries::DeliveryLog::start(self.db.clone()),
+                    deliveries: crate::deliveries::DeliveryLog::start(
+                        self.db.clone(),
+                        self.queue.write_gate(),
+                    ),
                     projects: crate::projects::ProjectCache::new(Duration::from_secs(2)),
                 };
                 tracing::info!(address = %listener.local_addr()?, %public_url, "listening");

@@ -3,6 +3,7 @@
 //! queue rows; apalis drives the workers over it through [`backend::TableBackend`].
 
 pub mod backend;
+mod intake;
 mod operations;
 mod refs;
 
@@ -13,6 +14,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, SqlErr, Statement, Value,
 };
 use tokio::sync::Notify;
+
+use crate::db::WriteGate;
 
 pub use operations::{QueueItemView, QueueListing};
 pub use refs::PendingRefs;
@@ -88,19 +91,29 @@ pub struct Queue {
     db: DatabaseConnection,
     wake: Arc<Notify>,
     tuning: QueueTuning,
+    gate: WriteGate,
+    /// SQLite's group-commit writer for webhook upserts, started on first use.
+    intake: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<intake::Request>>>,
 }
 
 impl Queue {
     pub fn new(db: DatabaseConnection, tuning: QueueTuning) -> Queue {
         Queue {
+            gate: WriteGate::for_database(&db),
             db,
             wake: Arc::new(Notify::new()),
             tuning,
+            intake: Arc::default(),
         }
     }
 
     pub fn tuning(&self) -> &QueueTuning {
         &self.tuning
+    }
+
+    /// The gate this queue's webhook upserts pass; the deliveries log shares it.
+    pub fn write_gate(&self) -> WriteGate {
+        self.gate.clone()
     }
 
     fn backend(&self) -> DatabaseBackend {
@@ -125,7 +138,60 @@ impl Queue {
         project_id: i64,
         refs: &PendingRefs,
     ) -> Result<Enqueued, QueueError> {
-        let queued = self.enqueue_with(&self.db, project_id, refs, false).await?;
+        let queued = self
+            .enqueue_with(&self.db, project_id, refs, false, None)
+            .await?
+            .ok_or(DbErr::RecordNotInserted)?;
+        self.wake_for(queued).await;
+        Ok(queued)
+    }
+
+    /// [`Queue::enqueue`] for a webhook delivery: `None`, with nothing changed, when the
+    /// deliveries log already holds an accepted delivery with `replay_key` (a redelivery).
+    /// The check is part of the upsert statement, which spares the hot path a round trip.
+    pub async fn enqueue_delivery(
+        &self,
+        project_id: i64,
+        refs: &PendingRefs,
+        replay_key: Option<&str>,
+    ) -> Result<Option<Enqueued>, QueueError> {
+        let queued = match self.backend() {
+            DatabaseBackend::Sqlite => {
+                let (done, answer) = tokio::sync::oneshot::channel();
+                let request = intake::Request {
+                    project_id,
+                    refs: refs.clone(),
+                    replay_key: replay_key.map(str::to_string),
+                    done,
+                };
+                let stopped = || QueueError::Db(DbErr::Custom("the intake writer stopped".into()));
+                self.intake_writer()
+                    .send(request)
+                    .await
+                    .map_err(|_| stopped())?;
+                answer.await.map_err(|_| stopped())??
+            }
+            _ => {
+                self.enqueue_with(&self.db, project_id, refs, false, replay_key)
+                    .await?
+            }
+        };
+        if let Some(queued) = queued {
+            self.wake_for(queued).await;
+        }
+        Ok(queued)
+    }
+
+    fn intake_writer(&self) -> &tokio::sync::mpsc::Sender<intake::Request> {
+        self.intake.get_or_init(|| {
+            intake::start(Queue {
+                intake: Arc::default(),
+                ..self.clone()
+            })
+        })
+    }
+
+    async fn wake_for(&self, queued: Enqueued) {
         if queued.merged {
             // The item was already waiting and was announced when it was queued; this spares
             // PostgreSQL a NOTIFY per push in a burst. (A merge into an item waiting out a
@@ -135,25 +201,29 @@ impl Queue {
         } else {
             self.announce().await;
         }
-        Ok(queued)
     }
 
     /// Queues a full rescan of a project: every branch and tag matching its patterns.
     pub async fn rebuild(&self, project_id: i64) -> Result<Enqueued, QueueError> {
         let queued = self
-            .enqueue_with(&self.db, project_id, &PendingRefs::default(), true)
-            .await?;
+            .enqueue_with(&self.db, project_id, &PendingRefs::default(), true, None)
+            .await?
+            .ok_or(DbErr::RecordNotInserted)?;
         self.announce().await;
         Ok(queued)
     }
 
-    async fn enqueue_with<C: ConnectionTrait>(
+    /// The upsert. Its position comes back with it: pending items before it, plus one (on
+    /// PostgreSQL the subquery sees the table as it was before the statement, on SQLite as it
+    /// is after; counting only earlier ids gives the same answer either way).
+    pub(super) async fn enqueue_with<C: ConnectionTrait>(
         &self,
         conn: &C,
         project_id: i64,
         refs: &PendingRefs,
         scan_all: bool,
-    ) -> Result<Enqueued, QueueError> {
+        replay_key: Option<&str>,
+    ) -> Result<Option<Enqueued>, QueueError> {
         let merge = match self.backend() {
             DatabaseBackend::Postgres => {
                 "branches = (queue_items.branches::jsonb || excluded.branches::jsonb)::text, \
@@ -164,16 +234,21 @@ impl Queue {
                  tags = json_patch(queue_items.tags, excluded.tags)"
             }
         };
+        // `replay_key = NULL` is never true: without a key the row is always written.
         let sql = format!(
             "INSERT INTO queue_items \
                (project_id, state, branches, tags, scan_all, revision, attempts, enqueued_at, updated_at, available_at) \
-             VALUES ($1, 'pending', $2, $3, $4, 1, 0, {{now}}, {{now}}, {{now}}) \
+             SELECT $1, 'pending', $2, $3, $4, 1, 0, {{now}}, {{now}}, {{now}} \
+             WHERE NOT EXISTS (SELECT 1 FROM deliveries d \
+                               WHERE d.project_id = $1 AND d.replay_key = $5) \
              ON CONFLICT (project_id) WHERE state = 'pending' DO UPDATE SET {merge}, \
                scan_all = queue_items.scan_all OR excluded.scan_all, \
                revision = queue_items.revision + 1, \
                updated_at = excluded.updated_at, \
                available_at = excluded.available_at \
-             RETURNING id, revision"
+             RETURNING id, revision, \
+               (SELECT COUNT(*) FROM queue_items p \
+                WHERE p.state = 'pending' AND p.id < queue_items.id) + 1 AS position"
         );
         let row = conn
             .query_one_raw(self.statement(
@@ -183,18 +258,19 @@ impl Queue {
                     refs.branches_json().into(),
                     refs.tags_json().into(),
                     scan_all.into(),
+                    replay_key.map(str::to_string).into(),
                 ],
             ))
-            .await?
-            .ok_or(DbErr::RecordNotInserted)?;
-        let item: i64 = row.try_get("", "id")?;
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
         let revision: i32 = row.try_get("", "revision")?;
-        let position = position_on(conn, self.backend(), item).await?.unwrap_or(0);
-        Ok(Enqueued {
-            item,
-            position,
+        Ok(Some(Enqueued {
+            item: row.try_get("", "id")?,
+            position: row.try_get("", "position")?,
             merged: revision > 1,
-        })
+        }))
     }
 
     /// Claims the oldest pending item whose project has nothing running, unless the queue is
@@ -514,25 +590,3 @@ impl Queue {
 
 /// The PostgreSQL channel on which processes announce queue work.
 const NOTIFY_CHANNEL: &str = "baler_queue";
-
-/// The place of `item` among pending items, on any connection (a transaction too).
-async fn position_on<C: ConnectionTrait>(
-    conn: &C,
-    backend: DatabaseBackend,
-    item: i64,
-) -> Result<Option<i64>, QueueError> {
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT COUNT(*) AS position FROM queue_items p \
-             WHERE p.state = 'pending' AND p.id <= $1 \
-               AND EXISTS (SELECT 1 FROM queue_items i WHERE i.id = $1 AND i.state = 'pending')",
-            vec![item.into()],
-        ))
-        .await?;
-    let position: i64 = match row {
-        Some(row) => row.try_get("", "position")?,
-        None => 0,
-    };
-    Ok((position > 0).then_some(position))
-}

@@ -1,7 +1,7 @@
 //! What admins do to the queue: list, flush, delete, retry. The API, the admin page and the CLI
 //! all call these, so each action has one implementation.
 
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, DbErr, Statement};
 use serde::Serialize;
 
 use super::{Enqueued, PendingRefs, Queue, QueueError};
@@ -139,7 +139,10 @@ impl Queue {
         let refs =
             PendingRefs::from_json(&branches, &tags).map_err(|e| QueueError::BadRefs(id, e))?;
         let scan_all: bool = failed.try_get("", "scan_all")?;
-        let queued = self.enqueue_with(&txn, project_id, &refs, scan_all).await?;
+        let queued = self
+            .enqueue_with(&txn, project_id, &refs, scan_all, None)
+            .await?
+            .ok_or(DbErr::RecordNotInserted)?;
         txn.commit().await?;
         self.announce().await;
         Ok(queued)

@@ -98,14 +98,19 @@ async fn handle(
     };
     record.event = Some(interpreted.event.clone());
 
-    // Only now, with the signature checked, is the (unsigned) delivery id worth trusting.
-    if let Some(id) = &record.delivery_id {
-        let key = deliveries::replay_key(id, &raw);
-        match deliveries::replay(&state.db, project.id, &key).await {
-            Ok(Some(first)) => return replayed(first),
-            Ok(None) => record.replay_key = Some(key),
-            Err(e) => return unavailable(e.into()),
-        }
+    // Only now, with the signature checked, is the (unsigned) delivery id worth trusting. A
+    // plain push checks for a redelivery inside its upsert (`Queue::enqueue_delivery`);
+    // anything else that would change state checks here first.
+    record.replay_key = record
+        .delivery_id
+        .as_deref()
+        .map(|id| deliveries::replay_key(id, &raw));
+    let checked_in_upsert = matches!(
+        &interpreted.outcome,
+        HookOutcome::Push(d) if !d.refs.is_empty() && d.deleted_tags.is_empty()
+    );
+    if !checked_in_upsert && let Some(answer) = earlier_answer(state, &project, record).await {
+        return answer;
     }
     if let Some(id) = &interpreted.learned_repository_id {
         if let Err(e) = projects::remember_host_repository_id(&state.db, project.id, id).await {
@@ -120,11 +125,16 @@ async fn handle(
             reason: "ping".into(),
             item: None,
         },
-        HookOutcome::Push(decision) => act(state, &project, decision).await,
+        HookOutcome::Push(decision) => act(state, &project, decision, record).await,
     }
 }
 
-async fn act(state: &AppState, project: &Project, decision: Decision) -> Answer {
+async fn act(
+    state: &AppState,
+    project: &Project,
+    decision: Decision,
+    record: &mut DeliveryRecord,
+) -> Answer {
     if let Err(e) = releases::unpublish_tags(&state.db, project.id, &decision.deleted_tags).await {
         return unavailable(e.into());
     }
@@ -137,8 +147,12 @@ async fn act(state: &AppState, project: &Project, decision: Decision) -> Answer 
             item: None,
         };
     }
-    match state.queue.enqueue(project.id, &decision.refs).await {
-        Ok(queued) => Answer {
+    let queued = state
+        .queue
+        .enqueue_delivery(project.id, &decision.refs, record.replay_key.as_deref())
+        .await;
+    match queued {
+        Ok(Some(queued)) => Answer {
             status: StatusCode::ACCEPTED,
             body: serde_json::to_value(queued).unwrap_or_default(),
             reason: if reason.is_empty() {
@@ -148,7 +162,28 @@ async fn act(state: &AppState, project: &Project, decision: Decision) -> Answer 
             },
             item: Some(queued.item),
         },
+        Ok(None) => earlier_answer(state, project, record)
+            .await
+            .unwrap_or_else(|| unavailable(anyhow::anyhow!("a replayed delivery vanished"))),
         Err(e) => unavailable(e.into()),
+    }
+}
+
+/// The first answer to this delivery if it is a redelivery (which then changes nothing and
+/// is logged without its key), or `None` to go on.
+async fn earlier_answer(
+    state: &AppState,
+    project: &Project,
+    record: &mut DeliveryRecord,
+) -> Option<Answer> {
+    let key = record.replay_key.as_deref()?;
+    match deliveries::replay(&state.db, project.id, key).await {
+        Ok(Some(first)) => {
+            record.replay_key = None;
+            Some(replayed(first))
+        }
+        Ok(None) => None,
+        Err(e) => Some(unavailable(e.into())),
     }
 }
 
