@@ -167,6 +167,10 @@ pub struct ProjectConfig {
     #[serde(default = "default_layout")]
     pub layout: Layout,
     pub composer: Option<String>,
+    /// The project's `type` in the Drupal update feed.
+    pub drupal_type: Option<String>,
+    /// The feed's `supported_branches`: version prefixes ending in a dot (`8.x-1.`, `2.0.`).
+    pub supported_branches: Option<Vec<String>>,
 }
 
 pub fn default_branches() -> Vec<String> {
@@ -217,7 +221,20 @@ pub struct ProjectSettings {
     pub formats: Vec<ArchiveFormat>,
     pub layout: Layout,
     pub composer: Option<String>,
+    pub drupal_type: String,
+    /// `None`: every release line is supported.
+    pub supported_branches: Option<Vec<String>>,
 }
+
+/// The project types Drupal's update module knows.
+pub const DRUPAL_TYPES: &[&str] = &[
+    "project_module",
+    "project_theme",
+    "project_theme_engine",
+    "project_distribution",
+    "project_profile",
+    "project_core",
+];
 
 #[derive(Clone)]
 pub struct Config {
@@ -507,6 +524,41 @@ fn project_settings(
     }
     let mut formats = project.formats;
     formats.dedup();
+    if let Some(name) = &project.composer
+        && !valid_composer_name(name)
+    {
+        return Err(invalid(
+            "composer",
+            format!(
+                "must be a Composer package name like \"vendor/package\" (lowercase), not {name:?}"
+            ),
+        ));
+    }
+    let drupal_type = project
+        .drupal_type
+        .unwrap_or_else(|| "project_module".to_string());
+    if !DRUPAL_TYPES.contains(&drupal_type.as_str()) {
+        return Err(invalid(
+            "drupal_type",
+            format!(
+                "must be one of {}, not {drupal_type:?}",
+                DRUPAL_TYPES.join(", ")
+            ),
+        ));
+    }
+    if let Some(prefix) = project
+        .supported_branches
+        .iter()
+        .flatten()
+        .find(|p| p.is_empty() || !p.ends_with('.') || p.contains(','))
+    {
+        return Err(invalid(
+            "supported_branches",
+            format!(
+                "lists version prefixes ending in a dot, like \"8.x-1.\" or \"2.0.\"; not {prefix:?}"
+            ),
+        ));
+    }
     Ok(ProjectSettings {
         title: project.title.unwrap_or_else(|| project.name.clone()),
         name: project.name,
@@ -520,7 +572,23 @@ fn project_settings(
         formats,
         layout: project.layout,
         composer: project.composer,
+        drupal_type,
+        supported_branches: project.supported_branches,
     })
+}
+
+/// `vendor/package`, each part as Composer allows: lowercase letters, digits and `._-`
+/// between them.
+pub fn valid_composer_name(name: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && p.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+    };
+    matches!(name.split_once('/'), Some((vendor, package)) if part(vendor) && part(package))
 }
 
 /// Secrets are left out, so a stray `{:?}` never writes one to a log.

@@ -27,7 +27,9 @@ pub fn prepare(config: &mut Config) -> anyhow::Result<String> {
         tags: vec!["*".into()],
         formats: default_formats(),
         layout: Layout::Plain,
-        composer: None,
+        composer: Some("baler/demo".into()),
+        drupal_type: "project_module".into(),
+        supported_branches: None,
     });
     Ok(tag.to_string())
 }

@@ -11,6 +11,7 @@ pub mod git;
 pub mod hooks;
 pub mod package;
 pub mod projects;
+pub mod publish;
 pub mod queue;
 pub mod releases;
 pub mod startup;

@@ -30,6 +30,10 @@ pub struct Project {
     pub formats: Vec<ArchiveFormat>,
     pub layout: Layout,
     pub composer: Option<String>,
+    /// The `type` of the Drupal update feed (`project_module`, `project_theme`, …).
+    pub drupal_type: String,
+    /// The feed's `supported_branches`; `None` supports every release line.
+    pub supported_branches: Option<Vec<String>>,
 }
 
 /// Secrets are left out, so a stray `{:?}` never writes one to a log.
@@ -80,6 +84,11 @@ impl Project {
             .iter()
             .map(|f| ArchiveFormat::parse(f).ok_or_else(|| corrupt("formats")))
             .collect::<Result<Vec<_>, _>>()?;
+        let supported_branches = m
+            .supported_branches
+            .as_deref()
+            .map(|text| list(text, "supported_branches"))
+            .transpose()?;
         Ok(Project {
             id: m.id,
             provider: Provider::parse(&m.provider).ok_or_else(|| corrupt("provider"))?,
@@ -95,6 +104,8 @@ impl Project {
             allow_sha1: m.allow_sha1,
             host_repository_id: m.host_repository_id,
             composer: m.composer,
+            supported_branches,
+            drupal_type: m.drupal_type,
         })
     }
 }
@@ -135,6 +146,8 @@ pub async fn upsert(
     model.formats = Set(json_list(&formats));
     model.layout = Set(settings.layout.as_str().to_string());
     model.composer = Set(settings.composer.clone());
+    model.drupal_type = Set(settings.drupal_type.clone());
+    model.supported_branches = Set(settings.supported_branches.as_deref().map(json_list));
     model.source = Set(source.to_string());
     model.updated_at = Set(now);
     Project::from_model(model.save(db).await?.try_into_model()?)

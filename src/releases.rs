@@ -17,6 +17,24 @@ pub struct ReleaseWithFiles {
     pub files: Vec<release_file::Model>,
 }
 
+/// A release's notes: the commits since the previous release of its line (`since`), newest
+/// first, at most [`ReleaseNotes::LIMIT`] of them; `more` counts those left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReleaseNotes {
+    pub since: Option<String>,
+    pub commits: Vec<crate::git::LogEntry>,
+    pub more: usize,
+}
+
+impl ReleaseNotes {
+    pub const LIMIT: usize = 100;
+
+    /// The notes stored with a release (none for releases built before notes existed).
+    pub fn of(release: &release::Model) -> Option<ReleaseNotes> {
+        serde_json::from_str(release.notes.as_deref()?).ok()
+    }
+}
+
 /// What the worker built, ready to record.
 pub struct NewRelease<'a> {
     pub project_id: i64,
@@ -25,6 +43,9 @@ pub struct NewRelease<'a> {
     pub commit: &'a str,
     pub commit_time: i64,
     pub build_log: &'a str,
+    /// The `composer.json` at the commit, if it has one that parses.
+    pub composer_json: Option<&'a str>,
+    pub notes: &'a ReleaseNotes,
     pub files: Vec<NewFile>,
 }
 
@@ -65,6 +86,10 @@ pub async fn record(db: &DatabaseConnection, new: NewRelease<'_>) -> Result<rele
     model.commit_time = Set(new.commit_time);
     model.status = Set("published".to_string());
     model.build_log = Set(new.build_log.to_string());
+    model.composer_json = Set(new.composer_json.map(str::to_string));
+    model.notes = Set(Some(
+        serde_json::to_string(new.notes).expect("notes serialise"),
+    ));
     model.updated_at = Set(now);
     let saved = model.save(&txn).await?.try_into_model()?;
     for file in new.files {

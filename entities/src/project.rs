@@ -28,6 +28,8 @@ pub struct Model {
     /// The host's id for the repository, recorded from the first delivery that matched the
     /// configured URL; later deliveries must carry the same id (survives renames).
     pub host_repository_id: Option<String>,
+    pub drupal_type: String,
+    pub supported_branches: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

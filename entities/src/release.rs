@@ -20,6 +20,8 @@ pub struct Model {
     pub build_log: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    pub composer_json: Option<String>,
+    pub notes: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

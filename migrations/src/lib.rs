@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_queue_history;
 mod m20261122_000003_deliveries;
+mod m20261122_000004_publishing;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_queue_history::Migration),
             Box::new(m20261122_000003_deliveries::Migration),
+            Box::new(m20261122_000004_publishing::Migration),
         ]
     }
 }

@@ -26,6 +26,15 @@ pub struct CommitInfo {
     pub summary: String,
 }
 
+/// One commit of a release's notes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub short: String,
+    pub subject: String,
+    pub author: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
     Directory,
@@ -132,6 +141,55 @@ impl Mirror {
         };
         let commit = reference.peel_to_commit()?;
         Ok(Some(commit_info(&commit)))
+    }
+
+    /// The commits reachable from `head` but not from `base` (all of `head`'s history when
+    /// there is no base), newest first, at most `limit`; and how many there are in all.
+    pub fn log_between(
+        &self,
+        base: Option<&str>,
+        head: &str,
+        limit: usize,
+    ) -> Result<(Vec<LogEntry>, usize), GitError> {
+        let mut walk = self.repo.revwalk()?;
+        walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)?;
+        walk.push(Oid::from_str(head)?)?;
+        if let Some(base) = base {
+            walk.hide(Oid::from_str(base)?)?;
+        }
+        let mut entries = Vec::new();
+        let mut total = 0;
+        for oid in walk {
+            let oid = oid?;
+            total += 1;
+            if entries.len() < limit {
+                let commit = self.repo.find_commit(oid)?;
+                let id = oid.to_string();
+                entries.push(LogEntry {
+                    short: id[..10].to_string(),
+                    id,
+                    subject: String::from_utf8_lossy(commit.summary_bytes().unwrap_or_default())
+                        .into_owned(),
+                    author: String::from_utf8_lossy(commit.author().name_bytes()).into_owned(),
+                });
+            }
+        }
+        Ok((entries, total))
+    }
+
+    /// The content of the file at `path` in `commit`'s tree; `None` when there is no such
+    /// file (or it is not a regular file).
+    pub fn read_file(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
+        let tree = self.repo.find_commit(Oid::from_str(commit)?)?.tree()?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if entry.kind() != Some(ObjectType::Blob) || entry.filemode() == 0o120000 {
+            return Ok(None);
+        }
+        Ok(Some(self.repo.find_blob(entry.id())?.content().to_vec()))
     }
 
     /// Walks the tree of `commit` in git's order (a directory before its contents, names

@@ -1,55 +1,88 @@
-//! The public JSON API.
+//! The public JSON API: everything the pages show, as JSON.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
 
 use super::AppState;
-use super::pages::find_project;
-use super::views::ReleaseView;
+use super::pages::{all_projects, project_view, release_view};
+use super::views::{ProjectView, ReleaseView};
 use crate::error::ApiError;
-use crate::{projects, releases};
 
+/// `GET /api/v1/projects`: every project, its latest release and its feeds.
+pub async fn projects(State(state): State<AppState>) -> Result<Json<Vec<ProjectView>>, ApiError> {
+    Ok(Json(all_projects(&state).await?))
+}
+
+/// `GET /api/v1/projects/{project}`: the project page's content.
 #[derive(Serialize)]
-pub struct ProjectJson {
-    name: String,
-    title: String,
-    provider: &'static str,
-    url: String,
-    latest: Option<String>,
+pub struct ProjectDetail {
+    #[serde(flatten)]
+    project: ProjectView,
+    releases: Vec<ReleaseView>,
 }
 
-pub async fn projects(State(state): State<AppState>) -> Result<Json<Vec<ProjectJson>>, ApiError> {
-    let mut out = Vec::new();
-    for project in projects::list(&state.db).await? {
-        let latest = releases::for_project(&state.db, project.id)
-            .await?
-            .into_iter()
-            .find(|r| r.release.status == "published")
-            .map(|r| r.release.version);
-        out.push(ProjectJson {
-            url: format!("{}/projects/{}", state.public_url.0, project.name),
-            provider: project.provider.as_str(),
-            name: project.name,
-            title: project.title,
-            latest,
-        });
-    }
-    Ok(Json(out))
+pub async fn project(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ProjectDetail>, ApiError> {
+    let project = project_view(&state, &name).await?;
+    Ok(Json(ProjectDetail {
+        releases: project.releases.clone(),
+        project,
+    }))
 }
 
-/// Published releases newest first: tags by commit date, then dev snapshots. Releases of
-/// deleted tags are unpublished and left out (their pages and files remain).
+/// Published releases newest first: tags by version, then dev snapshots. Releases of deleted
+/// tags are unpublished and left out (their pages and files remain).
 pub async fn releases(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<ReleaseView>>, ApiError> {
-    let project = find_project(&state, &name).await?;
-    let releases = releases::for_project(&state.db, project.id)
-        .await?
-        .iter()
-        .filter(|r| r.release.status == "published")
-        .map(|r| ReleaseView::new(&project.name, r, &state.public_url))
-        .collect();
-    Ok(Json(releases))
+    let project = project_view(&state, &name).await?;
+    Ok(Json(
+        project
+            .releases
+            .into_iter()
+            .filter(|r| r.status == "published")
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/projects/{project}/releases/{version}`: the release page's content.
+#[derive(Serialize)]
+pub struct ReleaseDetail {
+    #[serde(flatten)]
+    release: ReleaseView,
+    build_log: String,
+}
+
+pub async fn release(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<ReleaseDetail>, ApiError> {
+    let (_, release) = release_view(&state, &name, &version).await?;
+    Ok(Json(ReleaseDetail {
+        build_log: release.build_log.clone(),
+        release,
+    }))
+}
+
+/// `GET /api/v1/status`: the queue counts the home page shows.
+#[derive(Serialize)]
+pub struct Status {
+    pending: i64,
+    running: i64,
+    failed: i64,
+    paused: bool,
+}
+
+pub async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    let counts = state.queue.counts().await.map_err(anyhow::Error::from)?;
+    Ok(Json(Status {
+        pending: counts.pending,
+        running: counts.running,
+        failed: counts.failed,
+        paused: counts.paused,
+    }))
 }

@@ -3,6 +3,7 @@
 
 mod api;
 pub mod auth;
+mod feeds;
 mod files;
 mod hooks;
 mod pages;
@@ -37,5 +38,13 @@ pub struct PublicUrl(pub Arc<str>);
 impl PublicUrl {
     pub fn file(&self, project: &str, name: &str) -> String {
         format!("{}/files/{project}/{name}", self.0)
+    }
+
+    pub fn project(&self, project: &str) -> String {
+        format!("{}/projects/{project}", self.0)
+    }
+
+    pub fn release(&self, project: &str, version: &str) -> String {
+        format!("{}/projects/{project}/releases/{version}", self.0)
     }
 }

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
-use super::views::{ReleaseView, human_size};
+use super::views::{ProjectView, ReleaseView, human_size};
 use crate::error::AppError;
 use crate::projects::{self, Project};
 use crate::queue::QueueCounts;
@@ -23,46 +23,33 @@ impl<T: Template> IntoResponse for Page<T> {
     }
 }
 
-pub struct ProjectRow {
-    name: String,
-    title: String,
-    latest: Option<ReleaseView>,
-}
-
 #[derive(Template)]
 #[template(path = "index.html")]
 pub struct IndexPage {
-    projects: Vec<ProjectRow>,
+    projects: Vec<ProjectView>,
     counts: QueueCounts,
 }
 
-pub async fn index(State(state): State<AppState>) -> Result<Page<IndexPage>, AppError> {
-    let mut rows = Vec::new();
+/// Every project with its releases, for the home page and `GET /api/v1/projects`.
+pub async fn all_projects(state: &AppState) -> Result<Vec<ProjectView>, AppError> {
+    let mut views = Vec::new();
     for project in projects::list(&state.db).await? {
-        let latest = releases::for_project(&state.db, project.id)
-            .await?
-            .iter()
-            .find(|r| r.release.status == "published")
-            .map(|r| ReleaseView::new(&project.name, r, &state.public_url));
-        rows.push(ProjectRow {
-            name: project.name,
-            title: project.title,
-            latest,
-        });
+        let releases = releases::for_project(&state.db, project.id).await?;
+        views.push(ProjectView::new(&project, &releases, &state.public_url));
     }
+    Ok(views)
+}
+
+pub async fn index(State(state): State<AppState>) -> Result<Page<IndexPage>, AppError> {
+    let projects = all_projects(&state).await?;
     let counts = state.queue.counts().await.map_err(anyhow::Error::from)?;
-    Ok(Page(IndexPage {
-        projects: rows,
-        counts,
-    }))
+    Ok(Page(IndexPage { projects, counts }))
 }
 
 #[derive(Template)]
 #[template(path = "project.html")]
 pub struct ProjectPage {
-    name: String,
-    title: String,
-    releases: Vec<ReleaseView>,
+    project: ProjectView,
 }
 
 pub async fn find_project(state: &AppState, name: &str) -> Result<Project, AppError> {
@@ -71,20 +58,19 @@ pub async fn find_project(state: &AppState, name: &str) -> Result<Project, AppEr
         .ok_or_else(|| AppError::NotFound(format!("no project named {name:?}")))
 }
 
+/// A project with every release (unpublished ones too, marked), newest first.
+pub async fn project_view(state: &AppState, name: &str) -> Result<ProjectView, AppError> {
+    let project = find_project(state, name).await?;
+    let releases = releases::for_project(&state.db, project.id).await?;
+    Ok(ProjectView::new(&project, &releases, &state.public_url))
+}
+
 pub async fn project(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Page<ProjectPage>, AppError> {
-    let project = find_project(&state, &name).await?;
-    let releases = releases::for_project(&state.db, project.id)
-        .await?
-        .iter()
-        .map(|r| ReleaseView::new(&project.name, r, &state.public_url))
-        .collect();
     Ok(Page(ProjectPage {
-        name: project.name,
-        title: project.title,
-        releases,
+        project: project_view(&state, &name).await?,
     }))
 }
 
@@ -96,16 +82,27 @@ pub struct ReleasePage {
     release: ReleaseView,
 }
 
+/// One release, unpublished or not.
+pub async fn release_view(
+    state: &AppState,
+    name: &str,
+    version: &str,
+) -> Result<(Project, ReleaseView), AppError> {
+    let project = find_project(state, name).await?;
+    let release = releases::find(&state.db, project.id, version)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("{name} has no release {version:?}")))?;
+    let view = ReleaseView::new(&project.name, &release, &state.public_url);
+    Ok((project, view))
+}
+
 pub async fn release(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Page<ReleasePage>, AppError> {
-    let project = find_project(&state, &name).await?;
-    let release = releases::find(&state.db, project.id, &version)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name} has no release {version:?}")))?;
+    let (project, release) = release_view(&state, &name, &version).await?;
     Ok(Page(ReleasePage {
-        release: ReleaseView::new(&project.name, &release, &state.public_url),
+        release,
         name: project.name,
         title: project.title,
     }))

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
-use super::{AppState, api, files, hooks, pages, queue_api};
+use super::{AppState, api, feeds, files, hooks, pages, queue_api};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -22,9 +22,30 @@ pub fn router(state: AppState) -> Router {
             "/projects/{project}/releases/{version}",
             get(pages::release),
         )
+        .route(
+            "/projects/{project}/releases/{version}/SHA256SUMS",
+            get(files::sha256sums),
+        )
+        .route(
+            "/projects/{project}/releases.atom",
+            get(feeds::project_atom),
+        )
+        .route("/releases.atom", get(feeds::all_atom))
         .route("/files/{project}/{file}", get(files::download))
+        .route(
+            "/release-history/{project}/{api}",
+            get(feeds::release_history),
+        )
+        .route("/packages.json", get(feeds::composer_root))
+        .route("/p2/{vendor}/{file}", get(feeds::composer_metadata))
         .route("/api/v1/projects", get(api::projects))
+        .route("/api/v1/projects/{project}", get(api::project))
         .route("/api/v1/projects/{project}/releases", get(api::releases))
+        .route(
+            "/api/v1/projects/{project}/releases/{version}",
+            get(api::release),
+        )
+        .route("/api/v1/status", get(api::status))
         .route("/api/v1/queue", get(queue_api::list))
         .route("/api/v1/queue/pause", post(queue_api::pause))
         .route("/api/v1/queue/resume", post(queue_api::resume))

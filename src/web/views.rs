@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use super::PublicUrl;
-use crate::releases::ReleaseWithFiles;
+use crate::projects::Project;
+use crate::releases::{ReleaseNotes, ReleaseWithFiles};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileView {
@@ -26,8 +27,13 @@ pub struct ReleaseView {
     pub commit: String,
     pub created_at: String,
     pub files: Vec<FileView>,
-    #[serde(skip)]
+    /// `published`, or `unpublished` once its tag was deleted (files stay downloadable).
     pub status: String,
+    /// The commit's date (the archives' mtimes and the Drupal feed's `date`), RFC 3339.
+    pub date: String,
+    pub page: String,
+    pub sha256sums: String,
+    pub notes: Option<ReleaseNotes>,
     #[serde(skip)]
     pub commit_date: String,
     #[serde(skip)]
@@ -35,6 +41,17 @@ pub struct ReleaseView {
 }
 
 impl ReleaseView {
+    /// The shell lines that download every file and check it against `SHA256SUMS`.
+    pub fn verify_command(&self) -> String {
+        let mut lines: Vec<String> = self
+            .files
+            .iter()
+            .map(|f| format!("curl -fsSLO {}", f.url))
+            .collect();
+        lines.push(format!("curl -fsSL {} | sha256sum -c -", self.sha256sums));
+        lines.join("\n")
+    }
+
     pub fn new(project: &str, r: &ReleaseWithFiles, public_url: &PublicUrl) -> ReleaseView {
         ReleaseView {
             version: r.release.version.clone(),
@@ -59,6 +76,15 @@ impl ReleaseView {
                 })
                 .collect(),
             status: r.release.status.clone(),
+            date: chrono::DateTime::from_timestamp(r.release.commit_time, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            page: public_url.release(project, &r.release.version),
+            sha256sums: format!(
+                "{}/SHA256SUMS",
+                public_url.release(project, &r.release.version)
+            ),
+            notes: ReleaseNotes::of(&r.release),
             commit_date: chrono::DateTime::from_timestamp(r.release.commit_time, 0)
                 .unwrap_or_default()
                 .format("%Y-%m-%d %H:%M UTC")
@@ -91,5 +117,62 @@ mod tests {
         assert_eq!(super::human_size(&512), "512 B");
         assert_eq!(super::human_size(&2048), "2.0 KiB");
         assert_eq!(super::human_size(&(5 * 1024 * 1024 + 300_000)), "5.3 MiB");
+    }
+}
+
+/// A project as the home page, its own page and the API show it: its releases newest first
+/// (tags by version, then dev snapshots) and where its feeds are.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectView {
+    pub name: String,
+    pub title: String,
+    pub provider: &'static str,
+    pub url: String,
+    /// The newest published tag release's version (else the newest dev snapshot's).
+    pub latest: Option<String>,
+    pub atom: String,
+    /// Drupal's update-status feed (`/release-history/{project}/current`).
+    pub update_feed: String,
+    /// The package name in the Composer repository, when the project is one.
+    pub composer: Option<String>,
+    #[serde(skip)]
+    pub releases: Vec<ReleaseView>,
+}
+
+impl ProjectView {
+    pub fn new(project: &Project, rows: &[ReleaseWithFiles], url: &PublicUrl) -> ProjectView {
+        let mut ordered: Vec<&ReleaseWithFiles> = rows.iter().collect();
+        crate::publish::sort_newest_first(&mut ordered);
+        let releases: Vec<ReleaseView> = ordered
+            .iter()
+            .map(|r| ReleaseView::new(&project.name, r, url))
+            .collect();
+        ProjectView {
+            name: project.name.clone(),
+            title: project.title.clone(),
+            provider: project.provider.as_str(),
+            url: url.project(&project.name),
+            latest: releases
+                .iter()
+                .find(|r| r.status == "published")
+                .map(|r| r.version.clone()),
+            atom: format!("{}/releases.atom", url.project(&project.name)),
+            update_feed: format!("{}/release-history/{}/current", url.0, project.name),
+            composer: crate::publish::composer::package_name(project, rows),
+            releases,
+        }
+    }
+
+    pub fn latest_release(&self) -> Option<&ReleaseView> {
+        let version = self.latest.as_deref()?;
+        self.releases.iter().find(|r| r.version == version)
+    }
+
+    pub fn tags(&self) -> impl Iterator<Item = &ReleaseView> {
+        self.releases.iter().filter(|r| r.kind == "tag")
+    }
+
+    pub fn snapshots(&self) -> impl Iterator<Item = &ReleaseView> {
+        self.releases.iter().filter(|r| r.kind != "tag")
     }
 }

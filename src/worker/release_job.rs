@@ -2,6 +2,7 @@
 //! what is new, move them into the store and record the release. Idempotent: a ref already
 //! released at the same commit is skipped, so a retry never duplicates a release.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -14,8 +15,9 @@ use super::JobContext;
 use crate::git::{CommitInfo, GitError, Mirror};
 use crate::package::{BuiltArchive, PackageError, PackageSpec, ReleaseKind, ReleaseVersion};
 use crate::projects::{self, Project};
+use crate::publish::LineVersion;
 use crate::queue::ClaimedItem;
-use crate::releases::{self, NewFile, NewRelease};
+use crate::releases::{self, NewFile, NewRelease, ReleaseNotes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -60,6 +62,8 @@ struct Built {
     commit: CommitInfo,
     archives: Vec<BuiltArchive>,
     log: String,
+    composer_json: Option<String>,
+    notes: ReleaseNotes,
 }
 
 #[instrument(skip_all, fields(item = item.id, revision = item.revision, project = tracing::field::Empty))]
@@ -134,7 +138,9 @@ fn build(
 
     let mut built = Vec::new();
     let mut republish = Vec::new();
-    for (kind, ref_name) in wanted_refs(&mirror, project, item).map_err(fetch_error)? {
+    let wanted = wanted_refs(&mirror, project, item).map_err(fetch_error)?;
+    let tags = tag_releases(&mirror, released, &wanted);
+    for (kind, ref_name) in wanted {
         let ref_name = &ref_name;
         let (version, commit) = match kind {
             ReleaseKind::Tag => (
@@ -189,6 +195,25 @@ fn build(
         )?;
         let mut log = String::new();
         let _ = writeln!(log, "mirror synced from {shown_repo} in {fetch_ms} ms");
+        let package_error = |e: GitError| ReleaseError::Package {
+            version: version.version.clone(),
+            source: e.into(),
+        };
+        let composer_json =
+            composer_manifest(&mirror, &commit.id, &mut log).map_err(package_error)?;
+        let since = previous_release(&tags, &version);
+        let (commits, total) = mirror
+            .log_between(
+                since.map(|(_, c)| c.as_str()),
+                &commit.id,
+                ReleaseNotes::LIMIT,
+            )
+            .map_err(package_error)?;
+        let notes = ReleaseNotes {
+            since: since.map(|(v, _)| v.clone()),
+            more: total - commits.len(),
+            commits,
+        };
         let _ = writeln!(
             log,
             "{} {ref_name} at {} ({})",
@@ -219,9 +244,97 @@ fn build(
             commit,
             archives,
             log,
+            composer_json,
+            notes,
         });
     }
     Ok(Outcome { built, republish })
+}
+
+/// Every tag release by version with its commit: those recorded, and those this job is about
+/// to build (so a release's notes start at the right tag even when several arrive at once).
+fn tag_releases(
+    mirror: &Mirror,
+    released: &HashMap<String, Released>,
+    wanted: &[(ReleaseKind, String)],
+) -> Vec<(String, LineVersion, String)> {
+    let recorded = released
+        .iter()
+        .filter(|(version, r)| r.published && !version.ends_with("-dev"))
+        .map(|(version, r)| (version.clone(), r.commit.clone()));
+    let coming = wanted
+        .iter()
+        .filter(|(kind, _)| *kind == ReleaseKind::Tag)
+        .filter_map(|(_, tag)| {
+            let version = ReleaseVersion::from_tag(tag).ok()?.version;
+            let commit = mirror.tag_commit(tag).ok()??.id;
+            Some((version, commit))
+        });
+    let mut tags: Vec<(String, LineVersion, String)> = recorded
+        .chain(coming)
+        .filter_map(|(version, commit)| {
+            let line = LineVersion::parse(&version).filter(|l| !l.dev)?;
+            Some((version, line, commit))
+        })
+        .collect();
+    tags.sort_by(|a, b| a.1.newest_first(&b.1));
+    tags.dedup_by(|a, b| a.0 == b.0);
+    tags
+}
+
+/// The release whose commits a new release's notes start after: the newest older tag of the
+/// same line (`8.x-1.`, `2.0.`), else the newest older tag of any line. A dev snapshot starts
+/// after the newest tag of its line. `None` for a project's first release.
+fn previous_release<'t>(
+    tags: &'t [(String, LineVersion, String)],
+    version: &ReleaseVersion,
+) -> Option<(&'t String, &'t String)> {
+    let line = LineVersion::parse(&version.version);
+    let older: Vec<&(String, LineVersion, String)> = tags
+        .iter()
+        .filter(|(v, tag, _)| {
+            *v != version.version
+                && line
+                    .as_ref()
+                    .is_none_or(|l| l.dev || tag.newest_first(l) == Ordering::Greater)
+        })
+        .collect();
+    let same_line = older
+        .iter()
+        .find(|(_, tag, _)| line.as_ref().is_some_and(|l| l.holds(tag)));
+    same_line
+        .or(older.first())
+        .map(|(v, _, commit)| (v, commit))
+}
+
+/// The release's `composer.json`, re-serialised compactly, when it holds a JSON object. A
+/// broken one is noted in the build log and left out: the release itself is still good, and
+/// the Composer repository then describes it from baler's own fields.
+fn composer_manifest(
+    mirror: &Mirror,
+    commit: &str,
+    log: &mut String,
+) -> Result<Option<String>, GitError> {
+    let Some(bytes) = mirror.read_file(commit, "composer.json")? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(manifest @ serde_json::Value::Object(_)) => Ok(Some(manifest.to_string())),
+        Ok(_) => {
+            let _ = writeln!(
+                log,
+                "composer.json is not a JSON object; left out of the Composer repository"
+            );
+            Ok(None)
+        }
+        Err(e) => {
+            let _ = writeln!(
+                log,
+                "composer.json is not valid JSON ({e}); left out of the Composer repository"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The refs this job looks at: the queued ones; every tag matching the project's patterns
@@ -294,6 +407,8 @@ async fn store_and_record(
             commit: &release.commit.id,
             commit_time: release.commit.time,
             build_log: &release.log,
+            composer_json: release.composer_json.as_deref(),
+            notes: &release.notes,
             files,
         },
     )
