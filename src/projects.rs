@@ -165,7 +165,12 @@ pub async fn sync_from_config(
     Ok(())
 }
 
+/// The project called `name`. A name no project can have (a NUL byte from a URL, say) is
+/// not looked up at all.
 pub async fn find(db: &DatabaseConnection, name: &str) -> Result<Option<Project>, DbErr> {
+    if crate::config::validate_project_name(name).is_err() {
+        return Ok(None);
+    }
     project::Entity::find()
         .filter(project::Column::Name.eq(name))
         .one(db)

@@ -135,12 +135,24 @@ pub async fn for_project(
     Ok(releases)
 }
 
+/// Versions and file names hold only these characters (see `ReleaseVersion`); anything else
+/// from a URL names nothing and is not looked up.
+fn plausible_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'))
+}
+
 /// The release a version names, with its files.
 pub async fn find(
     db: &DatabaseConnection,
     project_id: i64,
     version: &str,
 ) -> Result<Option<ReleaseWithFiles>, DbErr> {
+    if !plausible_name(version) {
+        return Ok(None);
+    }
     let Some(release) = release::Entity::find()
         .filter(release::Column::ProjectId.eq(project_id))
         .filter(release::Column::Version.eq(version))
@@ -159,6 +171,9 @@ pub async fn find_file(
     project_id: i64,
     name: &str,
 ) -> Result<Option<(release_file::Model, release::Model)>, DbErr> {
+    if !plausible_name(name) {
+        return Ok(None);
+    }
     let found = release_file::Entity::find()
         .filter(release_file::Column::Name.eq(name))
         .find_also_related(release::Entity)

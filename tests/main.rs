@@ -5,6 +5,7 @@ mod admin;
 mod burst;
 mod leases;
 mod providers;
+mod publishing;
 mod queue;
 mod release_path;
 mod support;

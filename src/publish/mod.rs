@@ -32,7 +32,11 @@ pub struct LineVersion {
 impl LineVersion {
     pub fn parse(version: &str) -> Option<LineVersion> {
         let (core, rest) = match version.split_once(".x-") {
-            Some((core, rest)) if !core.is_empty() && core.bytes().all(|b| b.is_ascii_digit()) => {
+            Some((core, rest))
+                if !core.is_empty()
+                    && core.bytes().all(|b| b.is_ascii_digit())
+                    && rest.starts_with(|c: char| c.is_ascii_digit()) =>
+            {
                 (Some(core.parse().ok()?), rest)
             }
             _ => (None, version),
@@ -168,6 +172,8 @@ mod tests {
         assert_eq!(v("8.x-1.x-dev").numbers, vec![1]);
         assert!(v("2.0.x-dev").dev);
         assert_eq!(v("2.0.x-dev").numbers, vec![2, 0]);
+        assert_eq!(v("2.x-dev").core, None);
+        assert_eq!(v("2.x-dev").numbers, vec![2]);
         for odd in ["main-dev", "nightly", "1..2", "8.x-", "1.2.3-", "1.2-b/1"] {
             assert_eq!(LineVersion::parse(odd), None, "{odd}");
         }

@@ -1,0 +1,529 @@
+//! Publishing, checked with the clients that read it: the real `composer` installs packages
+//! from a running baler; the Drupal update feed is checked as Drupal core's update module
+//! validates it; downloads answer Range, HEAD and conditional requests; pages parse.
+
+use std::path::Path;
+use std::process::Command;
+
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+
+use crate::on_both_databases;
+use crate::support::git::GitRepo;
+use crate::support::tree::assert_same_tree;
+use crate::support::{ProjectSpec, TestApp, TestDb};
+
+/// A PHP library with a composer.json, a `1.x` line (tags v1.0.0 and v1.1.0) and a `2.x` branch
+/// that has moved on.
+fn php_library() -> GitRepo {
+    let mut repo = GitRepo::new();
+    let manifest = json!({
+        "name": "acme/widget",
+        "description": "A widget",
+        "type": "library",
+        "license": "MIT",
+        "autoload": { "psr-4": { "Acme\\Widget\\": "src/" } }
+    });
+    repo.write(
+        "composer.json",
+        serde_json::to_string_pretty(&manifest).unwrap().as_bytes(),
+    );
+    repo.write(
+        "src/Widget.php",
+        b"<?php\nnamespace Acme\\Widget;\nclass Widget { const VERSION = '1.0.0'; }\n",
+    );
+    repo.commit("Widget 1.0.0");
+    repo.git(&["tag", "v1.0.0"]);
+    repo.write(
+        "src/Widget.php",
+        b"<?php\nnamespace Acme\\Widget;\nclass Widget { const VERSION = '1.1.0'; }\n",
+    );
+    repo.commit("Widget 1.1.0");
+    repo.git(&["tag", "v1.1.0"]);
+    repo.git(&["checkout", "-q", "-b", "2.x"]);
+    repo.write(
+        "src/Widget.php",
+        b"<?php\nnamespace Acme\\Widget;\nclass Widget { const VERSION = '2.x'; }\n",
+    );
+    repo.commit("Start 2.x");
+    repo.git(&["checkout", "-q", "main"]);
+    repo
+}
+
+/// Runs the real `composer` in `dir` (Packagist off, plain HTTP allowed).
+fn composer(dir: &Path, args: &[&str]) {
+    let home = dir.join(".composer-home");
+    let output = Command::new("composer")
+        .args(args)
+        .args(["--no-interaction", "--no-progress", "--no-plugins"])
+        .current_dir(dir)
+        .env("COMPOSER_HOME", &home)
+        .env("COMPOSER_CACHE_DIR", home.join("cache"))
+        .env("COMPOSER_ALLOW_SUPERUSER", "1")
+        .output()
+        .expect("`composer` runs (Debian's `composer` package; .ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "composer {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn consumer(dir: &Path, base: &str, require: Value, stability: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let manifest = json!({
+        "name": "acme/site",
+        "repositories": [
+            { "type": "composer", "url": base },
+            { "packagist.org": false }
+        ],
+        "require": require,
+        "minimum-stability": stability,
+        "config": { "secure-http": false }
+    });
+    std::fs::write(
+        dir.join("composer.json"),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+}
+
+async fn composer_installs_tagged_and_dev_releases(db: TestDb) {
+    let repo = php_library();
+    let app = TestApp::spawn_on(db, &[ProjectSpec::github("widget", repo.url())]).await;
+    app.github_push("widget", "refs/tags/v1.1.0", &repo.rev("v1.1.0"))
+        .await;
+    app.github_push("widget", "refs/heads/2.x", &repo.rev("2.x"))
+        .await;
+    app.run_queue_until_idle().await;
+
+    // The package name comes from the repository's composer.json.
+    let root = app.get_json("/packages.json").await;
+    assert_eq!(root["available-packages"], json!(["acme/widget"]));
+    let tagged = app.get_json("/p2/acme/widget.json").await;
+    let versions: Vec<&str> = tagged["packages"]["acme/widget"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["1.1.0", "1.0.0"]);
+    let entry = &tagged["packages"]["acme/widget"][0];
+    assert_eq!(entry["dist"]["reference"], repo.rev("v1.1.0").as_str());
+    assert_eq!(entry["autoload"]["psr-4"]["Acme\\Widget\\"], "src/");
+    let zip = app.release("widget", "1.1.0").await["files"][1].clone();
+    assert_eq!(entry["dist"]["shasum"], zip["sha1"]);
+    let dev = app.get_json("/p2/acme/widget~dev.json").await;
+    assert_eq!(dev["packages"]["acme/widget"][0]["version"], "2.x-dev");
+
+    let work = tempfile::tempdir().unwrap();
+    let stable = work.path().join("stable");
+    consumer(
+        &stable,
+        &app.url,
+        json!({ "acme/widget": "^1.0" }),
+        "stable",
+    );
+    composer(&stable, &["install"]);
+    let expected = work.path().join("expected-1.1.0");
+    repo.archive_into(&repo.rev("v1.1.0"), "widget", &expected);
+    assert_same_tree(&expected.join("widget"), &stable.join("vendor/acme/widget"));
+    let lock: Value =
+        serde_json::from_slice(&std::fs::read(stable.join("composer.lock")).unwrap()).unwrap();
+    assert_eq!(lock["packages"][0]["version"], "1.1.0");
+
+    // Only the 2.x branch satisfies this constraint: the dev release is installed.
+    let edge = work.path().join("edge");
+    consumer(&edge, &app.url, json!({ "acme/widget": "^2.0@dev" }), "dev");
+    composer(&edge, &["install"]);
+    let expected = work.path().join("expected-2.x");
+    repo.archive_into(&repo.rev("2.x"), "widget", &expected);
+    assert_same_tree(&expected.join("widget"), &edge.join("vendor/acme/widget"));
+
+    // Unknown packages are 404; Last-Modified lets clients revalidate.
+    assert_eq!(app.get("/p2/acme/nothing.json").await.status(), 404);
+    let first = app.get("/p2/acme/widget.json").await;
+    let stamp = first.headers()["last-modified"].clone();
+    let again = app
+        .client
+        .get(format!("{}/p2/acme/widget.json", app.url))
+        .header("if-modified-since", stamp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+}
+
+/// A Drupal module with two major lines on Drupal 8 (8.x-1.x, 8.x-2.x), a 7.x line, and a dev
+/// branch.
+fn drupal_module() -> GitRepo {
+    let mut repo = GitRepo::new();
+    repo.write(
+        "example.info.yml",
+        b"name: Example\ntype: module\ncore_version_requirement: ^8 || ^9\n",
+    );
+    repo.write("example.module", b"<?php\n// 1.0\n");
+    repo.commit("Example 1.0");
+    repo.git(&["tag", "8.x-1.0"]);
+    repo.write("example.module", b"<?php\n// 1.1\n");
+    repo.commit("Fix a bug");
+    repo.git(&["tag", "8.x-1.1"]);
+    repo.git(&["checkout", "-q", "-b", "8.x-2.x"]);
+    repo.write("example.module", b"<?php\n// 2.0\n");
+    repo.commit("Rewrite for 2.x");
+    repo.git(&["tag", "8.x-2.0-beta1"]);
+    repo.write("example.module", b"<?php\n// 2.0 dev\n");
+    repo.commit("More 2.x work");
+    repo.git(&["checkout", "-q", "--orphan", "7.x-1.x"]);
+    repo.git(&["rm", "-rq", "--cached", "."]);
+    for file in ["example.info.yml", "example.module"] {
+        std::fs::remove_file(repo.dir.join(file)).unwrap();
+    }
+    repo.write(
+        "example.info",
+        b"name = Example\ncore = 7.x\nversion = \"7.x-1.x-dev\"\n",
+    );
+    repo.commit("Example for Drupal 7");
+    repo.git(&["tag", "7.x-1.0"]);
+    repo.git(&["checkout", "-q", "main"]);
+    repo
+}
+
+fn text<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> {
+    node.children()
+        .find(|c| c.tag_name().name() == name)
+        .and_then(|c| c.text())
+}
+
+async fn drupal_update_feed_is_what_the_update_module_reads(db: TestDb) {
+    let repo = drupal_module();
+    let mut spec = ProjectSpec::github("example", repo.url());
+    spec.layout = "drupal";
+    spec.branches = &["*.x"];
+    let app = TestApp::spawn_on(db, &[spec]).await;
+    app.github_push("example", "refs/heads/8.x-2.x", &repo.rev("8.x-2.x"))
+        .await;
+    app.run_queue_until_idle().await;
+
+    let response = app.get("/release-history/example/current").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/xml")
+    );
+    let xml = response.text().await.unwrap();
+    let port = app.url.rsplit(':').next().unwrap().to_string();
+    insta::with_settings!({filters => vec![
+        (port.as_str(), "[port]"),
+        (r"<date>\d+</date>", "<date>[date]</date>"),
+        (r"<filedate>\d+</filedate>", "<filedate>[date]</filedate>"),
+    ]}, {
+        insta::assert_snapshot!("drupal_current_feed", xml);
+    });
+
+    // What core's parser and ProjectRelease::validateReleaseData require.
+    let doc = roxmltree::Document::parse(&xml).expect("the feed is XML");
+    let project = doc.root_element();
+    assert_eq!(project.tag_name().name(), "project");
+    assert_eq!(text(project, "short_name"), Some("example"));
+    assert_eq!(text(project, "type"), Some("project_module"));
+    assert_eq!(text(project, "project_status"), Some("published"));
+    assert_eq!(text(project, "supported_branches"), Some("8.x-1.,8.x-2."));
+    let releases: Vec<roxmltree::Node> = project
+        .descendants()
+        .filter(|n| n.has_tag_name("release"))
+        .collect();
+    let versions: Vec<&str> = releases
+        .iter()
+        .map(|r| text(*r, "version").unwrap())
+        .collect();
+    // Newest first by major, then patch; the dev snapshot last; the 7.x line is not here.
+    assert_eq!(
+        versions,
+        ["8.x-2.0-beta1", "8.x-1.1", "8.x-1.0", "8.x-2.x-dev"]
+    );
+    for release in &releases {
+        assert!(
+            !text(*release, "release_link")
+                .unwrap_or_default()
+                .is_empty()
+        );
+        assert!(matches!(
+            text(*release, "status"),
+            Some("published" | "unpublished")
+        ));
+        let date = text(*release, "date").expect("every release has a date");
+        assert!(date.parse::<u64>().is_ok(), "numeric date {date}");
+        // mdhash and filesize are those of the file served at download_link.
+        let link = text(*release, "download_link").unwrap();
+        let (_, bytes) = app.download(link).await;
+        assert_eq!(
+            text(*release, "mdhash").unwrap(),
+            hex::encode(Md5::digest(&bytes))
+        );
+        assert_eq!(text(*release, "filesize").unwrap(), bytes.len().to_string());
+    }
+    // The dev release's date is the datestamp its packaged .info.yml carries, so a site on the
+    // snapshot compares like with like.
+    let dev_date = text(releases[3], "date").unwrap();
+    let (_, tarball) = app
+        .download(text(releases[3], "download_link").unwrap())
+        .await;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tarball[..]));
+    let info = archive
+        .entries()
+        .unwrap()
+        .map(Result::unwrap)
+        .find(|e| e.path().unwrap().ends_with("example.info.yml"))
+        .map(|mut e| {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+            text
+        })
+        .expect("the archive has the .info.yml");
+    assert!(info.contains(&format!("datestamp: {dev_date}")), "{info}");
+
+    // The legacy feed for Drupal 7 holds its own line, with the major-version fields.
+    let legacy = app
+        .get("/release-history/example/7.x")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = roxmltree::Document::parse(&legacy).unwrap();
+    let project = doc.root_element();
+    assert_eq!(text(project, "api_version"), Some("7.x"));
+    assert_eq!(text(project, "recommended_major"), Some("1"));
+    assert_eq!(text(project, "supported_branches"), Some("7.x-1."));
+    let legacy_versions: Vec<&str> = project
+        .descendants()
+        .filter(|n| n.has_tag_name("version"))
+        .map(|n| n.text().unwrap())
+        .collect();
+    assert_eq!(legacy_versions, ["7.x-1.0"]);
+
+    // A deleted tag leaves the feed at once.
+    let body = crate::support::github_push_body(&repo.url(), "refs/tags/8.x-1.1", &"0".repeat(40));
+    let mut payload: Value = serde_json::from_slice(&body).unwrap();
+    payload["deleted"] = json!(true);
+    let body = serde_json::to_vec(&payload).unwrap();
+    let headers = vec![
+        ("content-type", "application/json".to_string()),
+        ("x-github-event", "push".to_string()),
+        (
+            "x-hub-signature-256",
+            baler::hooks::verify::github_signature(crate::support::SECRET, &body),
+        ),
+    ];
+    assert_eq!(app.post_hook("example", &headers, body).await.status(), 200);
+    let after = app
+        .get("/release-history/example/current")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!after.contains("<version>8.x-1.1</version>"));
+
+    // Unknown projects get drupal.org's error.
+    let unknown = app.get("/release-history/nothing/current").await;
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.unwrap().contains(
+        "<error>No release history was found for the requested project (nothing).</error>"
+    ));
+}
+
+async fn downloads_answer_range_head_and_conditional_requests(db: TestDb) {
+    let repo = GitRepo::standard();
+    let app = TestApp::spawn_on(db, &[ProjectSpec::github("widget", repo.url())]).await;
+    app.github_push("widget", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
+        .await;
+    app.run_queue_until_idle().await;
+    let release = app.release("widget", "1.0.0").await;
+    let zip = &release["files"][1];
+    let url = zip["url"].as_str().unwrap();
+    let sha256 = zip["sha256"].as_str().unwrap();
+    let (headers, whole) = app.download(url).await;
+    assert_eq!(headers["etag"], format!("\"{sha256}\"").as_str());
+    assert_eq!(headers["content-type"], "application/zip");
+    assert_eq!(
+        headers["content-disposition"],
+        "attachment; filename=\"widget-1.0.0.zip\""
+    );
+    assert!(headers.contains_key("last-modified"));
+    assert_eq!(headers["accept-ranges"], "bytes");
+
+    let get = |extra: Vec<(&'static str, String)>| {
+        let mut request = app.client.get(url);
+        for (name, value) in extra {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let part = get(vec![("range", "bytes=10-19".into())]).await.unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", whole.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), &whole[10..20]);
+    let beyond = get(vec![("range", format!("bytes={}-", whole.len() + 10))])
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 416);
+
+    let cached = get(vec![("if-none-match", format!("\"{sha256}\""))])
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    assert!(cached.bytes().await.unwrap().is_empty());
+    let other = get(vec![("if-none-match", "\"something-else\"".into())])
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    // If-Range with another version's tag: the whole file, not a piece to splice on.
+    let stale = get(vec![
+        ("range", "bytes=0-9".into()),
+        ("if-range", "\"old\"".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), 200);
+    assert_eq!(stale.bytes().await.unwrap().len(), whole.len());
+    let fresh = get(vec![
+        ("range", "bytes=0-9".into()),
+        ("if-range", format!("\"{sha256}\"")),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(fresh.status(), 206);
+
+    let head = app.client.head(url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        whole.len().to_string().as_str()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    // Checksum files, in `sha256sum -c` format.
+    let single = app.get("/files/widget/widget-1.0.0.zip.sha256").await;
+    assert_eq!(
+        single.text().await.unwrap(),
+        format!("{sha256}  widget-1.0.0.zip\n")
+    );
+    let sums = app
+        .get("/projects/widget/releases/1.0.0/SHA256SUMS")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(sums.lines().count(), 2);
+    assert!(sums.contains(&format!("{sha256}  widget-1.0.0.zip")));
+
+    // Path tricks never reach a file outside the store, nor any file not recorded.
+    let tricks = [
+        "/files/widget/..%2F..%2Fbaler.db",
+        "/files/widget/%2E%2E%2Fbaler.db",
+        "/files/widget/..",
+        "/files/..%2Fwidget/widget-1.0.0.zip",
+        "/files/widget/%2Fetc%2Fpasswd",
+        "/files/widget/widget-1.0.0.zip%00",
+        "/files/widget/.building-widget-1.0.0.zip",
+        "/files/widget/widget-9.9.9.zip",
+        "/files/widget/widget-1.0.0.zip/",
+        "/files/nobody/widget-1.0.0.zip",
+    ];
+    for trick in tricks {
+        let status = app.get(trick).await.status().as_u16();
+        assert!(status == 400 || status == 404, "{trick} answered {status}");
+    }
+}
+
+async fn pages_and_feeds_show_every_release_detail(db: TestDb) {
+    let repo = GitRepo::standard();
+    let app = TestApp::spawn_on(db, &[ProjectSpec::github("widget", repo.url())]).await;
+    app.github_push("widget", "refs/tags/1.1.0", &repo.rev("1.1.0"))
+        .await;
+    app.github_push("widget", "refs/heads/1.x", &repo.rev("1.x"))
+        .await;
+    app.run_queue_until_idle().await;
+
+    let page = app
+        .get("/projects/widget/releases/1.1.0")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let html = scraper::Html::parse_document(&page);
+    assert!(html.errors.is_empty(), "HTML errors: {:?}", html.errors);
+    let release = app.release("widget", "1.1.0").await;
+    for file in release["files"].as_array().unwrap() {
+        for sum in ["sha256", "sha1", "md5"] {
+            assert!(page.contains(file[sum].as_str().unwrap()), "{sum} shown");
+        }
+    }
+    // Notes: the commits since the previous release of the line (1.0.0).
+    let notes: Vec<String> = html
+        .select(&scraper::Selector::parse("ul.notes li").unwrap())
+        .map(|li| li.text().collect())
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].starts_with("Second commit"));
+    assert_eq!(release["notes"]["since"], "1.0.0");
+    let verify: String = html
+        .select(&scraper::Selector::parse("#verify").unwrap())
+        .flat_map(|e| e.text())
+        .collect();
+    assert!(verify.contains("SHA256SUMS | sha256sum -c -"));
+
+    let project = app.get("/projects/widget").await.text().await.unwrap();
+    let html = scraper::Html::parse_document(&project);
+    assert!(html.errors.is_empty(), "HTML errors: {:?}", html.errors);
+    let headings: Vec<String> = html
+        .select(&scraper::Selector::parse("h2").unwrap())
+        .map(|h| h.text().collect())
+        .collect();
+    assert_eq!(headings, ["Releases", "Development snapshots"]);
+    let detail = app.get_json("/api/v1/projects/widget").await;
+    let order: Vec<&str> = detail["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["1.1.0", "1.0.0", "1.x-dev"]);
+    let one = app
+        .get_json("/api/v1/projects/widget/releases/1.x-dev")
+        .await;
+    assert!(one["build_log"].as_str().unwrap().contains("packaged in"));
+    let status = app.get_json("/api/v1/status").await;
+    assert_eq!(status["pending"], 0);
+
+    for path in ["/projects/widget/releases.atom", "/releases.atom"] {
+        let atom = app.get(path).await.text().await.unwrap();
+        let doc = roxmltree::Document::parse(&atom).expect("Atom is XML");
+        let entries: Vec<String> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("entry"))
+            .map(|e| {
+                e.children()
+                    .find(|c| c.has_tag_name("title"))
+                    .and_then(|t| t.text())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(entries.len(), 3, "{path}: {entries:?}");
+        assert!(entries.contains(&"widget 1.1.0".to_string()));
+    }
+}
+
+on_both_databases!(
+    composer_installs_tagged_and_dev_releases,
+    drupal_update_feed_is_what_the_update_module_reads,
+    downloads_answer_range_head_and_conditional_requests,
+    pages_and_feeds_show_every_release_detail,
+);
