@@ -38,9 +38,28 @@ pub async fn all_packages(db: &DatabaseConnection) -> Result<Vec<Package>, DbErr
     Ok(packages)
 }
 
-/// The package called `name`, if a project is.
+/// The package called `name`, if a project is. A project configured with that name is found
+/// without reading anyone's releases; only projects that take their name from `composer.json`
+/// need their releases read.
 pub async fn find_package(db: &DatabaseConnection, name: &str) -> Result<Option<Package>, DbErr> {
-    Ok(all_packages(db).await?.into_iter().find(|p| p.name == name))
+    let projects = projects::list(db).await?;
+    let (configured, unnamed): (Vec<Project>, Vec<Project>) =
+        projects.into_iter().partition(|p| p.composer.is_some());
+    let candidates = configured
+        .into_iter()
+        .filter(|p| p.composer.as_deref() == Some(name))
+        .chain(unnamed);
+    for project in candidates {
+        let releases = releases::for_project(db, project.id).await?;
+        if package_name(&project, &releases).as_deref() == Some(name) {
+            return Ok(Some(Package {
+                name: name.to_string(),
+                project,
+                releases,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// The configured name, else the `name` of the newest release's `composer.json`.
