@@ -459,6 +459,14 @@ async fn pages_and_feeds_show_every_release_detail(db: TestDb) {
         .unwrap();
     let html = scraper::Html::parse_document(&page);
     assert!(html.errors.is_empty(), "HTML errors: {:?}", html.errors);
+    let port = app.url.rsplit(':').next().unwrap().to_string();
+    insta::with_settings!({filters => vec![
+        (port.as_str(), "[port]"),
+        (r"\d+ ms", "[n] ms"),
+        (r"/tmp/[^ \n]+", "[repo]"),
+    ]}, {
+        insta::assert_snapshot!("release_page", page);
+    });
     let release = app.release("widget", "1.1.0").await;
     for file in release["files"].as_array().unwrap() {
         for sum in ["sha256", "sha1", "md5"] {
