@@ -138,20 +138,24 @@ fn build(
 
     let mut built = Vec::new();
     let mut republish = Vec::new();
-    let wanted = wanted_refs(&mirror, project, item).map_err(fetch_error)?;
-    let tags = tag_releases(&mirror, released, &wanted);
-    for (kind, ref_name) in wanted {
-        let ref_name = &ref_name;
+    // Each wanted ref is resolved once; the notes need every tag's commit before the loop.
+    let mut wanted = Vec::new();
+    for (kind, ref_name) in wanted_refs(&mirror, project, item).map_err(fetch_error)? {
         let (version, commit) = match kind {
             ReleaseKind::Tag => (
-                ReleaseVersion::from_tag(ref_name),
-                mirror.tag_commit(ref_name),
+                ReleaseVersion::from_tag(&ref_name),
+                mirror.tag_commit(&ref_name),
             ),
             ReleaseKind::Dev => (
-                ReleaseVersion::from_branch(ref_name),
-                mirror.branch_commit(ref_name),
+                ReleaseVersion::from_branch(&ref_name),
+                mirror.branch_commit(&ref_name),
             ),
         };
+        wanted.push((kind, ref_name, version, commit.map_err(fetch_error)?));
+    }
+    let tags = tag_releases(released, &wanted);
+    for (kind, ref_name, version, commit) in wanted {
+        let ref_name = &ref_name;
         let version = match version {
             Ok(v) => v,
             Err(e) => {
@@ -159,7 +163,6 @@ fn build(
                 continue;
             }
         };
-        let commit = commit.map_err(fetch_error)?;
         let Some(commit) = commit else {
             tracing::warn!(%ref_name, "the ref is gone from the repository; nothing to release");
             continue;
@@ -251,25 +254,32 @@ fn build(
     Ok(Outcome { built, republish })
 }
 
+/// A ref this job looks at: its kind, name, version, and the commit it points at (if it
+/// still exists).
+type WantedRef = (
+    ReleaseKind,
+    String,
+    Result<ReleaseVersion, crate::package::version::VersionError>,
+    Option<CommitInfo>,
+);
+
 /// Every tag release by version with its commit: those recorded, and those this job is about
 /// to build (so a release's notes start at the right tag even when several arrive at once).
 fn tag_releases(
-    mirror: &Mirror,
     released: &HashMap<String, Released>,
-    wanted: &[(ReleaseKind, String)],
+    wanted: &[WantedRef],
 ) -> Vec<(String, LineVersion, String)> {
     let recorded = released
         .iter()
-        .filter(|(version, r)| r.published && !version.ends_with("-dev"))
+        .filter(|(_, r)| r.published)
         .map(|(version, r)| (version.clone(), r.commit.clone()));
-    let coming = wanted
-        .iter()
-        .filter(|(kind, _)| *kind == ReleaseKind::Tag)
-        .filter_map(|(_, tag)| {
-            let version = ReleaseVersion::from_tag(tag).ok()?.version;
-            let commit = mirror.tag_commit(tag).ok()??.id;
-            Some((version, commit))
-        });
+    let coming = wanted.iter().filter_map(|(kind, _, version, commit)| {
+        let version = version
+            .as_ref()
+            .ok()
+            .filter(|_| *kind == ReleaseKind::Tag)?;
+        Some((version.version.clone(), commit.as_ref()?.id.clone()))
+    });
     let mut tags: Vec<(String, LineVersion, String)> = recorded
         .chain(coming)
         .filter_map(|(version, commit)| {
