@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use sea_orm::DatabaseConnection;
 
-use crate::config::Config;
+use crate::config::{ArchiveFormat, Config, Layout};
+use crate::git::RemoteAuth;
+use crate::package::offline::{self, OfflineRequest};
 use crate::queue::Queue;
 use crate::startup::{Application, Role, shutdown_signal};
 use crate::{db, demo, projects};
@@ -59,6 +61,42 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Package one ref offline (no server, no database), exactly as the worker would, and
+    /// print each file with its size and sha256.
+    Package(Box<PackageArgs>),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PackageArgs {
+    /// A local repository (bare or with a work tree) or a URL to clone.
+    #[arg(value_name = "PATH|URL")]
+    pub source: String,
+    /// The tag, branch or commit to package.
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: String,
+    /// Where the archives go.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub out: PathBuf,
+    /// The project name in file names and the top directory (default: the repository's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "plain", value_parser = ["plain", "drupal"])]
+    pub layout: String,
+    /// Formats to write (default: both).
+    #[arg(long = "format", value_parser = ["tar.gz", "zip"])]
+    pub formats: Vec<String>,
+    /// A private repository over HTTPS: the environment variable holding an access token.
+    #[arg(long, value_name = "VAR")]
+    pub token_env: Option<String>,
+    /// The user name sent with the token.
+    #[arg(long, default_value = "x-access-token")]
+    pub http_user: String,
+    /// A private repository over SSH: the private key file.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// No progress bar even on a terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,6 +122,10 @@ pub enum QueueCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Offline packaging needs no configuration, so a broken config file does not stop it.
+    if let Command::Package(args) = cli.command {
+        return tokio::task::spawn_blocking(move || package_command(*args)).await?;
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve { demo, no_worker } => {
@@ -151,7 +193,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let queue = Queue::new(open(&config).await?, config.queue_tuning());
             queue_command(&queue, command).await
         }
+        Command::Package(_) => unreachable!("handled before the config is read"),
     }
+}
+
+fn package_command(args: PackageArgs) -> anyhow::Result<()> {
+    let token = match &args.token_env {
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            anyhow::anyhow!("--token-env names the environment variable {var}, which is not set")
+        })?),
+        None => None,
+    };
+    let request = OfflineRequest {
+        source: args.source,
+        reference: args.reference,
+        out: args.out,
+        name: args.name,
+        layout: Layout::parse(&args.layout).expect("clap checked the layout"),
+        formats: args
+            .formats
+            .iter()
+            .map(|f| ArchiveFormat::parse(f).expect("clap checked the format"))
+            .collect(),
+        auth: RemoteAuth {
+            http_user: args.http_user,
+            token,
+            ssh_key: args.ssh_key,
+            ssh_passphrase: None,
+        },
+        progress: !args.quiet,
+    };
+    for file in offline::package(&request)? {
+        println!(
+            "{}  {:>12}  {}",
+            file.sha256,
+            file.size,
+            file.path.display()
+        );
+    }
+    Ok(())
 }
 
 async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use globset::Glob;
 use serde::Deserialize;
 
+use crate::git::RemoteAuth;
+
 /// Errors say which file or variable and which key is wrong, so a user can fix it at once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -36,6 +38,16 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The basic-auth user name the host expects with an access token as the password.
+    pub fn token_user(self) -> &'static str {
+        match self {
+            Provider::Github => "x-access-token",
+            Provider::Gitlab => "oauth2",
+            Provider::Gitea => "oauth2",
+            Provider::Bitbucket => "x-token-auth",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Github => "github",
@@ -171,6 +183,14 @@ pub struct ProjectConfig {
     pub drupal_type: Option<String>,
     /// The feed's `supported_branches`: version prefixes ending in a dot (`8.x-1.`, `2.0.`).
     pub supported_branches: Option<Vec<String>>,
+    /// A private repository over HTTPS: an access token, sent as the basic-auth password.
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    /// The basic-auth user name sent with the token (default: what the provider expects).
+    pub http_user: Option<String>,
+    /// A private repository over SSH: the private key file.
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_passphrase_env: Option<String>,
 }
 
 pub fn default_branches() -> Vec<String> {
@@ -224,6 +244,8 @@ pub struct ProjectSettings {
     pub drupal_type: String,
     /// `None`: every release line is supported.
     pub supported_branches: Option<Vec<String>>,
+    /// Credentials for fetching the repository (none for public ones).
+    pub auth: RemoteAuth,
 }
 
 /// The project types Drupal's update module knows.
@@ -559,7 +581,40 @@ fn project_settings(
             ),
         ));
     }
+    let env_value = |field: &str, name: &Option<String>| -> Result<Option<String>, ConfigError> {
+        name.as_ref()
+            .map(|env_name| {
+                var(env_name).ok_or_else(|| {
+                    invalid(
+                        field,
+                        format!("names the environment variable {env_name}, which is not set"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let token = match (project.token, env_value("token_env", &project.token_env)?) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "token",
+                "set `token` or `token_env`, not both".into(),
+            ));
+        }
+        (Some(t), None) if t.is_empty() => {
+            return Err(invalid("token", "must not be empty".into()));
+        }
+        (token, from_env) => token.or(from_env),
+    };
+    let auth = RemoteAuth {
+        http_user: project
+            .http_user
+            .unwrap_or_else(|| project.provider.token_user().to_string()),
+        token,
+        ssh_key: project.ssh_key,
+        ssh_passphrase: env_value("ssh_passphrase_env", &project.ssh_passphrase_env)?,
+    };
     Ok(ProjectSettings {
+        auth,
         title: project.title.unwrap_or_else(|| project.name.clone()),
         name: project.name,
         repo: project.repo,

@@ -30,6 +30,7 @@ pub fn prepare(config: &mut Config) -> anyhow::Result<String> {
         composer: Some("baler/demo".into()),
         drupal_type: "project_module".into(),
         supported_branches: None,
+        auth: Default::default(),
     });
     Ok(tag.to_string())
 }

@@ -111,6 +111,13 @@ impl Application {
             db: self.db.clone(),
             store: store.clone(),
             mirrors_dir: self.config.mirrors_dir(),
+            auth: std::sync::Arc::new(
+                self.config
+                    .projects
+                    .iter()
+                    .map(|p| (p.name.clone(), p.auth.clone()))
+                    .collect(),
+            ),
         };
         let workers = (self.role != Role::Web).then(|| {
             tokio::spawn(worker::run(

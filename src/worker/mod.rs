@@ -2,12 +2,15 @@
 
 pub mod release_job;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
 use sea_orm::DatabaseConnection;
 
+use crate::git::RemoteAuth;
 use crate::queue::Queue;
 use crate::queue::backend::TableBackend;
 use crate::store::LocalStore;
@@ -18,6 +21,15 @@ pub struct JobContext {
     pub db: DatabaseConnection,
     pub store: LocalStore,
     pub mirrors_dir: PathBuf,
+    /// Fetch credentials by project name, from the config (never stored in the database).
+    pub auth: Arc<HashMap<String, RemoteAuth>>,
+}
+
+impl JobContext {
+    /// The project's credentials; anonymous when the config gives none.
+    pub fn auth_for(&self, project: &str) -> RemoteAuth {
+        self.auth.get(project).cloned().unwrap_or_default()
+    }
 }
 
 /// A name for this process's claims in lease rows: host, process id and a random part.

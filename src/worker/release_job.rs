@@ -133,7 +133,9 @@ fn build(
         repo: shown_repo.clone(),
         source,
     };
-    let mirror = Mirror::open_or_clone(&mirror_path, &project.repo).map_err(fetch_error)?;
+    let (mirror, fetched) =
+        Mirror::open_or_clone(&mirror_path, &project.repo, &ctx.auth_for(&project.name))
+            .map_err(fetch_error)?;
     let fetch_ms = fetch_started.elapsed().as_millis();
 
     let mut built = Vec::new();
@@ -190,14 +192,17 @@ fn build(
             formats: &project.formats,
         };
         let staging = ctx.store.project_dir(&project.name);
-        let archives = crate::package::build_archives(&mirror, &commit, &spec, &staging).map_err(
-            |source| ReleaseError::Package {
-                version: version.version.clone(),
-                source,
-            },
-        )?;
+        let archives = crate::package::build_archives(&mirror, &commit, &spec, &staging, &|_| {})
+            .map_err(|source| ReleaseError::Package {
+            version: version.version.clone(),
+            source,
+        })?;
         let mut log = String::new();
-        let _ = writeln!(log, "mirror synced from {shown_repo} in {fetch_ms} ms");
+        let _ = writeln!(
+            log,
+            "mirror synced from {shown_repo} in {fetch_ms} ms ({} objects, {} bytes received)",
+            fetched.received_objects, fetched.received_bytes
+        );
         let package_error = |e: GitError| ReleaseError::Package {
             version: version.version.clone(),
             source: e.into(),
