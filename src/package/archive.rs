@@ -45,8 +45,10 @@ pub struct PackedEntry {
     /// The content as deflate pieces joined (files only; ends with a sync flush).
     pub deflated: Vec<u8>,
     pub crc: u32,
-    /// The tar stream's bytes for this entry (the previous entry's padding, the headers and,
-    /// for small files, the data), deflated as a piece, and their CRC and length.
+    /// The tar stream's bytes from this entry on (the previous entry's padding, the headers
+    /// and, for small files, the data; then as many following entries' as are compressed
+    /// with it), deflated as a piece, and their CRC and length. Empty when an earlier
+    /// entry's piece holds this entry's unit.
     pub tar_unit: Vec<u8>,
     pub tar_unit_crc: u32,
     pub tar_unit_len: u64,
@@ -146,7 +148,9 @@ impl<W: Write> TarGzSink<W> {
     }
 
     pub fn add(&mut self, entry: &PackedEntry) -> io::Result<()> {
-        self.piece(&entry.tar_unit, entry.tar_unit_crc, entry.tar_unit_len)?;
+        if entry.tar_unit_len > 0 {
+            self.piece(&entry.tar_unit, entry.tar_unit_crc, entry.tar_unit_len)?;
+        }
         if matches!(entry.kind, EntryKind::File { .. })
             && entry.size() > 0
             && !entry.tar_unit_has_data

@@ -74,7 +74,7 @@ pub struct Progress {
 
 /// Raw entries go to the compressing stage in batches of about this many bytes; with the
 /// batch being compressed and the one being written, at most three are in memory.
-const BATCH_BYTES: usize = 4 << 20;
+const BATCH_BYTES: usize = 2 << 20;
 
 /// An entry read from git, transformed, not yet compressed.
 struct RawEntry {
@@ -125,8 +125,8 @@ pub fn build_archives(
     };
     let mtime = commit.time;
 
-    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<Vec<RawEntry>>(1);
-    let (packed_tx, packed_rx) = std::sync::mpsc::sync_channel::<Vec<PackedEntry>>(1);
+    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<Vec<RawEntry>>(0);
+    let (packed_tx, packed_rx) = std::sync::mpsc::sync_channel::<Vec<PackedEntry>>(0);
     let formats: Vec<ArchiveFormat> = spec.formats.to_vec();
 
     let (read_result, compress_result, write_result) = std::thread::scope(|scope| {
@@ -283,6 +283,10 @@ const JOIN_LIMIT: usize = 64 * 1024;
 /// what helps.
 const TAR_DICTIONARY: usize = 16 * 1024;
 
+/// The most stream bytes compressed as one tar piece: small enough that a batch still
+/// splits into enough pieces to keep every core busy.
+const RUN_LIMIT: usize = 256 * 1024;
+
 /// The tar stream's recent bytes, carried from one batch to the next.
 #[derive(Default)]
 struct TarState {
@@ -337,19 +341,31 @@ fn pack_batch(
         units.push((start, if joined { stream.len() } else { head_end }, joined));
     }
     tar.window = stream[stream.len().saturating_sub(TAR_DICTIONARY)..].to_vec();
+    // Units that follow each other in the stream (a joined file's unit ends where the next
+    // begins) are compressed together, up to RUN_LIMIT: one deflate block per run instead of
+    // one per entry, so small files cost what they cost in one gzip stream.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &(start, end, _)) in units.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if run.2 == start && end - run.1 <= RUN_LIMIT => run.2 = end,
+            _ => runs.push((i, start, end)),
+        }
+    }
+    let mut runs = runs.into_iter().peekable();
 
-    // Tasks in entry order: the tar unit (when tar.gz is wanted), then the content's pieces
-    // (when the zip wants them, or the tar.gz shares them).
+    // Tasks in entry order: the tar run starting at the entry (when tar.gz is wanted), then
+    // the content's pieces (when the zip wants them, or the tar.gz shares them).
     let mut tasks = Vec::new();
     let mut shapes = Vec::with_capacity(batch.len());
     for (i, entry) in batch.iter().enumerate() {
-        let joined = match units.get(i) {
-            Some(&(start, end, joined)) => {
+        let joined = units.get(i).is_some_and(|unit| unit.2);
+        let starts_run = match runs.next_if(|run| run.0 == i) {
+            Some((_, start, end)) => {
                 tasks.push(Task {
                     input: &stream[start..end],
                     dictionary: &stream[start.saturating_sub(TAR_DICTIONARY)..start],
                 });
-                joined
+                true
             }
             None => false,
         };
@@ -366,7 +382,7 @@ fn pack_batch(
         } else {
             0
         };
-        shapes.push((joined, pieces));
+        shapes.push((joined, starts_run, pieces));
     }
     let mut done = tasks
         .into_par_iter()
@@ -381,8 +397,8 @@ fn pack_batch(
         .into_iter();
 
     let mut packed = Vec::with_capacity(batch.len());
-    for (entry, (joined, pieces)) in batch.into_iter().zip(shapes) {
-        let tar_unit = if want_tar {
+    for (entry, (joined, starts_run, pieces)) in batch.into_iter().zip(shapes) {
+        let tar_unit = if starts_run {
             done.next().expect("one result per task")
         } else {
             (Vec::new(), 0, 0)
