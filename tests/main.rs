@@ -2,6 +2,7 @@
 //! port 0, real git repositories, real HTTP).
 
 mod admin;
+mod archives;
 mod burst;
 mod leases;
 mod providers;

@@ -356,8 +356,8 @@ impl Mirror {
     }
 
     /// Every entry of `commit`'s tree in git's order (a directory before its contents, names
-    /// sorted as git sorts them), without reading any file: submodules (gitlinks) are left out
-    /// as `git archive` leaves them out, and a name that could escape the archive's top
+    /// sorted as git sorts them), without reading any file: a submodule (gitlink) is an empty
+    /// directory, as `git archive` writes it, and a name that could escape the archive's top
     /// directory (`..`, a slash, a NUL) fails the listing.
     pub fn list_tree(&self, commit: &str) -> Result<Vec<TreeItem>, GitError> {
         let tree = self.repo.find_commit(Oid::from_str(commit)?)?.tree()?;
@@ -404,7 +404,13 @@ impl Mirror {
                     },
                     blob: BlobId(entry.id()),
                 }),
-                // Gitlinks (submodules) have no content in this repository.
+                // A gitlink (submodule) has no content in this repository; `git archive`
+                // writes it as an empty directory, and so does baler.
+                Some(ObjectType::Commit) => items.push(TreeItem {
+                    path: path.clone(),
+                    kind: EntryKind::Directory,
+                    blob: BlobId(entry.id()),
+                }),
                 _ => {}
             }
             path.truncate(parent_len);

@@ -56,6 +56,11 @@ pub struct Checksums {
     pub md5: String,
 }
 
+/// The sha256 of `bytes`, in hex, as checksum files write it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// A finished archive in a temporary file beside its final place; the store renames it in.
 pub struct BuiltArchive {
     pub format: ArchiveFormat,

@@ -1,6 +1,7 @@
 //! `TestApp`: the real baler server on port 0 with its own temporary data dir and SQLite file.
 
 pub mod git;
+pub mod smart_http;
 pub mod tree;
 
 use std::path::PathBuf;
