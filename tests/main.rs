@@ -2,6 +2,8 @@
 //! port 0, real git repositories, real HTTP).
 
 mod admin;
+mod admin_page;
+mod admin_tokens;
 mod burst;
 mod leases;
 mod providers;
