@@ -7,7 +7,7 @@ use crate::admin::{TOKEN, admin_app};
 use crate::on_both_databases;
 use crate::support::browser::{AdminBrowser, Answer};
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, TestDb};
+use crate::support::{ProjectSpec, TestApp, TestDb};
 
 /// A 303 back to the queue page, which then shows `message`.
 async fn acted(browser: &mut AdminBrowser, answer: Answer, message: &str) -> Answer {
@@ -201,6 +201,34 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
         (303, Some("/admin/login"))
     );
     assert!(browser.cookie.is_none(), "the cookie is removed");
+    let answer = browser.get("/admin/queue").await;
+    assert_eq!(answer.location.as_deref(), Some("/admin/login"));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'session.logout' AND actor = 'admin_token'")
+            .await,
+        1
+    );
+}
+
+/// The signing key lives in the database: a session outlives a restart. It was opened with
+/// the configured token, so it ends when that token changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_but_not_a_new_admin_token() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = format!("data_dir = \"{}\"\n", temp.path().join("data").display());
+    let cookie = {
+        let app = TestApp::spawn_with(&[], &format!("{data}admin_token = \"{TOKEN}\"\n")).await;
+        AdminBrowser::logged_in(&app, TOKEN).await.cookie.unwrap()
+    };
+    let restarted = TestApp::spawn_with(&[], &format!("{data}admin_token = \"{TOKEN}\"\n")).await;
+    let mut browser = AdminBrowser::new(&restarted);
+    browser.cookie = Some(cookie.clone());
+    assert_eq!(browser.get("/admin/queue").await.status, 200);
+    drop(restarted);
+
+    let changed = TestApp::spawn_with(&[], &format!("{data}admin_token = \"another\"\n")).await;
+    let mut browser = AdminBrowser::new(&changed);
+    browser.cookie = Some(cookie);
     let answer = browser.get("/admin/queue").await;
     assert_eq!(answer.location.as_deref(), Some("/admin/login"));
 }
