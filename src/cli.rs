@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use sea_orm::DatabaseConnection;
 
+use crate::admin::{Actor, AdminActions, tokens};
 use crate::config::{ArchiveFormat, Config, Layout};
 use crate::git::RemoteAuth;
 use crate::package::offline::{self, OfflineRequest};
@@ -56,7 +57,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ProjectCommand,
     },
-    /// Inspect and steer the release queue (the same actions as the admin API).
+    /// Inspect and steer the release queue (the same actions as the admin API and page;
+    /// audited as `cli:$USER`).
     Queue {
         #[command(subcommand)]
         command: QueueCommand,
@@ -64,6 +66,11 @@ pub enum Command {
     /// Package one ref offline (no server, no database), exactly as the worker would, and
     /// print each file with its size and sha256.
     Package(Box<PackageArgs>),
+    /// Named admin tokens for the API and the admin page (besides `admin_token`).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -119,6 +126,20 @@ pub enum QueueCommand {
     Delete { id: i64 },
     /// Queue a failed item again, with fresh attempts.
     Retry { id: i64 },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token and print it once, on stdout; only its sha256 is stored.
+    Create {
+        /// Who or what holds it (1-64 of A-Z a-z 0-9 . _ -); the audit log names it.
+        #[arg(long)]
+        name: String,
+    },
+    /// Every named token: id, name, created, last used, revoked.
+    List,
+    /// Refuse the token from now on, on every route and in every admin page session.
+    Revoke { id: i64 },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -190,8 +211,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Queue { command } => {
-            let queue = Queue::new(open(&config).await?, config.queue_tuning());
-            queue_command(&queue, command).await
+            let conn = open(&config).await?;
+            let queue = Queue::new(conn.clone(), config.queue_tuning());
+            let actions = AdminActions::new(conn, queue.clone());
+            queue_command(&queue, &actions, command).await
+        }
+        Command::Token { command } => {
+            let conn = open(&config).await?;
+            let queue = Queue::new(conn.clone(), config.queue_tuning());
+            let actions = AdminActions::new(conn.clone(), queue);
+            token_command(&conn, &actions, command).await
         }
         Command::Package(_) => unreachable!("handled before the config is read"),
     }
@@ -240,7 +269,12 @@ async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
     Ok(conn)
 }
 
-async fn queue_command(queue: &Queue, command: QueueCommand) -> anyhow::Result<()> {
+async fn queue_command(
+    queue: &Queue,
+    actions: &AdminActions,
+    command: QueueCommand,
+) -> anyhow::Result<()> {
+    let actor = Actor::cli();
     match command {
         QueueCommand::List => {
             let listing = queue.list().await?;
@@ -253,18 +287,8 @@ async fn queue_command(queue: &Queue, command: QueueCommand) -> anyhow::Result<(
                 "id", "pos", "project", "state", "rev", "try"
             );
             for item in listing.items {
-                let mut refs: Vec<String> = item
-                    .refs
-                    .branches
-                    .keys()
-                    .map(|b| format!("branch:{b}"))
-                    .collect();
-                refs.extend(item.refs.tags.keys().map(|t| format!("tag:{t}")));
-                if item.scan_all {
-                    refs.push("rebuild".into());
-                }
                 println!(
-                    "{:>6} {:>4} {:<20} {:<8} {:>4} {:>4} {}{}",
+                    "{:>6} {:>4} {:<20} {:<8} {:>4} {:>4} {}{}{}",
                     item.id,
                     item.position
                         .map(|p| p.to_string())
@@ -273,32 +297,82 @@ async fn queue_command(queue: &Queue, command: QueueCommand) -> anyhow::Result<(
                     item.state,
                     item.revision,
                     item.attempts,
-                    refs.join(" "),
+                    item.ref_names().join(" "),
+                    item.lease_owner
+                        .as_deref()
+                        .map(|owner| format!("  lease: {owner}"))
+                        .unwrap_or_default(),
                     item.last_error
+                        .as_deref()
                         .map(|e| format!("  error: {e}"))
                         .unwrap_or_default(),
                 );
             }
         }
         QueueCommand::Pause => {
-            queue.set_paused(true).await?;
+            actions.pause(&actor).await?;
             println!("queue paused: no new jobs start; webhooks still queue");
         }
         QueueCommand::Resume => {
-            queue.set_paused(false).await?;
+            actions.resume(&actor).await?;
             println!("queue resumed");
         }
-        QueueCommand::Flush => println!("removed {} pending items", queue.flush().await?),
+        QueueCommand::Flush => println!("removed {} pending items", actions.flush(&actor).await?),
         QueueCommand::Delete { id } => {
-            queue.delete(id).await?;
+            actions.delete(&actor, id).await?;
             println!("deleted item {id}");
         }
         QueueCommand::Retry { id } => {
-            let queued = queue.retry(id).await?;
+            let queued = actions.retry(&actor, id).await?;
             println!(
                 "queued again as item {} at position {}",
                 queued.item, queued.position
             );
+        }
+    }
+    Ok(())
+}
+
+async fn token_command(
+    conn: &DatabaseConnection,
+    actions: &AdminActions,
+    command: TokenCommand,
+) -> anyhow::Result<()> {
+    let actor = Actor::cli();
+    match command {
+        TokenCommand::Create { name } => {
+            let token = actions.create_token(&actor, &name).await?;
+            // The token alone on stdout, so `TOKEN=$(baler token create --name ci)` works.
+            println!("{}", token.secret);
+            eprintln!(
+                "token {} ({}) created; it is shown only this once, baler keeps only its hash",
+                token.id, token.name
+            );
+        }
+        TokenCommand::List => {
+            let list = tokens::list(conn).await?;
+            if list.is_empty() {
+                println!("no named tokens; make one with `baler token create --name NAME`");
+                return Ok(());
+            }
+            println!(
+                "{:>4}  {:<24} {:<20} {:<20} revoked",
+                "id", "name", "created", "last used"
+            );
+            for t in list {
+                println!(
+                    "{:>4}  {:<24} {:<20} {:<20} {}",
+                    t.id,
+                    t.name,
+                    t.created_at,
+                    t.last_used_at.as_deref().unwrap_or("never"),
+                    t.revoked_at.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            let name = actions.revoke_token(&actor, id).await?;
+            println!("revoked token {id} ({name})");
         }
     }
     Ok(())

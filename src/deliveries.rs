@@ -2,12 +2,12 @@
 //! Accepted deliveries carry a replay key (the host's delivery id plus a hash of the body):
 //! a redelivery is answered with the first answer and changes nothing. Delivery ids are not
 //! signed, so the key always includes the body's hash, and it is only consulted after the
-//! signature holds.
+//! signature holds. Admins read it through `GET /api/v1/deliveries` and `/admin/deliveries`.
 
 use entities::delivery;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -172,6 +172,24 @@ pub struct DeliveryView {
     pub received_at: String,
 }
 
+impl From<delivery::Model> for DeliveryView {
+    fn from(d: delivery::Model) -> DeliveryView {
+        DeliveryView {
+            id: d.id,
+            project: d.project_name,
+            provider: d.provider,
+            event: d.event,
+            delivery_id: d.delivery_id,
+            status: d.status,
+            reason: d.reason,
+            item: d.item_id,
+            received_at: chrono::DateTime::from_timestamp_millis(d.received_at)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
 /// The most recent deliveries, newest first, optionally of one project.
 pub async fn recent(
     db: &DatabaseConnection,
@@ -184,22 +202,29 @@ pub async fn recent(
     if let Some(project) = project {
         query = query.filter(delivery::Column::ProjectName.eq(project));
     }
-    Ok(query
+    Ok(query.all(db).await?.into_iter().map(Into::into).collect())
+}
+
+/// The `per_project` most recent deliveries of every project (as named in the hook URL, known
+/// or not), by project name, newest first within each: a host's "recent deliveries" view for
+/// every hook at once, where one busy project cannot push the others out.
+pub async fn recent_per_project(
+    db: &DatabaseConnection,
+    per_project: u64,
+) -> Result<Vec<DeliveryView>, DbErr> {
+    let statement = Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT * FROM ( \
+           SELECT d.*, ROW_NUMBER() OVER (PARTITION BY d.project_name ORDER BY d.id DESC) AS nth \
+           FROM deliveries d) ranked \
+         WHERE nth <= $1 ORDER BY project_name, id DESC",
+        vec![(per_project as i64).into()],
+    );
+    Ok(delivery::Entity::find()
+        .from_raw_sql(statement)
         .all(db)
         .await?
         .into_iter()
-        .map(|d| DeliveryView {
-            id: d.id,
-            project: d.project_name,
-            provider: d.provider,
-            event: d.event,
-            delivery_id: d.delivery_id,
-            status: d.status,
-            reason: d.reason,
-            item: d.item_id,
-            received_at: chrono::DateTime::from_timestamp_millis(d.received_at)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        })
+        .map(Into::into)
         .collect())
 }

@@ -1,6 +1,7 @@
 //! baler: a webhook-driven release packager for Git repositories. See `docs/ARCHITECTURE.md`
 //! for the map of the code.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::queue::{Queue, QueueTuning};
 use crate::store::LocalStore;
-use crate::web::auth::AdminToken;
+use crate::web::session::Sessions;
 use crate::web::{AppState, PublicUrl, router};
 use crate::worker::{self, JobContext};
 use crate::{db, projects};
@@ -158,12 +158,20 @@ impl Application {
                     Some(url) => url.clone(),
                     None => format!("http://{}", listener.local_addr()?),
                 };
+                let session_key = crate::admin::keys::session_key(&self.db)
+                    .await
+                    .context("reading the admin session key")?;
                 let state = AppState {
                     db: self.db.clone(),
                     queue: self.queue.clone(),
                     store,
                     public_url: PublicUrl(Arc::from(public_url.as_str())),
-                    admin_token: AdminToken(self.config.admin_token.as_deref().map(Arc::from)),
+                    tokens: crate::admin::AdminTokens::new(
+                        self.db.clone(),
+                        self.config.admin_token.as_deref(),
+                    ),
+                    actions: crate::admin::AdminActions::new(self.db.clone(), self.queue.clone()),
+                    sessions: Sessions::new(&session_key, public_url.starts_with("https://"))?,
                     deliveries: crate::deliveries::DeliveryLog::start(
                         self.db.clone(),
                         self.queue.write_gate(),

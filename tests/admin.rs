@@ -1,14 +1,17 @@
-//! The admin queue API and `baler queue …`: one implementation behind both.
+//! The admin queue API and `baler queue …`: one implementation behind both, audited; flushing
+//! while a job runs; the deliveries log on the API and the admin page.
 
 use serde_json::Value;
 
 use crate::on_both_databases;
+use crate::support::browser::AdminBrowser;
 use crate::support::git::GitRepo;
 use crate::support::{ProjectSpec, TestApp, TestDb};
 
-const TOKEN: &str = "admin-secret-token";
+pub const TOKEN: &str = "admin-secret-token";
 
-async fn admin_app(db: &TestDb, projects: &[ProjectSpec]) -> TestApp {
+/// An app with the admin token configured.
+pub async fn admin_app(db: &TestDb, projects: &[ProjectSpec]) -> TestApp {
     let database = TestApp::database_line(db).await;
     TestApp::spawn_with(
         projects,
@@ -27,55 +30,6 @@ async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Valu
         .unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
-}
-
-const ROUTES: [(&str, &str); 8] = [
-    ("GET", "/api/v1/deliveries"),
-    ("GET", "/api/v1/queue"),
-    ("POST", "/api/v1/queue/pause"),
-    ("POST", "/api/v1/queue/resume"),
-    ("POST", "/api/v1/queue/flush"),
-    ("DELETE", "/api/v1/queue/1"),
-    ("POST", "/api/v1/queue/1/retry"),
-    ("POST", "/api/v1/projects/widget/rebuild"),
-];
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_admin_route_refuses_a_missing_or_wrong_token() {
-    let repo = GitRepo::standard();
-    let app = admin_app(
-        &TestDb::Sqlite,
-        &[ProjectSpec::github("widget", repo.url())],
-    )
-    .await;
-    app.queue.set_paused(true).await.unwrap();
-    for (method, path) in ROUTES {
-        let method: reqwest::Method = method.parse().unwrap();
-        for token in [None, Some("wrong"), Some("admin-secret-tokenX")] {
-            let mut request = app
-                .client
-                .request(method.clone(), format!("{}{path}", app.url));
-            if let Some(token) = token {
-                request = request.bearer_auth(token);
-            }
-            let response = request.send().await.unwrap();
-            assert_eq!(response.status(), 401, "{method} {path} with {token:?}");
-        }
-    }
-    // Nothing was done: still paused, nothing queued.
-    assert!(app.queue.counts().await.unwrap().paused);
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 0);
-
-    // With no admin token configured at all, the routes are closed too.
-    let open = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
-    let response = open
-        .client
-        .post(format!("{}/api/v1/queue/pause", open.url))
-        .bearer_auth("")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
 }
 
 async fn queue_operations_through_the_api(db: TestDb) {
@@ -190,6 +144,33 @@ async fn queue_operations_through_the_api(db: TestDb) {
     let mut versions = app.versions("widget").await;
     versions[2..].sort();
     assert_eq!(versions, ["1.1.0", "1.0.0", "1.x-dev", "main-dev"]);
+
+    // Every action is audited under the token's name; refused ones (404, 409) are not.
+    let (_, audit) = admin(&app, reqwest::Method::GET, "/api/v1/audit?limit=100").await;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|entry| {
+            assert_eq!(entry["actor"], "admin_token", "{entry}");
+            entry["action"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "queue.pause",
+            "item.delete",
+            "queue.flush",
+            "queue.resume",
+            "queue.pause",
+            "item.retry",
+            "queue.flush",
+            "project.rebuild",
+            "queue.resume",
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,14 +190,7 @@ on_both_databases!(queue_operations_through_the_api);
 
 /// Runs `baler queue ARGS` against the app's config and returns what it printed.
 fn baler_queue(app: &TestApp, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
-        .arg("queue")
-        .args(args)
-        .arg("--config")
-        .arg(&app.config_path)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = app.baler_cli(&[&["queue"], args].concat());
     assert!(
         out.status.success(),
         "baler queue {args:?}: {}",
@@ -273,6 +247,20 @@ async fn the_queue_cli_acts_on_the_same_queue() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no queue item 999"));
+
+    // Each action is in the audit log under the CLI's user; a refused one is not.
+    let audit = crate::admin_tokens::audit_rows(&app).await;
+    let item = format!("item {}", a["item"]);
+    assert_eq!(
+        audit,
+        [
+            ("cli:tester", "queue.pause", "queue"),
+            ("cli:tester", "item.delete", item.as_str()),
+            ("cli:tester", "queue.flush", "queue"),
+            ("cli:tester", "queue.resume", "queue"),
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    );
 }
 
 #[test]
@@ -313,12 +301,14 @@ fn migrate_and_project_list_work_on_a_fresh_data_dir() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_deliveries_api_shows_why_a_push_did_not_release() {
+async fn the_deliveries_log_shows_why_a_push_did_not_release(db: TestDb) {
     let repo = GitRepo::standard();
     let app = admin_app(
-        &TestDb::Sqlite,
-        &[ProjectSpec::github("widget", repo.url())],
+        &db,
+        &[
+            ProjectSpec::github("widget", repo.url()),
+            ProjectSpec::github("other", repo.url()),
+        ],
     )
     .await;
     app.queue.set_paused(true).await.unwrap();
@@ -352,4 +342,122 @@ async fn the_deliveries_api_shows_why_a_push_did_not_release() {
     assert_eq!(list[1]["status"], 202);
     assert_eq!(list[1]["event"], "push");
     assert_eq!(list[1]["item"], accepted["item"]);
+
+    // The latest of each project: `?per_project=1` gives one per project, by project name.
+    app.github_push("other", "refs/heads/main", "abc").await;
+    let (_, latest) = admin(
+        &app,
+        reqwest::Method::GET,
+        "/api/v1/deliveries?per_project=1",
+    )
+    .await;
+    let latest: Vec<(&str, &str)> = latest
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["project"].as_str().unwrap(),
+                d["delivery_id"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(latest.len(), 2);
+    assert_eq!(latest[0].0, "other");
+    assert_eq!(latest[1], ("widget", "bad-one"));
+
+    // The admin page shows the same, per project, with the reason.
+    let mut browser = AdminBrowser::logged_in(&app, TOKEN).await;
+    let page = browser.get("/admin/deliveries").await;
+    assert_eq!(page.status, 200);
+    let html = scraper::Html::parse_document(&page.body);
+    let heading = scraper::Selector::parse("h2").unwrap();
+    let projects: Vec<String> = html
+        .select(&heading)
+        .map(|h| h.text().collect::<String>())
+        .collect();
+    assert_eq!(projects, ["other", "widget"]);
+    let refused = page.rows(".deliveries");
+    assert!(
+        refused.iter().any(|row| row.contains("bad-one")
+            && row.contains("401")
+            && row.contains("signature")
+            && row.contains("github")),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .any(|row| row.contains("202") && row.contains(&accepted["item"].to_string())),
+        "the accepted delivery names its item: {refused:?}"
+    );
+    let one = browser.get("/admin/deliveries?project=widget").await;
+    assert_eq!(one.status, 200);
+    assert!(one.body.contains("bad-one") && !one.body.contains(">other<"));
 }
+
+/// Flushing while a job runs: the pending items go, the count comes back, and the running job
+/// is left to finish.
+async fn flush_while_a_job_runs_removes_only_the_pending_items(db: TestDb) {
+    let heavy = GitRepo::heavy(24);
+    let repo = GitRepo::standard();
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[
+            ProjectSpec::github("heavy", heavy.url()),
+            ProjectSpec::github("widget", repo.url()),
+            ProjectSpec::github("other", repo.url()),
+        ],
+        &format!("workers = 1\nmax_attempts = 1\nadmin_token = \"{TOKEN}\"\n{database}"),
+    )
+    .await;
+    let running: Value = app
+        .github_push("heavy", "refs/tags/v1.0.0", &heavy.rev("v1.0.0"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    crate::support::wait_until(60, "the job to start", || async {
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'running'")
+            .await
+            == 1
+    })
+    .await;
+    // One worker, busy: these wait.
+    app.github_push("widget", "refs/heads/main", &repo.head())
+        .await;
+    app.github_push("other", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
+        .await;
+
+    let (status, flushed) = admin(&app, reqwest::Method::POST, "/api/v1/queue/flush").await;
+    assert_eq!(
+        (status, flushed),
+        (200, serde_json::json!({ "removed": 2 }))
+    );
+    let (_, listing) = admin(&app, reqwest::Method::GET, "/api/v1/queue").await;
+    let items = listing["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listing}");
+    assert_eq!(items[0]["id"], running["item"]);
+    assert_eq!(items[0]["state"], "running", "the job was still under way");
+    assert!(items[0]["lease_owner"].is_string());
+
+    app.run_queue_until_idle().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
+            .await,
+        1
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 1);
+    assert_eq!(app.versions("heavy").await, ["1.0.0"]);
+    assert!(app.versions("widget").await.is_empty());
+    assert!(app.versions("other").await.is_empty());
+    let (_, audit) = admin(&app, reqwest::Method::GET, "/api/v1/audit").await;
+    assert_eq!(audit[0]["actor"], "admin_token");
+    assert_eq!(audit[0]["action"], "queue.flush");
+    assert_eq!(audit[0]["detail"], "removed 2 pending items");
+}
+
+on_both_databases!(
+    the_deliveries_log_shows_why_a_push_did_not_release,
+    flush_while_a_job_runs_removes_only_the_pending_items,
+);

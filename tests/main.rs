@@ -2,6 +2,8 @@
 //! port 0, real git repositories, real HTTP).
 
 mod admin;
+mod admin_page;
+mod admin_tokens;
 mod archives;
 mod burst;
 mod leases;

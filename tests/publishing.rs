@@ -463,6 +463,7 @@ async fn pages_and_feeds_show_every_release_detail(db: TestDb) {
     insta::with_settings!({filters => vec![
         (port.as_str(), "[port]"),
         (r"\d+ ms", "[n] ms"),
+        (r"\d+ bytes received", "[n] bytes received"),
         (r"/tmp/[^ \n]+", "[repo]"),
     ]}, {
         insta::assert_snapshot!("release_page", page);

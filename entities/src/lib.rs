@@ -1,18 +1,24 @@
 //! sea-orm entities, one file per table. Timestamps the queue compares in SQL are Unix
 //! milliseconds (`i64`), which order and compare the same way on SQLite and PostgreSQL.
 
+pub mod api_token;
+pub mod audit_entry;
 pub mod delivery;
 pub mod project;
 pub mod queue_control;
 pub mod queue_item;
 pub mod release;
 pub mod release_file;
+pub mod server_key;
 
 pub mod prelude {
+    pub use super::api_token::Entity as ApiToken;
+    pub use super::audit_entry::Entity as AuditEntry;
     pub use super::delivery::Entity as Delivery;
     pub use super::project::Entity as Project;
     pub use super::queue_control::Entity as QueueControl;
     pub use super::queue_item::Entity as QueueItem;
     pub use super::release::Entity as Release;
     pub use super::release_file::Entity as ReleaseFile;
+    pub use super::server_key::Entity as ServerKey;
 }

@@ -7,6 +7,7 @@ mod m20261122_000001_initial;
 mod m20261122_000002_queue_history;
 mod m20261122_000003_deliveries;
 mod m20261122_000004_publishing;
+mod m20261122_000005_admin;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_queue_history::Migration),
             Box::new(m20261122_000003_deliveries::Migration),
             Box::new(m20261122_000004_publishing::Migration),
+            Box::new(m20261122_000005_admin::Migration),
         ]
     }
 }

@@ -205,12 +205,22 @@ impl Queue {
 
     /// Queues a full rescan of a project: every branch and tag matching its patterns.
     pub async fn rebuild(&self, project_id: i64) -> Result<Enqueued, QueueError> {
-        let queued = self
-            .enqueue_with(&self.db, project_id, &PendingRefs::default(), true, None)
-            .await?
-            .ok_or(DbErr::RecordNotInserted)?;
+        let queued = self.rebuild_on(&self.db, project_id).await?;
         self.announce().await;
         Ok(queued)
+    }
+
+    /// [`Queue::rebuild`] inside the caller's transaction; the caller announces the work once
+    /// it has committed.
+    pub(crate) async fn rebuild_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        project_id: i64,
+    ) -> Result<Enqueued, QueueError> {
+        Ok(self
+            .enqueue_with(conn, project_id, &PendingRefs::default(), true, None)
+            .await?
+            .ok_or(DbErr::RecordNotInserted)?)
     }
 
     /// The upsert. Its position comes back with it: pending items before it, plus one (on
@@ -529,13 +539,23 @@ impl Queue {
     /// Stops (or resumes) claiming; webhooks still queue. The switch is a row, so it survives
     /// a restart and holds for every worker process.
     pub async fn set_paused(&self, paused: bool) -> Result<(), QueueError> {
-        self.db
-            .execute_raw(self.statement(
-                "UPDATE queue_control SET paused = $1, updated_at = {now} WHERE id = 1",
-                vec![paused.into()],
-            ))
-            .await?;
+        self.set_paused_on(&self.db, paused).await?;
         self.announce().await;
+        Ok(())
+    }
+
+    /// [`Queue::set_paused`] inside the caller's transaction; the caller announces the change
+    /// once it has committed.
+    pub(crate) async fn set_paused_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        paused: bool,
+    ) -> Result<(), QueueError> {
+        conn.execute_raw(self.statement(
+            "UPDATE queue_control SET paused = $1, updated_at = {now} WHERE id = 1",
+            vec![paused.into()],
+        ))
+        .await?;
         Ok(())
     }
 

@@ -1,7 +1,8 @@
-//! What admins do to the queue: list, flush, delete, retry. The API, the admin page and the CLI
-//! all call these, so each action has one implementation.
+//! What admins do to the queue: list, flush, delete, retry. Each action has one implementation;
+//! the `_on` forms run inside a caller's transaction, which is how `admin::AdminActions` (what
+//! the API, the admin page and the CLI call) writes the audit row in the same commit.
 
-use sea_orm::{ConnectionTrait, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 
 use super::{Enqueued, PendingRefs, Queue, QueueError};
@@ -22,6 +23,27 @@ pub struct QueueItemView {
     pub updated_at: String,
     pub last_error: Option<String>,
     pub lease_owner: Option<String>,
+    /// When the current (running) or last claim began.
+    pub claimed_at: Option<String>,
+    /// A running item's lease: its worker renews it while the job runs.
+    pub lease_expires_at: Option<String>,
+}
+
+impl QueueItemView {
+    /// `branch:main`, `tag:v1.0.0`, and `rebuild` for a full rescan, in that order.
+    pub fn ref_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .refs
+            .branches
+            .keys()
+            .map(|b| format!("branch:{b}"))
+            .collect();
+        names.extend(self.refs.tags.keys().map(|t| format!("tag:{t}")));
+        if self.scan_all {
+            names.push("rebuild".into());
+        }
+        names
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,7 +65,8 @@ impl Queue {
             .db
             .query_all_raw(self.statement(
                 "SELECT q.id, p.name AS project, q.state, q.branches, q.tags, q.scan_all, q.revision, \
-                   q.attempts, q.enqueued_at, q.updated_at, q.last_error, q.lease_owner \
+                   q.attempts, q.enqueued_at, q.updated_at, q.last_error, q.lease_owner, \
+                   q.claimed_at, q.lease_expires_at \
                  FROM queue_items q JOIN projects p ON p.id = q.project_id \
                  WHERE q.state IN ('running', 'pending', 'failed') \
                  ORDER BY CASE q.state WHEN 'running' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, q.id",
@@ -75,6 +98,10 @@ impl Queue {
                 updated_at: rfc3339(row.try_get("", "updated_at")?),
                 last_error: row.try_get("", "last_error")?,
                 lease_owner: row.try_get("", "lease_owner")?,
+                claimed_at: row.try_get::<Option<i64>>("", "claimed_at")?.map(rfc3339),
+                lease_expires_at: row
+                    .try_get::<Option<i64>>("", "lease_expires_at")?
+                    .map(rfc3339),
             });
         }
         Ok(QueueListing {
@@ -85,8 +112,11 @@ impl Queue {
 
     /// Removes every pending item (running and failed ones stay); returns how many.
     pub async fn flush(&self) -> Result<u64, QueueError> {
-        let result = self
-            .db
+        self.flush_on(&self.db).await
+    }
+
+    pub(crate) async fn flush_on<C: ConnectionTrait>(&self, conn: &C) -> Result<u64, QueueError> {
+        let result = conn
             .execute_raw(self.statement("DELETE FROM queue_items WHERE state = 'pending'", vec![]))
             .await?;
         Ok(result.rows_affected())
@@ -94,8 +124,15 @@ impl Queue {
 
     /// Deletes one item that is not running.
     pub async fn delete(&self, id: i64) -> Result<(), QueueError> {
-        let result = self
-            .db
+        self.delete_on(&self.db, id).await
+    }
+
+    pub(crate) async fn delete_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: i64,
+    ) -> Result<(), QueueError> {
+        let result = conn
             .execute_raw(self.statement(
                 "DELETE FROM queue_items WHERE id = $1 AND state <> 'running'",
                 vec![id.into()],
@@ -104,7 +141,7 @@ impl Queue {
         if result.rows_affected() == 1 {
             return Ok(());
         }
-        match self.state_of(id).await? {
+        match self.state_of(conn, id).await? {
             Some(_) => Err(QueueError::Conflict(format!(
                 "item {id} is running; it cannot be deleted until its job ends"
             ))),
@@ -116,17 +153,28 @@ impl Queue {
     /// pending item, the refs merge into it (one pending item per project still holds).
     pub async fn retry(&self, id: i64) -> Result<Enqueued, QueueError> {
         let txn = crate::db::begin_write(&self.db).await?;
-        let failed = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                self.backend(),
+        let queued = self.retry_on(&txn, id).await?;
+        txn.commit().await?;
+        self.announce().await;
+        Ok(queued)
+    }
+
+    /// [`Queue::retry`] inside the caller's write transaction; the caller announces the work
+    /// once it has committed.
+    pub(crate) async fn retry_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: i64,
+    ) -> Result<Enqueued, QueueError> {
+        let failed = conn
+            .query_one_raw(self.statement(
                 "DELETE FROM queue_items WHERE id = $1 AND state = 'failed' \
                  RETURNING project_id, branches, tags, scan_all",
                 vec![id.into()],
             ))
             .await?;
         let Some(failed) = failed else {
-            drop(txn);
-            return match self.state_of(id).await? {
+            return match self.state_of(conn, id).await? {
                 Some(state) => Err(QueueError::Conflict(format!(
                     "item {id} is {state}; only failed items can be retried"
                 ))),
@@ -139,18 +187,18 @@ impl Queue {
         let refs =
             PendingRefs::from_json(&branches, &tags).map_err(|e| QueueError::BadRefs(id, e))?;
         let scan_all: bool = failed.try_get("", "scan_all")?;
-        let queued = self
-            .enqueue_with(&txn, project_id, &refs, scan_all, None)
+        Ok(self
+            .enqueue_with(conn, project_id, &refs, scan_all, None)
             .await?
-            .ok_or(DbErr::RecordNotInserted)?;
-        txn.commit().await?;
-        self.announce().await;
-        Ok(queued)
+            .ok_or(DbErr::RecordNotInserted)?)
     }
 
-    async fn state_of(&self, id: i64) -> Result<Option<String>, QueueError> {
-        let row = self
-            .db
+    async fn state_of<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: i64,
+    ) -> Result<Option<String>, QueueError> {
+        let row = conn
             .query_one_raw(self.statement(
                 "SELECT state FROM queue_items WHERE id = $1",
                 vec![id.into()],

@@ -1,47 +1,42 @@
-//! Admin authentication: `Authorization: Bearer TOKEN`, compared in constant time with the
-//! configured `admin_token`. With no token configured, every admin route answers 401.
-
-use std::sync::Arc;
+//! Admin API authentication: `Authorization: Bearer TOKEN`, where TOKEN is the configured
+//! `admin_token` or a named token that is not revoked (see `admin::tokens`). Anything else,
+//! or no header, is 401 on every admin route.
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use subtle::ConstantTimeEq;
 
+use crate::admin::{Actor, AdminTokens};
 use crate::error::{ApiError, AppError};
 
-/// The configured admin token, if any.
-#[derive(Clone, Default)]
-pub struct AdminToken(pub Option<Arc<str>>);
-
-/// Proof that the request carried the admin token; take it as a handler argument.
-pub struct Admin;
+/// Proof that the request carried a valid admin token, and whose it is (for the audit log);
+/// take it as a handler argument.
+pub struct Admin {
+    pub actor: Actor,
+}
 
 impl<S> FromRequestParts<S> for Admin
 where
-    AdminToken: FromRef<S>,
+    AdminTokens: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Admin, ApiError> {
-        let AdminToken(expected) = AdminToken::from_ref(state);
-        let Some(expected) = expected else {
-            return Err(AppError::Unauthorized(
-                "no admin token is configured (set admin_token or BALER_ADMIN_TOKEN)".into(),
-            )
-            .into());
-        };
-        let given = parts
+        let presented = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| AppError::Unauthorized("send Authorization: Bearer TOKEN".into()))?;
-        if bool::from(given.trim().as_bytes().ct_eq(expected.as_bytes())) {
-            Ok(Admin)
-        } else {
-            Err(AppError::Unauthorized("the admin token is not valid".into()).into())
+        match AdminTokens::from_ref(state).authenticate(presented).await? {
+            Some(authenticated) => Ok(Admin {
+                actor: authenticated.actor,
+            }),
+            None => Err(AppError::Unauthorized(
+                "the token is not valid: unknown, revoked, or no admin token is configured".into(),
+            )
+            .into()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP: routes, pages, downloads, the API and the webhook endpoint. Handlers extract, call the
 //! domain and render; they never touch git.
 
+mod admin;
 mod api;
 pub mod auth;
 mod feeds;
@@ -9,6 +10,7 @@ mod hooks;
 mod pages;
 mod queue_api;
 pub mod router;
+pub mod session;
 mod views;
 
 use std::sync::Arc;
@@ -26,7 +28,9 @@ pub struct AppState {
     pub queue: Queue,
     pub store: LocalStore,
     pub public_url: PublicUrl,
-    pub admin_token: auth::AdminToken,
+    pub tokens: crate::admin::AdminTokens,
+    pub actions: crate::admin::AdminActions,
+    pub sessions: session::Sessions,
     pub deliveries: crate::deliveries::DeliveryLog,
     pub projects: crate::projects::ProjectCache,
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
-use super::{AppState, api, feeds, files, hooks, pages, queue_api};
+use super::{AppState, admin, api, feeds, files, hooks, pages, queue_api};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -57,6 +57,18 @@ pub fn router(state: AppState) -> Router {
             post(queue_api::rebuild),
         )
         .route("/api/v1/deliveries", get(queue_api::deliveries))
+        .route("/api/v1/audit", get(queue_api::audit))
+        .route("/admin", get(admin::home))
+        .route("/admin/login", get(admin::login_form).post(admin::login))
+        .route("/admin/logout", post(admin::logout))
+        .route("/admin/queue", get(admin::queue))
+        .route("/admin/queue/pause", post(admin::pause))
+        .route("/admin/queue/resume", post(admin::resume))
+        .route("/admin/queue/flush", post(admin::flush))
+        .route("/admin/queue/rebuild", post(admin::rebuild))
+        .route("/admin/queue/{id}/delete", post(admin::delete))
+        .route("/admin/queue/{id}/retry", post(admin::retry))
+        .route("/admin/deliveries", get(admin::deliveries))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(TraceLayer::new_for_http())

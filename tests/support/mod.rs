@@ -1,5 +1,6 @@
 //! `TestApp`: the real baler server on port 0 with its own temporary data dir and SQLite file.
 
+pub mod browser;
 pub mod git;
 pub mod smart_http;
 pub mod tree;
@@ -376,6 +377,48 @@ impl TestApp {
             .unwrap()
             .unwrap();
         row.try_get_by_index::<i64>(0).unwrap()
+    }
+
+    /// `baler ARGS` (e.g. `serve --no-worker`) as a child process with this app's data and
+    /// database, listening on a port of its own; returns it and its URL once it answers.
+    pub async fn serve_child(&self, args: &[&str]) -> (Child, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = std::fs::read_to_string(&self.config_path).unwrap().replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        let child_config = self
+            .config_path
+            .with_file_name(format!("child-{port}.toml"));
+        std::fs::write(&child_config, config).unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Child::baler(args, &child_config);
+        let client = reqwest::Client::new();
+        wait_until(30, "the child server to answer", || async {
+            client
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+        (child, url)
+    }
+
+    /// Runs the real `baler ARGS --config CONFIG` to completion, as user `tester`.
+    pub fn baler_cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("RUST_LOG", "warn")
+            .env("USER", "tester")
+            .output()
+            .unwrap()
     }
 
     pub async fn download(&self, url: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {

@@ -1,0 +1,80 @@
+//! Administration: who may act (admin tokens), what admins do (the audited actions that the
+//! API, the admin page and `baler queue`/`baler token` share), and the record of it (the audit
+//! log).
+
+pub mod actions;
+pub mod audit;
+pub mod keys;
+pub mod tokens;
+
+use sea_orm::DbErr;
+
+use crate::queue::QueueError;
+
+pub use actions::AdminActions;
+pub use tokens::AdminTokens;
+
+/// Who did an admin action, as the audit log names them: a token's name (`admin_token` for
+/// the configured token) or `cli:USER` for the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor(String);
+
+impl Actor {
+    /// The holder of a named token, or of the configured one ([`tokens::CONFIGURED_NAME`]).
+    pub fn token(name: &str) -> Actor {
+        Actor(name.to_string())
+    }
+
+    /// Whoever runs `baler` on the command line (they can read the config, so the database).
+    pub fn cli() -> Actor {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Actor(format!("cli:{user}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the system's random source failed: {0}")]
+    Random(getrandom::Error),
+}
+
+/// `N` bytes from the operating system's random source.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], AdminError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(AdminError::Random)?;
+    Ok(bytes)
+}
+
+/// Unix milliseconds, the way admin tables store times.
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Unix milliseconds as RFC 3339, for pages, the API and the CLI.
+pub fn rfc3339(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,279 @@
+//! The admin pages: `/admin/queue` (the queue, running jobs, actions, the audit log) and
+//! `/admin/deliveries`, behind a login with an admin token. Every action goes through
+//! `admin::AdminActions`, as the API's and the CLI's do, then redirects back (303) with a
+//! message. The pages reload themselves.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::AppState;
+use super::pages::Page;
+use super::session::{AdminForm, AdminSession, CheckedForm, Flash, Session};
+use crate::admin::AdminError;
+use crate::admin::audit::{self, AuditEntryView};
+use crate::deliveries::{self, DeliveryView};
+use crate::error::AppError;
+use crate::projects;
+use crate::queue::QueueItemView;
+
+/// How often the pages reload themselves, in seconds.
+const REFRESH_SECONDS: u32 = 10;
+/// Audit entries on the queue page.
+const AUDIT_SHOWN: u64 = 50;
+/// Deliveries per project on the deliveries page; with `?project=` one project shows more.
+const DELIVERIES_PER_PROJECT: u64 = 20;
+const DELIVERIES_OF_ONE_PROJECT: u64 = 200;
+
+pub async fn home() -> Redirect {
+    Redirect::to("/admin/queue")
+}
+
+#[derive(Template)]
+#[template(path = "admin-login.html")]
+pub struct LoginPage {
+    csrf: String,
+    error: Option<String>,
+}
+
+pub async fn login_form(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, AppError> {
+    if session.who(&state.tokens).await?.is_some() {
+        return Ok(Redirect::to("/admin/queue").into_response());
+    }
+    let page = LoginPage {
+        csrf: session.csrf(),
+        error: None,
+    };
+    Ok((session.into_jar(), Page(page)).into_response())
+}
+
+/// Checks the token like `Authorization: Bearer` does; a good one opens a session.
+pub async fn login(State(state): State<AppState>, form: CheckedForm) -> Result<Response, AppError> {
+    let presented = form.fields.get("token").unwrap_or_default();
+    let Some(who) = state.tokens.authenticate(presented).await? else {
+        let page = LoginPage {
+            csrf: form.session.csrf(),
+            error: Some("That token is not valid: unknown, revoked, or not configured.".into()),
+        };
+        return Ok((
+            StatusCode::UNAUTHORIZED,
+            form.session.into_jar(),
+            Page(page),
+        )
+            .into_response());
+    };
+    state.actions.record_session(&who.actor, true).await?;
+    let session = form.session.sign_in(&who, &state.tokens)?;
+    Ok((session.into_jar(), Redirect::to("/admin/queue")).into_response())
+}
+
+pub async fn logout(State(state): State<AppState>, form: AdminForm) -> Result<Response, AppError> {
+    state.actions.record_session(&form.actor, false).await?;
+    Ok((form.session.sign_out(), Redirect::to("/admin/login")).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "admin-queue.html")]
+pub struct QueuePage {
+    actor: String,
+    csrf: String,
+    flash: Option<Flash>,
+    refresh_seconds: u32,
+    paused: bool,
+    running: Vec<QueueItemView>,
+    items: Vec<QueueItemView>,
+    pending: usize,
+    failed: usize,
+    projects: Vec<String>,
+    audit: Vec<AuditEntryView>,
+}
+
+pub async fn queue(
+    State(state): State<AppState>,
+    AdminSession { mut session, actor }: AdminSession,
+) -> Result<Response, AppError> {
+    let listing = state.queue.list().await?;
+    let projects = projects::list(&state.db)
+        .await?
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let audit = audit::recent(&state.db, AUDIT_SHOWN).await?;
+    let count = |state: &str| listing.items.iter().filter(|i| i.state == state).count();
+    let page = QueuePage {
+        actor: actor.to_string(),
+        csrf: session.csrf(),
+        flash: session.take_flash(),
+        refresh_seconds: REFRESH_SECONDS,
+        paused: listing.paused,
+        running: listing
+            .items
+            .iter()
+            .filter(|i| i.state == "running")
+            .cloned()
+            .collect(),
+        pending: count("pending"),
+        failed: count("failed"),
+        items: listing.items,
+        projects,
+        audit,
+    };
+    Ok((session.into_jar(), Page(page)).into_response())
+}
+
+/// Back to the queue page with what the action did, or why it did nothing. Only a fault of
+/// baler's own (a 5xx) becomes an error page.
+fn done(form: AdminForm, outcome: Result<String, AdminError>) -> Result<Response, AppError> {
+    let flash = match outcome {
+        Ok(message) => Flash {
+            error: false,
+            message,
+        },
+        Err(e) => {
+            let e = AppError::from(e);
+            if e.status().is_server_error() {
+                return Err(e);
+            }
+            Flash {
+                error: true,
+                message: e.to_string(),
+            }
+        }
+    };
+    let mut session = form.session;
+    session.set_flash(flash);
+    Ok((session.into_jar(), Redirect::to("/admin/queue")).into_response())
+}
+
+pub async fn pause(State(state): State<AppState>, form: AdminForm) -> Result<Response, AppError> {
+    let outcome = state.actions.pause(&form.actor).await.map(|()| {
+        "Paused: running jobs finish, no new job starts; webhooks still queue.".to_string()
+    });
+    done(form, outcome)
+}
+
+pub async fn resume(State(state): State<AppState>, form: AdminForm) -> Result<Response, AppError> {
+    let outcome = state
+        .actions
+        .resume(&form.actor)
+        .await
+        .map(|()| "Resumed: workers claim items again.".to_string());
+    done(form, outcome)
+}
+
+/// Needs the form's `confirm` box ticked: flushing cannot be undone.
+pub async fn flush(State(state): State<AppState>, form: AdminForm) -> Result<Response, AppError> {
+    let outcome = if form.fields.get("confirm") == Some("yes") {
+        state
+            .actions
+            .flush(&form.actor)
+            .await
+            .map(|removed| format!("Flushed: removed {removed} pending items."))
+    } else {
+        Err(AdminError::Invalid(
+            "Nothing was flushed: tick the box to confirm that every pending item goes.".into(),
+        ))
+    };
+    done(form, outcome)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    form: AdminForm,
+) -> Result<Response, AppError> {
+    let outcome = state
+        .actions
+        .delete(&form.actor, id)
+        .await
+        .map(|()| format!("Deleted item {id}."));
+    done(form, outcome)
+}
+
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    form: AdminForm,
+) -> Result<Response, AppError> {
+    let outcome = state.actions.retry(&form.actor, id).await.map(|queued| {
+        format!(
+            "Item {id} queued again as item {} at position {}.",
+            queued.item, queued.position
+        )
+    });
+    done(form, outcome)
+}
+
+/// The project comes from the form's `project` field (a select on the page).
+pub async fn rebuild(State(state): State<AppState>, form: AdminForm) -> Result<Response, AppError> {
+    let project = form.fields.get("project").unwrap_or_default().to_string();
+    let outcome = state
+        .actions
+        .rebuild(&form.actor, &project)
+        .await
+        .map(|queued| {
+            format!(
+                "Rebuild of {project} queued as item {} at position {}.",
+                queued.item, queued.position
+            )
+        });
+    done(form, outcome)
+}
+
+/// One project's deliveries on the deliveries page.
+pub struct DeliveryGroup {
+    project: String,
+    deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Template)]
+#[template(path = "admin-deliveries.html")]
+pub struct DeliveriesPage {
+    actor: String,
+    csrf: String,
+    refresh_seconds: u32,
+    /// Set when the page shows one project.
+    project: Option<String>,
+    groups: Vec<DeliveryGroup>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct DeliveriesQuery {
+    project: Option<String>,
+}
+
+pub async fn deliveries(
+    State(state): State<AppState>,
+    AdminSession { session, actor }: AdminSession,
+    Query(query): Query<DeliveriesQuery>,
+) -> Result<Response, AppError> {
+    let rows = match &query.project {
+        Some(project) => {
+            deliveries::recent(&state.db, Some(project), DELIVERIES_OF_ONE_PROJECT).await?
+        }
+        None => deliveries::recent_per_project(&state.db, DELIVERIES_PER_PROJECT).await?,
+    };
+    // Rows come grouped by project already.
+    let mut groups: Vec<DeliveryGroup> = Vec::new();
+    for row in rows {
+        match groups.last_mut() {
+            Some(group) if group.project == row.project => group.deliveries.push(row),
+            _ => groups.push(DeliveryGroup {
+                project: row.project.clone(),
+                deliveries: vec![row],
+            }),
+        }
+    }
+    let page = DeliveriesPage {
+        actor: actor.to_string(),
+        csrf: session.csrf(),
+        refresh_seconds: REFRESH_SECONDS,
+        project: query.project,
+        groups,
+    };
+    Ok((session.into_jar(), Page(page)).into_response())
+}

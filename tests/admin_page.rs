@@ -1,0 +1,280 @@
+//! The admin page: a login form without a session; after logging in, the queue, its actions
+//! (each form 403 without its CSRF token) and the audit log; logging out.
+
+use baler::admin::{Actor, AdminActions};
+
+use crate::admin::{TOKEN, admin_app};
+use crate::on_both_databases;
+use crate::support::browser::{AdminBrowser, Answer};
+use crate::support::git::GitRepo;
+use crate::support::{ProjectSpec, TestApp, TestDb};
+
+/// A 303 back to the queue page, which then shows `message`.
+async fn acted(browser: &mut AdminBrowser, answer: Answer, message: &str) -> Answer {
+    assert_eq!(
+        (answer.status, answer.location.as_deref()),
+        (303, Some("/admin/queue")),
+        "{}",
+        answer.body
+    );
+    let page = browser.get("/admin/queue").await;
+    let flash = page.flash().unwrap_or_default();
+    assert!(flash.contains(message), "{message:?} not in {flash:?}");
+    page
+}
+
+async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
+    let repo = GitRepo::standard();
+    let missing = format!("file://{}/gone", repo.dir.display());
+    let app = admin_app(
+        &db,
+        &[
+            ProjectSpec::github("widget", repo.url()),
+            ProjectSpec::github("other", repo.url()),
+            ProjectSpec::github("broken", missing),
+        ],
+    )
+    .await;
+    app.queue.set_paused(true).await.unwrap();
+    app.github_push("widget", "refs/heads/main", &repo.head())
+        .await;
+
+    // Without a session: the login form, and no queue data.
+    let mut browser = AdminBrowser::new(&app);
+    let answer = browser.get("/admin/queue").await;
+    assert_eq!(
+        (answer.status, answer.location.as_deref()),
+        (303, Some("/admin/login"))
+    );
+    assert!(answer.body.is_empty());
+    let login = browser.get("/admin/login").await;
+    assert_eq!(login.status, 200);
+    assert!(login.body.contains(r#"name="token""#), "{}", login.body);
+    assert!(!login.body.contains("widget") && !login.body.contains("queue-items"));
+    let before_login = login.csrf();
+
+    // Logging in: the CSRF field is needed, a wrong token is refused.
+    let answer = browser.post("/admin/login", &[("token", TOKEN)]).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(answer.body.contains("CSRF"));
+    let answer = browser
+        .post(
+            "/admin/login",
+            &[("csrf", &before_login), ("token", "wrong")],
+        )
+        .await;
+    assert_eq!(answer.status, 401);
+    assert!(answer.body.contains("not valid") && answer.body.contains(r#"name="token""#));
+    let answer = browser
+        .post("/admin/login", &[("csrf", &before_login), ("token", TOKEN)])
+        .await;
+    assert_eq!(
+        (answer.status, answer.location.as_deref()),
+        (303, Some("/admin/queue"))
+    );
+    let cookie = answer.set_cookie.unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie does not hold the token"
+    );
+
+    // The queue page: the waiting item, the paused state, a reload, who is signed in.
+    let page = browser.get("/admin/queue").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains(r#"<meta http-equiv="refresh""#));
+    assert!(
+        page.body
+            .contains("signed in as <strong>admin_token</strong>")
+    );
+    assert!(page.body.contains("<strong>Paused</strong>"));
+    let items = page.rows("#queue-items");
+    assert_eq!(items.len(), 1, "{items:?}");
+    let first = &items[0];
+    for part in ["1 | ", " | widget | pending | ", "branch:main@"] {
+        assert!(first.contains(part), "{part:?} in {first}");
+    }
+    let csrf = page.csrf();
+    assert_ne!(csrf, before_login, "a new session id at login");
+
+    // A form posted without its CSRF field, or with another session's, is 403 and does
+    // nothing; with it, it acts.
+    for fields in [
+        &[][..],
+        &[("csrf", "")][..],
+        &[("csrf", "00ff")][..],
+        &[("csrf", before_login.as_str())][..],
+    ] {
+        let answer = browser.post("/admin/queue/resume", fields).await;
+        assert_eq!(answer.status, 403, "{fields:?}");
+    }
+    assert!(app.queue.counts().await.unwrap().paused);
+    let answer = browser
+        .post("/admin/queue/resume", &[("csrf", &csrf)])
+        .await;
+    acted(&mut browser, answer, "Resumed").await;
+    assert!(!app.queue.counts().await.unwrap().paused);
+    app.run_queue_until_idle().await;
+    let answer = browser.post("/admin/queue/pause", &[("csrf", &csrf)]).await;
+    acted(&mut browser, answer, "Paused").await;
+    assert!(app.queue.counts().await.unwrap().paused);
+
+    // Flushing needs its confirmation.
+    for project in ["widget", "other"] {
+        app.github_push(project, "refs/heads/main", &repo.head())
+            .await;
+    }
+    let answer = browser.post("/admin/queue/flush", &[("csrf", &csrf)]).await;
+    acted(&mut browser, answer, "Nothing was flushed").await;
+    assert_eq!(app.queue.counts().await.unwrap().pending, 2);
+    let answer = browser
+        .post("/admin/queue/flush", &[("csrf", &csrf), ("confirm", "yes")])
+        .await;
+    acted(&mut browser, answer, "removed 2 pending items").await;
+    assert_eq!(app.queue.counts().await.unwrap().pending, 0);
+
+    // Rebuild a project, delete the item, and a second delete says why it did nothing.
+    let answer = browser
+        .post(
+            "/admin/queue/rebuild",
+            &[("csrf", &csrf), ("project", "widget")],
+        )
+        .await;
+    let page = acted(&mut browser, answer, "Rebuild of widget queued").await;
+    let items = page.rows("#queue-items");
+    assert!(items[0].contains("rebuild"), "{items:?}");
+    let id = items[0].split(" | ").nth(1).unwrap().to_string();
+    let delete = format!("/admin/queue/{id}/delete");
+    let answer = browser.post(&delete, &[("csrf", &csrf)]).await;
+    acted(&mut browser, answer, &format!("Deleted item {id}")).await;
+    let answer = browser.post(&delete, &[("csrf", &csrf)]).await;
+    acted(&mut browser, answer, &format!("no queue item {id}")).await;
+
+    // Retry a failed item.
+    app.github_push("broken", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
+        .await;
+    app.queue.set_paused(false).await.unwrap();
+    app.run_queue_until_idle().await;
+    app.queue.set_paused(true).await.unwrap();
+    let page = browser.get("/admin/queue").await;
+    let failed = page.rows("#queue-items");
+    assert!(
+        failed[0].contains("failed") && failed[0].contains("gone"),
+        "{failed:?}"
+    );
+    let id = failed[0].split(" | ").nth(1).unwrap().to_string();
+    let answer = browser
+        .post(&format!("/admin/queue/{id}/retry"), &[("csrf", &csrf)])
+        .await;
+    let page = acted(&mut browser, answer, &format!("Item {id} queued again")).await;
+    assert!(page.rows("#queue-items")[0].contains("pending"));
+
+    // The audit log, newest first, names the token for each action.
+    let audit = page.rows("#audit-log");
+    let actions: Vec<&str> = audit
+        .iter()
+        .map(|row| {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            assert_eq!(cells[1], "admin_token", "{row}");
+            cells[2]
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "item.retry",
+            "item.delete",
+            "project.rebuild",
+            "queue.flush",
+            "queue.pause",
+            "queue.resume",
+            "session.login",
+        ]
+    );
+
+    // Logging out ends the session.
+    let answer = browser.post("/admin/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(
+        (answer.status, answer.location.as_deref()),
+        (303, Some("/admin/login"))
+    );
+    assert!(browser.cookie.is_none(), "the cookie is removed");
+    let answer = browser.get("/admin/queue").await;
+    assert_eq!(answer.location.as_deref(), Some("/admin/login"));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'session.logout' AND actor = 'admin_token'")
+            .await,
+        1
+    );
+}
+
+/// The signing key lives in the database: a session outlives a restart. It was opened with
+/// the configured token, so it ends when that token changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_but_not_a_new_admin_token() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = format!("data_dir = \"{}\"\n", temp.path().join("data").display());
+    let cookie = {
+        let app = TestApp::spawn_with(&[], &format!("{data}admin_token = \"{TOKEN}\"\n")).await;
+        AdminBrowser::logged_in(&app, TOKEN).await.cookie.unwrap()
+    };
+    let restarted = TestApp::spawn_with(&[], &format!("{data}admin_token = \"{TOKEN}\"\n")).await;
+    let mut browser = AdminBrowser::new(&restarted);
+    browser.cookie = Some(cookie.clone());
+    assert_eq!(browser.get("/admin/queue").await.status, 200);
+    drop(restarted);
+
+    let changed = TestApp::spawn_with(&[], &format!("{data}admin_token = \"another\"\n")).await;
+    let mut browser = AdminBrowser::new(&changed);
+    browser.cookie = Some(cookie);
+    let answer = browser.get("/admin/queue").await;
+    assert_eq!(answer.location.as_deref(), Some("/admin/login"));
+}
+
+/// A named token logs in too, and is named in the audit log; revoking it ends its session.
+async fn a_named_tokens_session_ends_when_it_is_revoked(db: TestDb) {
+    let app = admin_app(&db, &[]).await;
+    let actions = AdminActions::new(app.db.clone(), app.queue.clone());
+    let token = actions
+        .create_token(&Actor::token("test"), "alice")
+        .await
+        .unwrap();
+    let mut browser = AdminBrowser::logged_in(&app, &token.secret).await;
+    let page = browser.get("/admin/queue").await;
+    assert!(page.body.contains("signed in as <strong>alice</strong>"));
+    let answer = browser
+        .post("/admin/queue/pause", &[("csrf", &page.csrf())])
+        .await;
+    acted(&mut browser, answer, "Paused").await;
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM audit_log WHERE actor = 'alice' AND action = 'queue.pause'"
+        )
+        .await,
+        1
+    );
+    assert!(
+        app.count("SELECT COUNT(*) FROM api_tokens WHERE last_used_at IS NOT NULL")
+            .await
+            == 1
+    );
+
+    actions
+        .revoke_token(&Actor::token("test"), token.id)
+        .await
+        .unwrap();
+    let answer = browser.get("/admin/queue").await;
+    assert_eq!(answer.location.as_deref(), Some("/admin/login"));
+    let answer = browser
+        .post("/admin/queue/resume", &[("csrf", &page.csrf())])
+        .await;
+    assert_eq!(answer.status, 401);
+    assert!(app.queue.counts().await.unwrap().paused);
+}
+
+on_both_databases!(
+    the_admin_page_logs_in_shows_the_queue_and_checks_csrf,
+    a_named_tokens_session_ends_when_it_is_revoked,
+);
