@@ -219,9 +219,22 @@ async fn the_signature_covers_the_raw_bytes_not_reserialised_json() {
 fn the_example_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/baler.example.toml");
     let text = std::fs::read_to_string(path).unwrap();
-    let env = [("WEBFORM_HOOK_SECRET".to_string(), "s".to_string())];
+    let env = [
+        ("WEBFORM_HOOK_SECRET".to_string(), "s".to_string()),
+        ("WEBFORM_GIT_TOKEN".to_string(), "t".to_string()),
+    ];
     let config = baler::config::Config::from_toml(&text, &env).unwrap();
     assert_eq!(config.projects.len(), 3);
+    assert_eq!(config.projects[0].auth.token.as_deref(), Some("t"));
+    assert_eq!(config.projects[0].auth.http_user, "x-access-token");
+    assert_eq!(config.projects[1].auth.http_user, "oauth2");
+    assert!(config.projects[2].auth.ssh_key.is_some());
+    // A token variable that is not set is an error naming it, not an anonymous fetch.
+    let err = baler::config::Config::from_toml(&text, &env[..1])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("WEBFORM_GIT_TOKEN"), "{err}");
     assert_eq!(config.projects[0].layout, baler::config::Layout::Drupal);
     assert_eq!(
         config.projects[1].previous_secret.as_deref(),

@@ -421,6 +421,35 @@ mod tests {
     }
 
     #[test]
+    fn more_than_65535_entries_take_zip64_end_records() {
+        let mut sink = ZipSink::new(Vec::new(), 1_700_000_000);
+        let count = 70_000;
+        for i in 0..count {
+            sink.add(&PackedEntry {
+                path: format!("top/f{i}"),
+                kind: EntryKind::File { executable: false },
+                size: 1,
+                data: vec![b'x'],
+                deflated: Vec::new(),
+                crc: crate::package::deflate::crc32(b"x"),
+                tar_unit: Vec::new(),
+                tar_unit_crc: 0,
+                tar_unit_len: 0,
+                tar_unit_has_data: false,
+            })
+            .unwrap();
+        }
+        let bytes = sink.finish().unwrap();
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(zip.len(), count);
+        let mut last = zip.by_name("top/f69999").unwrap();
+        let mut content = String::new();
+        std::io::Read::read_to_string(&mut last, &mut content).unwrap();
+        assert_eq!(content, "x");
+        assert_eq!(last.unix_mode(), Some(0o100644));
+    }
+
+    #[test]
     fn tar_padding_fills_the_last_block() {
         assert_eq!(tar_padding(0), 0);
         assert_eq!(tar_padding(1), 511);

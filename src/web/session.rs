@@ -1,5 +1,5 @@
 //! Admin page sessions. Logging in with an admin token sets one signed cookie (HttpOnly,
-//! SameSite=Strict, Path=/admin, Secure when `public_url` is https) that names the token and
+//! SameSite=Lax, Path=/admin, Secure when `public_url` is https) that names the token and
 //! when the session ends (12 hours on). Every request checks that token again, so revoking it,
 //! or changing the configured `admin_token`, ends its sessions at once.
 //!
@@ -252,7 +252,10 @@ impl Session {
         let cookie = Cookie::build((COOKIE, self.data.encode()))
             .path(COOKIE_PATH)
             .http_only(true)
-            .same_site(SameSite::Strict)
+            // Lax, not Strict: a link from elsewhere then arrives with the session instead of
+            // being sent to the login page, which would replace it. Every POST needs the CSRF
+            // token, so Lax lets no other site act.
+            .same_site(SameSite::Lax)
             .secure(self.sessions.secure);
         self.jar.add(cookie)
     }
