@@ -194,7 +194,8 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
         ]
     );
 
-    // Logging out ends the session.
+    // Logging out ends the session: on the server, so a copy of the cookie is refused too.
+    let copied = browser.cookie.clone();
     let answer = browser.post("/admin/logout", &[("csrf", &csrf)]).await;
     assert_eq!(
         (answer.status, answer.location.as_deref()),
@@ -203,6 +204,16 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
     assert!(browser.cookie.is_none(), "the cookie is removed");
     let answer = browser.get("/admin/queue").await;
     assert_eq!(answer.location.as_deref(), Some("/admin/login"));
+    browser.cookie = copied;
+    let answer = browser.get("/admin/queue").await;
+    assert_eq!(
+        answer.location.as_deref(),
+        Some("/admin/login"),
+        "the old cookie is refused"
+    );
+    let answer = browser.post("/admin/queue/pause", &[("csrf", &csrf)]).await;
+    assert_eq!(answer.status, 401, "the old cookie cannot act");
+    assert_eq!(app.count("SELECT COUNT(*) FROM ended_sessions").await, 1);
     assert_eq!(
         app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'session.logout' AND actor = 'admin_token'")
             .await,

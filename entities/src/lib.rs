@@ -4,6 +4,7 @@
 pub mod api_token;
 pub mod audit_entry;
 pub mod delivery;
+pub mod ended_session;
 pub mod project;
 pub mod queue_control;
 pub mod queue_item;
@@ -15,6 +16,7 @@ pub mod prelude {
     pub use super::api_token::Entity as ApiToken;
     pub use super::audit_entry::Entity as AuditEntry;
     pub use super::delivery::Entity as Delivery;
+    pub use super::ended_session::Entity as EndedSession;
     pub use super::project::Entity as Project;
     pub use super::queue_control::Entity as QueueControl;
     pub use super::queue_item::Entity as QueueItem;

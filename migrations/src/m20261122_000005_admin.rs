@@ -1,6 +1,6 @@
 //! Administration: named API tokens (only their sha256 is stored), the audit log of admin
-//! actions, and server keys (the key admin session cookies are signed with, made once and
-//! shared by every web process).
+//! actions, server keys (the key admin session cookies are signed with, made once and
+//! shared by every web process), and the admin page sessions ended by logging out.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -35,6 +35,13 @@ enum ServerKeys {
     Name,
     Value,
     CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum EndedSessions {
+    Table,
+    Sid,
+    ExpiresAt,
 }
 
 #[async_trait::async_trait]
@@ -76,11 +83,23 @@ impl MigrationTrait for Migration {
                     .col(big_integer(ServerKeys::CreatedAt))
                     .to_owned(),
             )
+            .await?;
+        // A session cookie is valid until it expires unless its id is here; rows are pruned
+        // once their cookie would have expired anyway.
+        manager
+            .create_table(
+                Table::create()
+                    .table(EndedSessions::Table)
+                    .col(string(EndedSessions::Sid).primary_key())
+                    .col(big_integer(EndedSessions::ExpiresAt))
+                    .to_owned(),
+            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            EndedSessions::Table.into_iden(),
             ServerKeys::Table.into_iden(),
             AuditLog::Table.into_iden(),
             ApiTokens::Table.into_iden(),

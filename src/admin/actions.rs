@@ -2,7 +2,9 @@
 //! each writes its audit row in the same transaction as the change, so no front end can act
 //! without leaving a record.
 
-use sea_orm::DatabaseConnection;
+use entities::ended_session;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use super::audit::{self, AuditAction};
 use super::tokens::{self, NewToken};
@@ -121,14 +123,34 @@ impl AdminActions {
         Ok(name)
     }
 
-    /// Records an admin page login or logout (nothing else changes).
-    pub async fn record_session(&self, actor: &Actor, login: bool) -> Result<(), AdminError> {
-        let action = if login {
-            AuditAction::Login
-        } else {
-            AuditAction::Logout
-        };
-        audit::record(&self.db, actor, action, "admin page", None).await?;
+    /// Records an admin page login (nothing else changes).
+    pub async fn record_login(&self, actor: &Actor) -> Result<(), AdminError> {
+        audit::record(&self.db, actor, AuditAction::Login, "admin page", None).await?;
+        Ok(())
+    }
+
+    /// Ends an admin page session for good: its cookie, copied or not, is refused from now
+    /// on. `expires` is when the cookie would have expired (Unix seconds); ended sessions
+    /// whose cookies have expired anyway are pruned on the way.
+    pub async fn logout(&self, actor: &Actor, sid: &str, expires: i64) -> Result<(), AdminError> {
+        let txn = begin_write(&self.db).await?;
+        ended_session::Entity::delete_many()
+            .filter(ended_session::Column::ExpiresAt.lt(chrono::Utc::now().timestamp()))
+            .exec(&txn)
+            .await?;
+        ended_session::Entity::insert(ended_session::ActiveModel {
+            sid: Set(sid.to_string()),
+            expires_at: Set(expires),
+        })
+        .on_conflict(
+            OnConflict::column(ended_session::Column::Sid)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        audit::record(&txn, actor, AuditAction::Logout, "admin page", None).await?;
+        txn.commit().await?;
         Ok(())
     }
 }

@@ -118,6 +118,14 @@ impl AdminTokens {
 
     /// The holder of named token `id` if it still exists and is not revoked (sessions
     /// check this on every request).
+    /// Whether the admin page session `sid` was ended by logging out.
+    pub async fn session_ended(&self, sid: &str) -> Result<bool, DbErr> {
+        Ok(entities::ended_session::Entity::find_by_id(sid.to_string())
+            .one(&self.db)
+            .await?
+            .is_some())
+    }
+
     pub async fn named(&self, id: i64) -> Result<Option<Actor>, DbErr> {
         let Some(row) = api_token::Entity::find_by_id(id).one(&self.db).await? else {
             return Ok(None);

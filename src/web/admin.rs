@@ -66,13 +66,14 @@ pub async fn login(State(state): State<AppState>, form: CheckedForm) -> Result<R
         )
             .into_response());
     };
-    state.actions.record_session(&who.actor, true).await?;
+    state.actions.record_login(&who.actor).await?;
     let session = form.session.sign_in(&who, &state.tokens)?;
     Ok((session.into_jar(), Redirect::to("/admin/queue")).into_response())
 }
 
 pub async fn logout(State(state): State<AppState>, form: AdminForm) -> Result<Response, AppError> {
-    state.actions.record_session(&form.actor, false).await?;
+    let (sid, expires) = form.session.id();
+    state.actions.logout(&form.actor, &sid, expires).await?;
     Ok((form.session.sign_out(), Redirect::to("/admin/login")).into_response())
 }
 

@@ -1,7 +1,8 @@
 //! Admin page sessions. Logging in with an admin token sets one signed cookie (HttpOnly,
 //! SameSite=Lax, Path=/admin, Secure when `public_url` is https) that names the token and
 //! when the session ends (12 hours on). Every request checks that token again, so revoking it,
-//! or changing the configured `admin_token`, ends its sessions at once.
+//! or changing the configured `admin_token`, ends its sessions at once; logging out records the
+//! session's id as ended, so a copy of the cookie is refused too.
 //!
 //! Every admin form, the login form included, carries a CSRF token: an HMAC of the session's
 //! random id. A POST without it, or with another session's, is 403.
@@ -195,8 +196,16 @@ impl Session {
         }
     }
 
-    /// Who is signed in, if the session's token still holds.
+    /// The session's id and when its cookie expires (Unix seconds).
+    pub fn id(&self) -> (String, i64) {
+        (self.data.sid.clone(), self.data.expires)
+    }
+
+    /// Who is signed in, if the session's token still holds and it was not logged out.
     pub async fn who(&self, tokens: &AdminTokens) -> Result<Option<Actor>, AppError> {
+        if self.data.signed_in.is_some() && tokens.session_ended(&self.data.sid).await? {
+            return Ok(None);
+        }
         match &self.data.signed_in {
             None => Ok(None),
             Some(SignedIn::Named { id }) => Ok(tokens.named(*id).await?),
