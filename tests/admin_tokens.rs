@@ -48,6 +48,10 @@ async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) 
         .create_token(&Actor::token("test"), "retired")
         .await
         .unwrap();
+    let live = actions
+        .create_token(&Actor::token("test"), "live")
+        .await
+        .unwrap();
 
     // The token works until it is revoked: on the API, and as an admin page session.
     let before = app
@@ -95,8 +99,10 @@ async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) 
     }
 
     let mut anonymous = AdminBrowser::new(&app);
+    // A well-formed session for a live token, signed with another key: only the signature
+    // stands between it and the admin page.
     let mut forged = AdminBrowser::new(&app);
-    forged.cookie = Some("baler_admin=c2lnbmF0dXJlIG1pc3Npbmc".into());
+    forged.cookie = Some(cookie_signed_with_another_key(live.id));
     for path in PAGE_GETS {
         for (case, browser) in [
             ("no session", &mut anonymous),
@@ -297,3 +303,21 @@ on_both_databases!(
     every_admin_route_refuses_a_missing_wrong_or_revoked_token,
     token_lifecycle_through_the_cli_against_a_running_server,
 );
+
+/// `baler_admin=…`: a session naming token `id`, unexpired, signed with a key baler never made.
+fn cookie_signed_with_another_key(id: i64) -> String {
+    use axum::response::IntoResponse;
+    use axum_extra::extract::cookie::{Cookie, Key, SignedCookieJar};
+    use base64::Engine;
+
+    let session = serde_json::json!({
+        "sid": "00112233445566778899aabbccddeeff",
+        "expires": chrono::Utc::now().timestamp() + 3600,
+        "signed_in": {"Named": {"id": id}},
+    });
+    let value = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(session.to_string());
+    let jar = SignedCookieJar::new(Key::from(&[7u8; 64])).add(Cookie::new("baler_admin", value));
+    let response = (jar, ()).into_response();
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().to_string()
+}
