@@ -56,12 +56,6 @@ pub struct PackedEntry {
     pub tar_unit_has_data: bool,
 }
 
-impl PackedEntry {
-    fn size(&self) -> u64 {
-        self.size
-    }
-}
-
 /// Whether the zip deflates an entry: files that deflate to less than they are, as git
 /// archive decides; empty files, links and directories are stored.
 pub fn zip_deflates(kind: EntryKind, size: usize, deflated: usize) -> bool {
@@ -152,10 +146,10 @@ impl<W: Write> TarGzSink<W> {
             self.piece(&entry.tar_unit, entry.tar_unit_crc, entry.tar_unit_len)?;
         }
         if matches!(entry.kind, EntryKind::File { .. })
-            && entry.size() > 0
+            && entry.size > 0
             && !entry.tar_unit_has_data
         {
-            self.piece(&entry.deflated, entry.crc, entry.size())?;
+            self.piece(&entry.deflated, entry.crc, entry.size)?;
         }
         Ok(())
     }
@@ -242,7 +236,7 @@ impl<W: Write> ZipSink<W> {
             EntryKind::Symlink => (entry.path.clone(), 0o120000 | LINK_MODE, false),
             EntryKind::File { .. } => (entry.path.clone(), 0o100000 | mode_of(entry.kind), false),
         };
-        let deflate = zip_deflates(entry.kind, entry.size() as usize, entry.deflated.len());
+        let deflate = zip_deflates(entry.kind, entry.size as usize, entry.deflated.len());
         let (method, compressed, crc) = match entry.kind {
             EntryKind::Directory => (STORED, 0, 0),
             _ if deflate => (
@@ -250,7 +244,7 @@ impl<W: Write> ZipSink<W> {
                 (entry.deflated.len() + FINAL_BLOCK.len()) as u64,
                 entry.crc,
             ),
-            _ => (STORED, entry.size(), entry.crc),
+            _ => (STORED, entry.size, entry.crc),
         };
         let central = CentralEntry {
             name: name.into_bytes(),
@@ -258,7 +252,7 @@ impl<W: Write> ZipSink<W> {
             method,
             crc,
             compressed,
-            size: entry.size(),
+            size: entry.size,
             offset: self.offset,
             is_dir,
         };

@@ -50,10 +50,6 @@ impl ExportAttributes {
         ExportAttributes { dirs }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.dirs.is_empty()
-    }
-
     /// Whether `path` (relative to the root, no trailing slash) is left out of archives.
     pub fn export_ignore(&self, path: &str, is_dir: bool) -> bool {
         self.lookup(path, is_dir, |rules| &rules.ignore)

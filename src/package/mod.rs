@@ -104,7 +104,7 @@ pub fn build_archives(
 ) -> Result<Vec<BuiltArchive>, PackageError> {
     std::fs::create_dir_all(staging_dir)?;
     let plan = plan_entries(mirror, commit)?;
-    let entries_total = plan.items.len() as u64 + 1;
+    let entries_total = plan.len() as u64 + 1;
 
     let mut outputs = Vec::new();
     let mut files = Vec::new();
@@ -123,7 +123,7 @@ pub fn build_archives(
         .unwrap_or_default()
         .format("%Y-%m-%d")
         .to_string();
-    let details = if plan.subst.iter().any(|s| *s) {
+    let details = if plan.iter().any(|entry| entry.subst) {
         Some(mirror.commit_details(&commit.id)?)
     } else {
         None
@@ -158,7 +158,7 @@ pub fn build_archives(
                 kind: EntryKind::Directory,
                 data: Vec::new(),
             });
-            for (item, subst) in plan.items.iter().zip(&plan.subst) {
+            for PlannedEntry { item, subst } in &plan {
                 let mut data = match item.kind {
                     EntryKind::Directory => Vec::new(),
                     _ => mirror.blob(item.blob)?,
@@ -221,15 +221,15 @@ pub fn build_archives(
         .collect())
 }
 
-/// The tree's entries that go into archives, and which of them get `$Format:…$` expanded.
-struct Plan {
-    items: Vec<TreeItem>,
-    subst: Vec<bool>,
+/// An entry that goes into archives, and whether its `$Format:…$` are expanded.
+struct PlannedEntry {
+    item: TreeItem,
+    subst: bool,
 }
 
 /// Lists the tree and applies `export-ignore` (an ignored directory takes everything under it
 /// along) and `export-subst`, reading the attributes from the tree's `.gitattributes` files.
-fn plan_entries(mirror: &Mirror, commit: &CommitInfo) -> Result<Plan, PackageError> {
+fn plan_entries(mirror: &Mirror, commit: &CommitInfo) -> Result<Vec<PlannedEntry>, PackageError> {
     let listed = mirror.list_tree(&commit.id)?;
     let mut attribute_files = Vec::new();
     for item in &listed {
@@ -245,15 +245,7 @@ fn plan_entries(mirror: &Mirror, commit: &CommitInfo) -> Result<Plan, PackageErr
             .iter()
             .map(|(dir, content)| (dir.as_str(), content.as_slice())),
     );
-    if attributes.is_empty() {
-        let subst = vec![false; listed.len()];
-        return Ok(Plan {
-            items: listed,
-            subst,
-        });
-    }
-    let mut items = Vec::with_capacity(listed.len());
-    let mut subst = Vec::with_capacity(listed.len());
+    let mut plan = Vec::with_capacity(listed.len());
     let mut skipped_dir: Option<String> = None;
     for item in listed {
         if let Some(dir) = &skipped_dir {
@@ -269,12 +261,11 @@ fn plan_entries(mirror: &Mirror, commit: &CommitInfo) -> Result<Plan, PackageErr
             }
             continue;
         }
-        subst.push(
-            matches!(item.kind, EntryKind::File { .. }) && attributes.export_subst(&item.path),
-        );
-        items.push(item);
+        let subst =
+            matches!(item.kind, EntryKind::File { .. }) && attributes.export_subst(&item.path);
+        plan.push(PlannedEntry { item, subst });
     }
-    Ok(Plan { items, subst })
+    Ok(plan)
 }
 
 /// Files up to this size go into the tar.gz stream together with their header, compressed
@@ -321,11 +312,8 @@ fn pack_batch(
     // tar units and their dictionaries are slices of it, so nothing is copied per entry.
     let mut stream = std::mem::take(&mut tar.window);
     let mut units = Vec::with_capacity(batch.len());
-    for entry in &batch {
+    for entry in batch.iter().filter(|_| want_tar) {
         let is_file = matches!(entry.kind, EntryKind::File { .. });
-        if !want_tar {
-            break;
-        }
         let start = stream.len();
         stream.resize(start + tar.padding, 0);
         stream.extend(archive::tar_headers(
@@ -449,17 +437,17 @@ fn write_archives(
     entries_total: u64,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> std::io::Result<Vec<Checksums>> {
-    let mut zip = None;
-    let mut tar = None;
-    let mut order = Vec::new();
-    for (file, format) in files.into_iter().zip(formats) {
-        let out = HashingWriter::new(file);
-        match format {
-            ArchiveFormat::Zip => zip = Some(archive::ZipSink::new(out, mtime)),
-            ArchiveFormat::TarGz => tar = Some(archive::TarGzSink::new(out)?),
-        }
-        order.push(*format);
-    }
+    let mut sinks = files
+        .into_iter()
+        .zip(formats)
+        .map(|(file, format)| {
+            let out = HashingWriter::new(file);
+            Ok(match format {
+                ArchiveFormat::Zip => Sink::Zip(archive::ZipSink::new(out, mtime)),
+                ArchiveFormat::TarGz => Sink::TarGz(archive::TarGzSink::new(out)?),
+            })
+        })
+        .collect::<std::io::Result<Vec<Sink>>>()?;
     let mut state = Progress {
         entries_done: 0,
         entries_total,
@@ -468,11 +456,11 @@ fn write_archives(
     let mut last_padding = 0;
     for batch in batches {
         for entry in &batch {
-            if let Some(zip) = zip.as_mut() {
-                zip.add(entry)?;
-            }
-            if let Some(tar) = tar.as_mut() {
-                tar.add(entry)?;
+            for sink in &mut sinks {
+                match sink {
+                    Sink::Zip(zip) => zip.add(entry)?,
+                    Sink::TarGz(tar) => tar.add(entry)?,
+                }
             }
             last_padding = if matches!(entry.kind, EntryKind::File { .. }) {
                 archive::tar_padding(entry.size)
@@ -489,26 +477,27 @@ fn write_archives(
             "packaging stopped before the last entry",
         ));
     }
-    let mut finished = Vec::new();
-    if let Some(zip) = zip {
-        finished.push((ArchiveFormat::Zip, zip.finish()?.finish()?));
-    }
-    if let Some(tar) = tar {
-        let trailer = vec![0u8; last_padding + 1024];
-        let piece = deflate::piece(&trailer, &[]);
-        let out = tar.finish(&piece, deflate::crc32(&trailer), trailer.len() as u64)?;
-        finished.push((ArchiveFormat::TarGz, out.finish()?));
-    }
-    Ok(order
+    // tar ends with the last entry's padding and two zero blocks.
+    let trailer = vec![0u8; last_padding + 1024];
+    sinks
         .into_iter()
-        .map(|format| {
-            finished
-                .iter()
-                .find(|(f, _)| *f == format)
-                .map(|(_, c)| c.clone())
-                .expect("every format was written")
+        .map(|sink| match sink {
+            Sink::Zip(zip) => zip.finish()?.finish(),
+            Sink::TarGz(tar) => tar
+                .finish(
+                    &deflate::piece(&trailer, &[]),
+                    deflate::crc32(&trailer),
+                    trailer.len() as u64,
+                )?
+                .finish(),
         })
-        .collect())
+        .collect()
+}
+
+/// One archive being written, in the order of the requested formats.
+enum Sink {
+    Zip(archive::ZipSink<HashingWriter>),
+    TarGz(archive::TarGzSink<HashingWriter>),
 }
 
 /// A buffered file that feeds every digest as bytes go by, so checksums need no second read.
