@@ -11,6 +11,11 @@
 //! 600 binary files (incompressible, 4 KiB to 256 KiB), and two large files (a 6 MiB log and
 //! a 4 MiB binary). `BALER_BENCH_RUNS` sets the number of timed runs (default 3; medians are
 //! printed). Peak memory comes from GNU time (`/usr/bin/time`).
+//!
+//! Then two memory cases, one run each, with their targets and PASS/FAIL: a repository with
+//! one 200 MB incompressible blob (peak RSS <= 2 x the largest blob + 100 MB), and one shaped
+//! like Drupal core 11 (about 16,000 files, 100 MB of mostly small PHP/JS/YAML/Twig in deep
+//! trees, `.info.yml` files, 300 images; `--layout drupal`; peak RSS <= 150 MB).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -207,8 +212,37 @@ fn commit_header(stream: &mut Vec<u8>, time: i64, message: &str) {
 
 /// Builds the repository (once; reused while the generator is unchanged).
 fn generate(repo: &Path) -> (usize, u64) {
+    generate_with(repo, GENERATOR, |rng, add| {
+        for n in 0..21_000 {
+            let size = rng.size(200.0, 40_960.0);
+            let data = text(rng, size);
+            let ext = ["php", "js", "yml", "twig", "md"][n % 5];
+            let p = path(rng, n, ext);
+            add(&p, &data);
+        }
+        for n in 0..600 {
+            let size = rng.size(4096.0, 262_144.0);
+            let data = binary(rng, size);
+            let p = path(rng, n, "bin");
+            add(&p, &data);
+        }
+        let log = text(rng, 6 << 20);
+        add("logs/build.log", &log);
+        let blob = binary(rng, 4 << 20);
+        add("assets/video.bin", &blob);
+    })
+}
+
+/// Builds a repository with `fill` (once; reused while `generator` is unchanged) with
+/// `git fast-import`, then packs it as a fetched mirror would be; returns its file count and
+/// content size.
+fn generate_with(
+    repo: &Path,
+    generator: &str,
+    fill: impl FnOnce(&mut Rng, &mut dyn FnMut(&str, &[u8])),
+) -> (usize, u64) {
     let marker = repo.join("baler-bench");
-    if std::fs::read_to_string(&marker).ok().as_deref() == Some(GENERATOR) {
+    if std::fs::read_to_string(&marker).ok().as_deref() == Some(generator) {
         let listing = run(Command::new("git")
             .args(["ls-tree", "-r", "-l", "main"])
             .current_dir(repo));
@@ -226,28 +260,11 @@ fn generate(repo: &Path) -> (usize, u64) {
     let mut stream = Vec::new();
     commit_header(&mut stream, 1_700_000_000, "Generated tree");
     let (mut files, mut bytes) = (0usize, 0u64);
-    let mut add = |stream: &mut Vec<u8>, path: &str, data: &[u8]| {
-        fast_import_file(stream, path, data);
+    fill(&mut rng, &mut |path: &str, data: &[u8]| {
+        fast_import_file(&mut stream, path, data);
         files += 1;
         bytes += data.len() as u64;
-    };
-    for n in 0..21_000 {
-        let size = rng.size(200.0, 40_960.0);
-        let data = text(&mut rng, size);
-        let ext = ["php", "js", "yml", "twig", "md"][n % 5];
-        let p = path(&mut rng, n, ext);
-        add(&mut stream, &p, &data);
-    }
-    for n in 0..600 {
-        let size = rng.size(4096.0, 262_144.0);
-        let data = binary(&mut rng, size);
-        let p = path(&mut rng, n, "bin");
-        add(&mut stream, &p, &data);
-    }
-    let log = text(&mut rng, 6 << 20);
-    add(&mut stream, "logs/build.log", &log);
-    let blob = binary(&mut rng, 4 << 20);
-    add(&mut stream, "assets/video.bin", &blob);
+    });
     let mut child = Command::new("git")
         .args(["fast-import", "--quiet"])
         .current_dir(repo)
@@ -257,7 +274,7 @@ fn generate(repo: &Path) -> (usize, u64) {
     child.stdin.take().unwrap().write_all(&stream).unwrap();
     assert!(child.wait().unwrap().success(), "git fast-import failed");
     run(Command::new("git").args(["gc", "-q"]).current_dir(repo));
-    std::fs::write(&marker, GENERATOR).unwrap();
+    std::fs::write(&marker, generator).unwrap();
     (files, bytes)
 }
 
@@ -399,6 +416,110 @@ fn main() {
     );
 
     incremental_fetch(&root, &repo);
+    large_blob(&root);
+    drupal_core_shape(&root);
+}
+
+/// Peak RSS of one `baler package` of `repo`'s `main` into `work`, in bytes; the archives are
+/// checked to be valid.
+fn package_peak(repo: &Path, work: &Path, name: &str, layout: &str) -> (Duration, u64) {
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work).unwrap();
+    let (time, kib) = timed(
+        &[
+            env!("CARGO_BIN_EXE_baler"),
+            "package",
+            repo.to_str().unwrap(),
+            "--ref",
+            "main",
+            "--name",
+            name,
+            "--layout",
+            layout,
+            "--out",
+            ".",
+            "--quiet",
+        ],
+        work,
+    );
+    let stem = format!("{name}-main-dev");
+    run(Command::new("gzip")
+        .args(["-t", &format!("{stem}.tar.gz")])
+        .current_dir(work));
+    run(Command::new("unzip")
+        .args(["-tqq", &format!("{stem}.zip")])
+        .current_dir(work));
+    (time, kib * 1024)
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+/// One 200 MB incompressible blob (the worst case: the zip stores it, the pack holds it
+/// uncompressed) among a few small files: the peak must stay within two blobs and 100 MB.
+fn large_blob(root: &Path) {
+    const BLOB: usize = 200 << 20;
+    let repo = root.join("large.git");
+    let started = Instant::now();
+    let (files, bytes) = generate_with(&repo, "archive-bench-large-v1", |rng, add| {
+        add("README.md", b"# One large file\n");
+        add("src/small.php", &text(rng, 4096));
+        add("assets/large.bin", &binary(rng, BLOB));
+    });
+    let (time, peak) = package_peak(&repo, &root.join("out-large"), "large", "plain");
+    let target = 2 * BLOB as u64 + 100_000_000;
+    println!(
+        "\none large blob: {files} files, {:.1} MB (ready in {:.1} s)",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  baler package          {:>7.2} s   peak RSS {:.0} MB   target <= 2 x {:.0} MB + 100 MB = {:.0} MB   {}",
+        time.as_secs_f64(),
+        peak as f64 / 1e6,
+        BLOB as f64 / 1e6,
+        target as f64 / 1e6,
+        verdict(peak <= target)
+    );
+}
+
+/// A repository shaped like Drupal core 11: about 16,000 files and 100 MB, mostly small
+/// PHP, JS, YAML and Twig in deep trees, with `.info.yml` files and some images.
+fn drupal_core_shape(root: &Path) {
+    let repo = root.join("drupal.git");
+    let started = Instant::now();
+    let (files, bytes) = generate_with(&repo, "archive-bench-drupal-v1", |rng, add| {
+        for n in 0..15_700 {
+            let size = rng.size(150.0, 30_000.0);
+            let data = text(rng, size);
+            let ext = [
+                "php", "js", "yml", "twig", "php", "css", "info.yml", "module",
+            ][n % 8];
+            let p = path(rng, n, ext);
+            add(&p, &data);
+        }
+        for n in 0..300 {
+            let size = rng.size(2048.0, 150_000.0);
+            let data = binary(rng, size);
+            let p = path(rng, n, ["png", "jpg", "gif"][n % 3]);
+            add(&p, &data);
+        }
+    });
+    let (time, peak) = package_peak(&repo, &root.join("out-drupal"), "drupal", "drupal");
+    let target = 150_000_000;
+    println!(
+        "\nDrupal core 11 shape: {files} files, {:.1} MB (ready in {:.1} s)",
+        bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "  baler package          {:>7.2} s   peak RSS {:.0} MB   target <= {:.0} MB   {}",
+        time.as_secs_f64(),
+        peak as f64 / 1e6,
+        target as f64 / 1e6,
+        verdict(peak <= target)
+    );
 }
 
 /// A fresh clone of the repository against a fetch of one new commit into that mirror.

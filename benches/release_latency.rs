@@ -91,15 +91,13 @@ async fn bench_repo(label: &str, files: usize) {
     };
     let app = Application::build_with(config, Role::Serve, tuning)
         .await
-        .unwrap();
+        .unwrap()
+        .with_fetch_program(env!("CARGO_BIN_EXE_baler").into());
     let base = format!("http://{}", app.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(30),
-    ));
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
     let client = reqwest::Client::new();
 
     let mut latencies = Vec::new();

@@ -133,12 +133,9 @@ fn main() {
     // Start from an empty queue (a reused PostgreSQL database may hold an earlier run's items).
     server.block_on(queue.flush()).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = server.spawn(app.run_until(
-        async {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
+    let running = server.spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
 
     let client_runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

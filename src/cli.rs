@@ -1,7 +1,6 @@
 //! The command line. Every command takes `--config FILE` (or `BALER_CONFIG`).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use sea_orm::DatabaseConnection;
@@ -13,9 +12,6 @@ use crate::package::offline::{self, OfflineRequest};
 use crate::queue::Queue;
 use crate::startup::{Application, Role, shutdown_signal};
 use crate::{db, demo, projects};
-
-/// How long running jobs get to finish when baler is asked to stop.
-const DRAIN: Duration = Duration::from_secs(120);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,6 +62,10 @@ pub enum Command {
     /// Package one ref offline (no server, no database), exactly as the worker would, and
     /// print each file with its size and sha256.
     Package(Box<PackageArgs>),
+    /// Internal: the worker's fetch child. Reads a fetch request on standard input, brings
+    /// the mirror up to date and prints what it transferred.
+    #[command(hide = true)]
+    FetchMirror,
     /// Named admin tokens for the API and the admin page (besides `admin_token`).
     Token {
         #[command(subcommand)]
@@ -147,6 +147,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Package(args) = cli.command {
         return tokio::task::spawn_blocking(move || package_command(*args)).await?;
     }
+    if let Command::FetchMirror = cli.command {
+        let code = tokio::task::spawn_blocking(crate::git::run_fetch_child).await?;
+        std::process::exit(code);
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Serve { demo, no_worker } => {
@@ -175,11 +179,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     demo::DEMO_SECRET
                 );
             }
-            app.run_until(shutdown_signal(), DRAIN).await
+            app.run_until(shutdown_signal()).await
         }
         Command::Worker => {
             let app = Application::build(config, Role::Worker).await?;
-            app.run_until(shutdown_signal(), DRAIN).await
+            app.run_until(shutdown_signal()).await
         }
         Command::Migrate => {
             let conn = db::connect(&config.database_url).await?;
@@ -222,7 +226,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let actions = AdminActions::new(conn.clone(), queue);
             token_command(&conn, &actions, command).await
         }
-        Command::Package(_) => unreachable!("handled before the config is read"),
+        Command::Package(_) | Command::FetchMirror => {
+            unreachable!("handled before the config is read")
+        }
     }
 }
 

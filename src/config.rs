@@ -149,6 +149,43 @@ impl Default for QueueConfig {
     }
 }
 
+/// Time limits of the release jobs: `[worker]` in the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// A fetch that cannot connect, or receives nothing for this long, fails (transient: the
+    /// item is retried with backoff).
+    pub fetch_timeout_seconds: u64,
+    /// A job running longer is abandoned and its claim given back; it counts as an attempt.
+    pub job_timeout_seconds: u64,
+    /// After SIGTERM or SIGINT: stop claiming, give running jobs this long, then exit.
+    pub drain_seconds: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            fetch_timeout_seconds: 300,
+            job_timeout_seconds: 3600,
+            drain_seconds: 30,
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn fetch_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.fetch_timeout_seconds)
+    }
+
+    pub fn job_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.job_timeout_seconds)
+    }
+
+    pub fn drain(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.drain_seconds)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum StorageConfig {
@@ -220,6 +257,7 @@ struct FileConfig {
     workers: Option<usize>,
     max_attempts: Option<u32>,
     queue: Option<QueueConfig>,
+    worker: Option<WorkerConfig>,
     storage: Option<StorageConfig>,
     #[serde(default)]
     projects: Vec<ProjectConfig>,
@@ -269,6 +307,7 @@ pub struct Config {
     pub workers: usize,
     pub max_attempts: u32,
     pub queue: QueueConfig,
+    pub worker: WorkerConfig,
     pub storage: StorageConfig,
     pub projects: Vec<ProjectSettings>,
 }
@@ -423,6 +462,16 @@ impl Config {
             ));
         }
 
+        let worker = file.worker.unwrap_or_default();
+        for (key, value) in [
+            ("worker.fetch_timeout_seconds", worker.fetch_timeout_seconds),
+            ("worker.job_timeout_seconds", worker.job_timeout_seconds),
+        ] {
+            if value == 0 {
+                return Err(invalid(origin, key, "must be at least 1".into()));
+            }
+        }
+
         let mut projects: Vec<ProjectSettings> = Vec::new();
         for (index, project) in file.projects.into_iter().enumerate() {
             let settings = project_settings(project, index, origin, &var)?;
@@ -445,6 +494,7 @@ impl Config {
             workers,
             max_attempts,
             queue,
+            worker,
             storage: file.storage.unwrap_or(StorageConfig::Local),
             projects,
         })

@@ -11,6 +11,7 @@ pub mod error;
 pub mod git;
 pub mod hooks;
 pub mod package;
+pub mod problems;
 pub mod projects;
 pub mod publish;
 pub mod queue;

@@ -4,11 +4,11 @@
 use chrono::Utc;
 use entities::{release, release_file};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, ModelTrait, QueryFilter, QueryOrder, TryIntoModel,
 };
 
-use crate::package::{Checksums, ReleaseVersion};
+use crate::package::{Checksums, ReleaseKind, ReleaseVersion};
 
 /// A release with its files, as pages and the API show it.
 #[derive(Debug, Clone)]
@@ -35,6 +35,20 @@ impl ReleaseNotes {
     }
 }
 
+/// Build-log lines that start with this are for admins only: they name the repository's
+/// location (a private host, a local path). Public pages and the public API show
+/// [`public_log`]; the admin API and the admin page show the whole log.
+pub const ADMIN_ONLY: &str = "[admin] ";
+
+/// The build log as the public sees it: without the admin-only lines.
+pub fn public_log(build_log: &str) -> String {
+    build_log
+        .lines()
+        .filter(|line| !line.starts_with(ADMIN_ONLY))
+        .flat_map(|line| [line, "\n"])
+        .collect()
+}
+
 /// What the worker built, ready to record.
 pub struct NewRelease<'a> {
     pub project_id: i64,
@@ -55,21 +69,30 @@ pub struct NewFile {
     pub checksums: Checksums,
 }
 
-/// Writes a release and its files in one transaction, replacing the files of an earlier build
-/// of the same version (a dev snapshot whose branch moved).
-pub async fn record(db: &DatabaseConnection, new: NewRelease<'_>) -> Result<release::Model, DbErr> {
-    let txn = crate::db::begin_write(db).await?;
+/// Writes a release and its files in the caller's transaction, replacing the files of an
+/// earlier build of the same version (a dev snapshot whose branch moved). A tag release is
+/// never replaced: its files were served as immutable.
+pub async fn record_on<C: ConnectionTrait>(
+    txn: &C,
+    new: NewRelease<'_>,
+) -> Result<release::Model, DbErr> {
     let now = Utc::now();
     let existing = release::Entity::find()
         .filter(release::Column::ProjectId.eq(new.project_id))
         .filter(release::Column::Version.eq(&new.version.version))
-        .one(&txn)
+        .one(txn)
         .await?;
     let mut model: release::ActiveModel = match existing {
+        Some(old) if old.kind == ReleaseKind::Tag.as_str() => {
+            return Err(DbErr::Custom(format!(
+                "version {} is a tag release, which never changes",
+                old.version
+            )));
+        }
         Some(old) => {
             release_file::Entity::delete_many()
                 .filter(release_file::Column::ReleaseId.eq(old.id))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             old.into()
         }
@@ -91,7 +114,7 @@ pub async fn record(db: &DatabaseConnection, new: NewRelease<'_>) -> Result<rele
         serde_json::to_string(new.notes).expect("notes serialise"),
     ));
     model.updated_at = Set(now);
-    let saved = model.save(&txn).await?.try_into_model()?;
+    let saved = model.save(txn).await?.try_into_model()?;
     for file in new.files {
         release_file::ActiveModel {
             release_id: Set(saved.id),
@@ -104,10 +127,9 @@ pub async fn record(db: &DatabaseConnection, new: NewRelease<'_>) -> Result<rele
             created_at: Set(now),
             ..Default::default()
         }
-        .insert(&txn)
+        .insert(txn)
         .await?;
     }
-    txn.commit().await?;
     Ok(saved)
 }
 
@@ -183,41 +205,20 @@ pub async fn find_file(
     Ok(found.and_then(|(file, release)| release.map(|r| (file, r))))
 }
 
-/// Marks the releases of deleted tags unpublished: their files stay downloadable for anyone
-/// who pinned them, but they leave the listings and feeds. Returns how many changed.
-pub async fn unpublish_tags(
-    db: &DatabaseConnection,
+/// Sets a release's status, `published` or `unpublished`, in the caller's transaction. An
+/// unpublished release leaves the listings and feeds; its page and files stay for anyone who
+/// pinned them.
+pub async fn set_status_on<C: ConnectionTrait>(
+    conn: &C,
     project_id: i64,
-    tags: &[String],
+    version: &str,
+    published: bool,
 ) -> Result<u64, DbErr> {
-    let deleted_tags = Condition::all()
-        .add(release::Column::Kind.eq("tag"))
-        .add(release::Column::RefName.is_in(tags.iter().cloned()));
-    set_status(db, project_id, tags.is_empty(), deleted_tags, "unpublished").await
-}
-
-/// Publishes again releases that were unpublished (a deleted tag pushed again at the same
-/// commit: the archives are the same bytes, so nothing is rebuilt).
-pub async fn republish(
-    db: &DatabaseConnection,
-    project_id: i64,
-    versions: &[String],
-) -> Result<u64, DbErr> {
-    let these = Condition::all().add(release::Column::Version.is_in(versions.iter().cloned()));
-    set_status(db, project_id, versions.is_empty(), these, "published").await
-}
-
-/// Sets `status` on the project's releases that match `which`; nothing when `none`.
-async fn set_status(
-    db: &DatabaseConnection,
-    project_id: i64,
-    none: bool,
-    which: Condition,
-    status: &str,
-) -> Result<u64, DbErr> {
-    if none {
-        return Ok(0);
-    }
+    let status = if published {
+        "published"
+    } else {
+        "unpublished"
+    };
     let result = release::Entity::update_many()
         .col_expr(
             release::Column::Status,
@@ -228,8 +229,8 @@ async fn set_status(
             sea_orm::sea_query::Expr::value(Utc::now()),
         )
         .filter(release::Column::ProjectId.eq(project_id))
-        .filter(which)
-        .exec(db)
+        .filter(release::Column::Version.eq(version))
+        .exec(conn)
         .await?;
     Ok(result.rows_affected)
 }

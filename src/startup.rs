@@ -36,6 +36,8 @@ pub struct Application {
     queue: Queue,
     listener: Option<TcpListener>,
     role: Role,
+    /// The `baler` binary the workers run as their fetch child (`baler fetch-mirror`).
+    fetch_program: std::path::PathBuf,
 }
 
 impl Application {
@@ -70,13 +72,22 @@ impl Application {
             ),
             Role::Worker => None,
         };
+        let fetch_program = std::env::current_exe().context("finding baler's own binary")?;
         Ok(Application {
             config,
             db,
             queue,
             listener,
             role,
+            fetch_program,
         })
+    }
+
+    /// Runs `program` as the workers' fetch child instead of this process's own binary (for
+    /// tests, whose binary is not baler).
+    pub fn with_fetch_program(mut self, program: std::path::PathBuf) -> Application {
+        self.fetch_program = program;
+        self
     }
 
     /// The bound address (`listen` with port 0 resolved), when serving.
@@ -92,12 +103,14 @@ impl Application {
         &self.db
     }
 
-    /// Serves and works until `shutdown` resolves; running jobs get `drain` to finish.
+    /// Serves and works until `shutdown` resolves; running jobs then get
+    /// `worker.drain_seconds` to finish, and whatever still runs after that is left behind
+    /// (its claim expires and another worker retries it).
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-        drain: Duration,
     ) -> anyhow::Result<()> {
+        let drain = self.config.worker.drain();
         let store = LocalStore::new(self.config.files_dir());
         let (stop_tx, stop_rx) = watch::channel(false);
         let stopped = move || {
@@ -109,8 +122,11 @@ impl Application {
 
         let context = JobContext {
             db: self.db.clone(),
+            queue: self.queue.clone(),
             store: store.clone(),
             mirrors_dir: self.config.mirrors_dir(),
+            fetch_program: self.fetch_program.clone(),
+            fetch_timeout: self.config.worker.fetch_timeout(),
             auth: std::sync::Arc::new(
                 self.config
                     .projects
@@ -123,8 +139,11 @@ impl Application {
             tokio::spawn(worker::run(
                 self.queue.clone(),
                 context,
-                self.config.workers,
-                drain,
+                worker::Limits {
+                    workers: self.config.workers,
+                    job_timeout: self.config.worker.job_timeout(),
+                    drain,
+                },
                 stopped(),
             ))
         });
@@ -191,13 +210,25 @@ impl Application {
         };
 
         shutdown.await;
-        tracing::info!("shutting down: no new jobs; waiting for running ones");
+        tracing::info!(
+            drain_seconds = drain.as_secs(),
+            "shutting down: no new jobs; waiting for running ones"
+        );
         let _ = stop_tx.send(true);
-        if let Some(server) = server {
-            server.await?.context("web server")?;
-        }
-        if let Some(workers) = workers {
-            workers.await?.context("workers")?;
+        let finished = async {
+            if let Some(server) = server {
+                server.await?.context("web server")?;
+            }
+            if let Some(workers) = workers {
+                workers.await?.context("workers")?;
+            }
+            anyhow::Ok(())
+        };
+        // The web server waits for open requests and the workers for running jobs; neither
+        // may hold the exit past the drain (plus a moment to close the database).
+        match tokio::time::timeout(drain + Duration::from_secs(1), finished).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!("the drain time is over; exiting with work still running"),
         }
         self.db.close().await.ok();
         Ok(())

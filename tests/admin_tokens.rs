@@ -14,7 +14,7 @@ use crate::support::git::GitRepo;
 use crate::support::{ProjectSpec, TestApp, TestDb};
 
 /// Every admin API route.
-const API_ROUTES: [(&str, &str); 9] = [
+const API_ROUTES: [(&str, &str); 11] = [
     ("GET", "/api/v1/queue"),
     ("POST", "/api/v1/queue/pause"),
     ("POST", "/api/v1/queue/resume"),
@@ -24,10 +24,17 @@ const API_ROUTES: [(&str, &str); 9] = [
     ("POST", "/api/v1/projects/widget/rebuild"),
     ("GET", "/api/v1/deliveries"),
     ("GET", "/api/v1/audit"),
+    ("GET", "/api/v1/projects/widget/problems"),
+    ("GET", "/api/v1/projects/widget/releases/1.0.0/log"),
 ];
 
 /// Every admin page: without a live session a GET goes to the login form (303).
-const PAGE_GETS: [&str; 2] = ["/admin/queue", "/admin/deliveries"];
+const PAGE_GETS: [&str; 4] = [
+    "/admin/queue",
+    "/admin/deliveries",
+    "/admin/projects/widget",
+    "/admin/projects/widget/releases/1.0.0",
+];
 
 /// Every admin form: without a live session a POST is 401, whatever it carries.
 const PAGE_POSTS: [&str; 7] = [

@@ -6,8 +6,9 @@ use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use baler::git::{Mirror, RemoteAuth};
+use baler::git::{GitError, Mirror, RemoteAuth};
 
+use crate::support::archive_listing::{run_measuring_peak, tar_listing, zip_listing};
 use crate::support::git::{GitRepo, run};
 use crate::support::smart_http::SmartHttpServer;
 use crate::support::tree::{Node, assert_same_tree, read_tree};
@@ -461,4 +462,339 @@ async fn a_fetch_into_an_existing_mirror_transfers_only_what_is_new() {
     // and the one changed file.
     assert!(cloned.received_objects >= 15, "{cloned:?}");
     assert!(fetched.received_objects <= 7, "{fetched:?}");
+}
+
+/// The file name `bytes` (relative to the work tree), created as it is: bytes that are not
+/// UTF-8 included.
+fn write_raw(repo: &GitRepo, path: &[u8], content: &[u8]) {
+    use std::os::unix::ffi::OsStrExt;
+    let full = repo.dir.join(std::ffi::OsStr::from_bytes(path));
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, content).unwrap();
+}
+
+/// `git archive` of `rev` in `format` with the top directory `prefix`.
+fn git_archive(repo: &GitRepo, format: &str, prefix: &str, rev: &str) -> Vec<u8> {
+    // tar.umask 022: baler's modes are 0644 and 0755 whatever the umask (git's default is 002).
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "tar.umask=0022",
+            "archive",
+            &format!("--format={format}"),
+            &format!("--prefix={prefix}/"),
+            rev,
+        ])
+        .current_dir(&repo.dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A zip's entries without their modes: git's zip marks regular files as made by DOS (no Unix
+/// mode) and applies its umask to directories, while baler writes its fixed Unix modes
+/// (checked by `archives_hold_exactly_what_git_archive_holds`).
+fn zip_without_modes(zip: &[u8]) -> Vec<crate::support::archive_listing::ZipItem> {
+    let mut items = zip_listing(zip);
+    for item in &mut items {
+        item.mode = 0;
+    }
+    items
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+fn package_tag(repo: &GitRepo, name: &str, tag: &str, out: &Path) -> Output {
+    baler_package(
+        &[
+            repo.dir.to_str().unwrap(),
+            "--ref",
+            tag,
+            "--name",
+            name,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn names_git_archive_packages_are_packaged_byte_for_byte() {
+    let mut repo = GitRepo::new();
+    let long_dir = [b"deep-\xfe".as_slice(), &[b'x'; 120]].concat();
+    let names: Vec<Vec<u8>> = vec![
+        b"back\\slash.txt".to_vec(),
+        b"caf\xe9.txt".to_vec(),
+        "naïve façade.txt".as_bytes().to_vec(),
+        b"dir\xff\\x/inner.php".to_vec(),
+        [long_dir.as_slice(), b"/f\xe9.txt"].concat(),
+    ];
+    for (i, name) in names.iter().enumerate() {
+        write_raw(&repo, name, format!("file {i}\n").as_bytes());
+    }
+    // A symlink whose target is not UTF-8 either.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        std::os::unix::fs::symlink(
+            std::ffi::OsStr::from_bytes(b"caf\xe9.txt"),
+            repo.dir.join("link\\to"),
+        )
+        .unwrap();
+    }
+    repo.write(".gitattributes", b"*.php export-subst\n");
+    write_raw(&repo, b"dir\xff\\x/stamp.php", b"$Format:%H$\n");
+    repo.commit("Odd names");
+    repo.git(&["tag", "v1.0.0"]);
+
+    let work = tempfile::tempdir().unwrap();
+    succeeded(&package_tag(&repo, "odd", "v1.0.0", work.path()));
+
+    let tar = tar_listing(&gunzip(
+        &std::fs::read(work.path().join("odd-1.0.0.tar.gz")).unwrap(),
+    ));
+    let git_tar = tar_listing(&git_archive(&repo, "tar", "odd-1.0.0", "v1.0.0"));
+    assert_eq!(tar, git_tar);
+    let zip = zip_without_modes(&std::fs::read(work.path().join("odd-1.0.0.zip")).unwrap());
+    let git_zip = zip_without_modes(&git_archive(&repo, "zip", "odd-1.0.0", "v1.0.0"));
+    assert_eq!(zip, git_zip);
+
+    // The comparison is only as good as the fixture: every odd name is there, as bytes, and
+    // the zip flags differ between them.
+    for name in &names {
+        let full = [b"odd-1.0.0/".as_slice(), name].concat();
+        assert!(
+            tar.iter().any(|item| item.path == full),
+            "{}",
+            full.escape_ascii()
+        );
+        assert!(
+            zip.iter().any(|item| item.name == full),
+            "{}",
+            full.escape_ascii()
+        );
+    }
+    let flag_of = |name: &[u8]| {
+        let full = [b"odd-1.0.0/".as_slice(), name].concat();
+        zip.iter().find(|item| item.name == full).unwrap().utf8_flag
+    };
+    assert!(flag_of("naïve façade.txt".as_bytes()));
+    assert!(!flag_of(b"caf\xe9.txt"));
+    assert!(!flag_of(b"back\\slash.txt"));
+    let stamp = tar.iter().find(|i| i.path.ends_with(b"stamp.php")).unwrap();
+    assert_eq!(
+        stamp.content,
+        format!("{}\n", repo.rev("v1.0.0")).as_bytes()
+    );
+}
+
+/// A commit whose tree holds an entry named `name`, written with `git hash-object --literally`
+/// (git itself refuses such names), tagged `tag`.
+fn crafted_tree_commit(repo: &GitRepo, name: &[u8], tag: &str) {
+    let blob = repo.git(&["hash-object", "-w", "--stdin"]);
+    let mut tree = b"100644 ".to_vec();
+    tree.extend_from_slice(name);
+    tree.push(0);
+    tree.extend(hex_bytes(&blob));
+    let mut child = Command::new("git")
+        .args(["hash-object", "-t", "tree", "--literally", "-w", "--stdin"])
+        .current_dir(&repo.dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &tree).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let tree_id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let commit = repo.git(&["commit-tree", &tree_id, "-m", "Crafted"]);
+    repo.git(&["tag", tag, &commit]);
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_tree_name_that_would_escape_fails_as_an_unsafe_path() {
+    let mut repo = GitRepo::new();
+    repo.write("README.md", b"fine\n");
+    repo.commit("Fine");
+    crafted_tree_commit(&repo, b"..", "dotdot");
+    crafted_tree_commit(&repo, b".", "dot");
+    crafted_tree_commit(&repo, b"a/../../b", "slash");
+    // libgit2 refuses to parse an empty name at all: a permanent error of another kind.
+    crafted_tree_commit(&repo, b"", "empty");
+
+    let work = tempfile::tempdir().unwrap();
+    for tag in ["dotdot", "dot", "slash", "empty"] {
+        let output = package_tag(&repo, "crafted", tag, work.path());
+        assert!(!output.status.success(), "{tag} must fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if tag != "empty" {
+            assert!(stderr.contains("unsafe path"), "{tag}: {stderr}");
+        }
+    }
+    assert!(
+        std::fs::read_dir(work.path()).unwrap().next().is_none(),
+        "nothing is left behind"
+    );
+
+    // The same through the library: the errors are the permanent kind.
+    let mirror = Mirror::open(&repo.dir).unwrap();
+    for tag in ["dotdot", "dot", "slash"] {
+        let err = mirror.list_tree(&repo.rev(tag)).unwrap_err();
+        assert!(matches!(err, GitError::UnsafePath(_)), "{tag}: {err}");
+        assert!(err.is_permanent(), "{tag}");
+        assert!(baler::package::PackageError::Git(err).is_permanent());
+    }
+    let err = mirror.list_tree(&repo.rev("empty")).unwrap_err();
+    assert!(err.is_permanent(), "{err}");
+    assert!(mirror.list_tree(&repo.rev("main")).is_ok());
+}
+
+/// A ~180 KB file of `$Format:%B$` under export-subst, committed with a 32 KB message.
+fn subst_repo(repeats: usize, message_len: usize) -> GitRepo {
+    let mut repo = GitRepo::new();
+    repo.write(".gitattributes", b"stamp.txt export-subst\n");
+    repo.write("stamp.txt", &b"$Format:%B$".repeat(repeats));
+    repo.write("README.md", b"subst\n");
+    let message: String = (0..message_len)
+        .map(|i| {
+            if i % 64 == 63 {
+                '\n'
+            } else {
+                (b'a' + (i % 26) as u8) as char
+            }
+        })
+        .collect();
+    repo.commit(&message);
+    repo.git(&["tag", "v1.0.0"]);
+    repo
+}
+
+#[test]
+fn an_export_subst_bomb_fails_at_the_cap_in_bounded_memory() {
+    let repo = subst_repo(180_000 / 11, 32 << 10);
+    let work = tempfile::tempdir().unwrap();
+    let (output, peak) = run_measuring_peak(
+        Command::new(env!("CARGO_BIN_EXE_baler"))
+            .arg("package")
+            .arg(&repo.dir)
+            .args(["--ref", "v1.0.0", "--name", "bomb", "--out"])
+            .arg(work.path()),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("export-subst output of stamp.txt exceeds 16 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        peak < 200 << 20,
+        "peak RSS {} MB; unbounded it was over 500 MB",
+        peak >> 20
+    );
+    assert!(std::fs::read_dir(work.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn an_expansion_just_under_the_cap_equals_git_archive() {
+    // %B is the message as the commit object stores it.
+    let message_len = 4095;
+    let probe = subst_repo(1, message_len);
+    let commit = Command::new("git")
+        .args(["cat-file", "commit", "v1.0.0"])
+        .current_dir(&probe.dir)
+        .output()
+        .unwrap()
+        .stdout;
+    let header_end = commit.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+    let expanded = commit.len() - header_end;
+    let repeats = baler::package::subst::MAX_EXPANDED / expanded;
+    let repo = subst_repo(repeats, message_len);
+    let work = tempfile::tempdir().unwrap();
+    succeeded(&package_tag(&repo, "near", "v1.0.0", work.path()));
+    let tar = tar_listing(&gunzip(
+        &std::fs::read(work.path().join("near-1.0.0.tar.gz")).unwrap(),
+    ));
+    let stamp = tar.iter().find(|i| i.path.ends_with(b"stamp.txt")).unwrap();
+    assert!(
+        stamp.content.len() > baler::package::subst::MAX_EXPANDED - expanded,
+        "{} bytes: not near the cap",
+        stamp.content.len()
+    );
+    assert!(stamp.content.len() <= baler::package::subst::MAX_EXPANDED);
+    assert_eq!(
+        tar,
+        tar_listing(&git_archive(&repo, "tar", "near-1.0.0", "v1.0.0"))
+    );
+    let zip = zip_without_modes(&std::fs::read(work.path().join("near-1.0.0.zip")).unwrap());
+    assert_eq!(
+        zip,
+        zip_without_modes(&git_archive(&repo, "zip", "near-1.0.0", "v1.0.0"))
+    );
+}
+
+#[test]
+fn large_files_streamed_in_chunks_equal_git_archive() {
+    // Over the streaming threshold (8 MiB): one that deflates (the zip deflates it, in a second
+    // pass) and one that does not (the zip stores it), each not a whole number of chunks.
+    let mut repo = GitRepo::new();
+    let text: Vec<u8> = (0..1_900_000u32)
+        .flat_map(|i| format!("row {} {}\n", i % 7919, i / 13).into_bytes())
+        .take(9 << 20 | 12_345)
+        .collect();
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..(9 << 20) / 8 + 3)
+        .flat_map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed.to_le_bytes()
+        })
+        .collect();
+    repo.write("a-small.txt", b"before\n");
+    repo.write("big/text.log", &text);
+    repo.write("big/noise.bin", &noise);
+    repo.write("z-small.txt", b"after\n");
+    repo.commit("Large files");
+    repo.git(&["tag", "v1.0.0"]);
+
+    let work = tempfile::tempdir().unwrap();
+    succeeded(&package_tag(&repo, "large", "v1.0.0", work.path()));
+    let tgz = std::fs::read(work.path().join("large-1.0.0.tar.gz")).unwrap();
+    let tar = tar_listing(&gunzip(&tgz));
+    assert_eq!(
+        tar,
+        tar_listing(&git_archive(&repo, "tar", "large-1.0.0", "v1.0.0"))
+    );
+    let zip_bytes = std::fs::read(work.path().join("large-1.0.0.zip")).unwrap();
+    let zip = zip_without_modes(&zip_bytes);
+    assert_eq!(
+        zip,
+        zip_without_modes(&git_archive(&repo, "zip", "large-1.0.0", "v1.0.0"))
+    );
+    assert!(tar.iter().any(|i| i.content.len() == text.len()));
+    // The zip deflated the text and stored the noise, as git decides.
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).unwrap();
+    let text_entry = archive.by_name("large-1.0.0/big/text.log").unwrap();
+    assert_eq!(text_entry.compression(), zip::CompressionMethod::Deflated);
+    drop(text_entry);
+    let noise_entry = archive.by_name("large-1.0.0/big/noise.bin").unwrap();
+    assert_eq!(noise_entry.compression(), zip::CompressionMethod::Stored);
 }

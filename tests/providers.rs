@@ -24,7 +24,7 @@ async fn queued(app: &TestApp) -> i64 {
 }
 
 /// The last logged delivery: status and reason.
-async fn last_delivery(app: &TestApp) -> (i64, String) {
+pub(crate) async fn last_delivery(app: &TestApp) -> (i64, String) {
     use sea_orm::ConnectionTrait;
     let row = app
         .db
@@ -380,46 +380,59 @@ async fn a_body_over_25_mib_is_refused_with_413() {
     let repo = GitRepo::standard();
     let app = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
     let body = vec![b' '; 25 * 1024 * 1024 + 1];
-    let headers = vec![
-        json_type(),
-        ("x-github-event", "push".to_string()),
-        ("x-hub-signature-256", "sha256=00".to_string()),
-    ];
-    assert_eq!(app.post_hook("widget", &headers, body).await.status(), 413);
-    // A streamed body without a length is cut off at the limit too.
-    let chunks =
-        futures::stream::iter((0..27).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024 * 1024])));
-    let response = app
+    let request = app
         .client
         .post(format!("{}/hooks/widget", app.url))
         .header("content-type", "application/json")
         .header("x-github-event", "push")
-        .body(reqwest::Body::wrap_stream(chunks))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
-    assert_eq!(last_delivery(&app).await.0, 413);
+        .header("x-hub-signature-256", "sha256=00")
+        .body(body);
+    assert_eq!(oversized_status(&app, request).await, 413);
+    // A streamed body without a length is cut off at the limit too.
+    let chunks =
+        futures::stream::iter((0..27).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024 * 1024])));
+    let request = app
+        .client
+        .post(format!("{}/hooks/widget", app.url))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .body(reqwest::Body::wrap_stream(chunks));
+    assert_eq!(oversized_status(&app, request).await, 413);
     assert_eq!(queued(&app).await, 0);
 }
 
-async fn a_deleted_tag_unpublishes_its_release(db: TestDb) {
-    let repo = GitRepo::standard();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[ProjectSpec::github("widget", repo.url())],
-        &format!("max_attempts = 1\n{database}"),
-    )
-    .await;
-    app.github_push("widget", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
-        .await;
-    app.run_queue_until_idle().await;
-    let release = app.release("widget", "1.0.0").await;
+/// The answer to an oversized delivery. The server answers before it has read the body and
+/// closes the connection, so a client still sending may get a broken pipe instead of the
+/// answer; then the deliveries log, written before the answer is sent, says what it was.
+async fn oversized_status(app: &TestApp, request: reqwest::RequestBuilder) -> i64 {
+    let logged = || app.count("SELECT COUNT(*) FROM deliveries");
+    let before = logged().await;
+    let status = match request.send().await {
+        Ok(response) => i64::from(response.status().as_u16()),
+        Err(e) => {
+            assert!(e.is_request(), "{e}");
+            last_delivery(app).await.0
+        }
+    };
+    assert_eq!(logged().await, before + 1, "the delivery was logged");
+    assert_eq!(last_delivery(app).await.0, status);
+    status
+}
 
-    repo.git(&["tag", "-d", "v1.0.0"]);
+/// Whether `project`'s release `version` is listed (unpublished ones are not).
+async fn published(app: &TestApp, project: &str, version: &str) -> bool {
+    app.versions(project).await.iter().any(|v| v == version)
+}
+
+/// A GitHub push deleting `git_ref`, as GitHub sends it, with `delivery` as its id.
+fn github_deletion(
+    repo: &str,
+    git_ref: &str,
+    delivery: &str,
+) -> (Vec<(&'static str, String)>, Vec<u8>) {
     let mut payload: Value = serde_json::from_slice(&crate::support::github_push_body(
-        &repo.url(),
-        "refs/tags/v1.0.0",
+        repo,
+        git_ref,
         "0000000000000000000000000000000000000000",
     ))
     .unwrap();
@@ -429,37 +442,122 @@ async fn a_deleted_tag_unpublishes_its_release(db: TestDb) {
     let headers = vec![
         json_type(),
         ("x-github-event", "push".to_string()),
+        ("x-github-delivery", delivery.to_string()),
         ("x-hub-signature-256", github_signature(SECRET, &body)),
     ];
-    let response = app.post_hook("widget", &headers, body).await;
-    assert_eq!(response.status(), 200);
-    assert!(
-        !app.versions("widget").await.contains(&"1.0.0".to_string()),
-        "hidden from the API"
-    );
-    let page = app.get("/projects/widget").await.text().await.unwrap();
-    assert!(page.contains("unpublished"), "marked on the project page");
-    let (_, bytes) = app
-        .download(release["files"][0]["url"].as_str().unwrap())
-        .await;
-    assert_eq!(
-        release["files"][0]["size"],
-        bytes.len() as u64,
-        "files are kept"
-    );
+    (headers, body)
+}
 
-    // The tag comes back at the same commit: published again, not rebuilt.
-    repo.git(&["tag", "v1.0.0", &release["commit"].as_str().unwrap()[..12]]);
-    app.github_push(
-        "widget",
-        "refs/tags/v1.0.0",
-        release["commit"].as_str().unwrap(),
+/// A deletion in a payload is a hint: it queues the project for the worker to look at the
+/// repository, and unpublishes nothing at intake. A captured deletion replayed with new
+/// delivery ids, for a tag that still exists, therefore changes no release.
+async fn a_deletion_is_queued_and_unpublishes_nothing_at_intake(db: TestDb) {
+    let repo = GitRepo::standard();
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[
+            ProjectSpec::github("widget", repo.url()),
+            ProjectSpec::provider("gitea", "gt", repo.url()),
+        ],
+        &format!("max_attempts = 1\n{database}"),
     )
     .await;
+    app.github_push("widget", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
+        .await;
     app.run_queue_until_idle().await;
+    let release = app.release("widget", "1.0.0").await;
+
+    app.queue.set_paused(true).await.unwrap();
+    let send = |delivery: &'static str| {
+        let (app, url) = (&app, repo.url());
+        async move {
+            let (headers, body) = github_deletion(&url, "refs/tags/v1.0.0", delivery);
+            let response = app.post_hook("widget", &headers, body).await;
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let first = send("deletion-1").await;
+    assert_eq!(first.0, 202, "queued like a push: {}", first.1);
+    assert_eq!(first.1["merged"], false);
     assert_eq!(
-        app.release("widget", "1.0.0").await["files"],
-        release["files"]
+        last_delivery(&app).await.1,
+        r#"queued; tag "v1.0.0" was deleted: the worker checks the repository"#
+    );
+    assert!(
+        published(&app, "widget", "1.0.0").await,
+        "nothing is unpublished at intake"
+    );
+    let listing = app.queue.list().await.unwrap();
+    assert_eq!(listing.items.len(), 1);
+    assert_eq!(
+        listing.items[0].refs.tags["v1.0.0"], "",
+        "no commit to trust"
+    );
+
+    // The same delivery again is a redelivery: its first answer, nothing merged.
+    assert_eq!(send("deletion-1").await, first, "the same answer");
+    let revision =
+        || app.count("SELECT CAST(revision AS BIGINT) FROM queue_items WHERE state = 'pending'");
+    assert_eq!(revision().await, 1);
+    assert!(
+        last_delivery(&app)
+            .await
+            .1
+            .contains("first answer replayed")
+    );
+
+    // Replayed with a new delivery id: a new delivery, merged into the item, and still
+    // nothing unpublished.
+    let replayed = send("deletion-2").await;
+    assert_eq!(
+        (replayed.0, &replayed.1["merged"]),
+        (202, &Value::Bool(true))
+    );
+    assert_eq!(revision().await, 2);
+    assert!(published(&app, "widget", "1.0.0").await);
+
+    // Gitea's `delete` event names the short ref; it is a hint the same way.
+    let mut payload = fixture("webhooks/gitea/push.json");
+    payload["repository"]["clone_url"] = repo.url().into();
+    let deletion = serde_json::json!({
+        "ref": "1.x",
+        "ref_type": "branch",
+        "repository": payload["repository"],
+    });
+    let body = serde_json::to_vec(&deletion).unwrap();
+    let headers = vec![
+        json_type(),
+        ("x-gitea-event", "delete".to_string()),
+        ("x-gitea-delivery", "g-1".to_string()),
+        ("x-gitea-signature", hex_hmac(SECRET, &body)),
+    ];
+    assert_eq!(app.post_hook("gt", &headers, body).await.status(), 202);
+    let listing = app.queue.list().await.unwrap();
+    let gitea = listing.items.iter().find(|i| i.project == "gt").unwrap();
+    assert_eq!(gitea.refs.branches["1.x"], "");
+
+    // The tag is still in the repository: the worker finds it and the release stays, with
+    // the same files.
+    app.queue.set_paused(false).await.unwrap();
+    app.run_queue_until_idle().await;
+    assert_eq!(app.release("widget", "1.0.0").await, release);
+    let page = app.get("/projects/widget").await.text().await.unwrap();
+    assert!(
+        !page.contains("unpublished"),
+        "not marked on the project page"
+    );
+
+    // Once the tag is really gone, a deletion is still only queued: whether the release goes
+    // is for the worker to decide after its fetch.
+    app.queue.set_paused(true).await.unwrap();
+    repo.git(&["tag", "-d", "v1.0.0"]);
+    assert_eq!(send("deletion-3").await.0, 202);
+    assert!(
+        published(&app, "widget", "1.0.0").await,
+        "nothing is unpublished at intake"
     );
 }
 
@@ -667,7 +765,7 @@ on_both_databases!(
     a_bitbucket_push_with_several_changes_queues_them_all,
     a_payload_for_another_repository_is_refused,
     a_redelivery_gets_the_first_answer_and_changes_nothing,
-    a_deleted_tag_unpublishes_its_release,
+    a_deletion_is_queued_and_unpublishes_nothing_at_intake,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

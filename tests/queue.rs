@@ -298,7 +298,8 @@ async fn an_old_revisions_ack_after_a_merge_changes_nothing(db: TestDb) {
         .json()
         .await
         .unwrap();
-    let claimed = queue.claim("old-worker").await.unwrap().unwrap();
+    // Both claims come from one owner (one process): fencing is per claim, not per owner.
+    let claimed = queue.claim("worker").await.unwrap().unwrap();
     assert_eq!(
         (claimed.id, claimed.revision),
         (first["item"].as_i64().unwrap(), 1)
@@ -320,12 +321,26 @@ async fn an_old_revisions_ack_after_a_merge_changes_nothing(db: TestDb) {
     assert_eq!(merged["position"], 1);
 
     assert!(
-        !queue.ack(claimed.id, "old-worker", 1).await.unwrap(),
+        !queue.ack(claimed.id, &claimed.token, 1).await.unwrap(),
         "a stale ack is refused"
     );
-    assert!(!queue.heartbeat(claimed.id, "old-worker").await.unwrap());
-    let again = queue.claim("new-worker").await.unwrap().unwrap();
+    assert!(!queue.heartbeat(claimed.id, &claimed.token).await.unwrap());
+    let again = queue.claim("worker").await.unwrap().unwrap();
     assert_eq!(again.id, claimed.id);
+    assert_ne!(again.token, claimed.token, "each claim has its own token");
+    // The stale claim can neither renew, fail nor end the new one.
+    assert!(!queue.heartbeat(claimed.id, &claimed.token).await.unwrap());
+    queue
+        .fail(claimed.id, &claimed.token, "stale failure")
+        .await
+        .unwrap();
+    assert!(
+        !queue
+            .ack(claimed.id, &claimed.token, again.revision)
+            .await
+            .unwrap()
+    );
+    assert!(queue.heartbeat(again.id, &again.token).await.unwrap());
     assert!(again.revision > 1);
     assert_eq!(
         again.refs.branches.len(),
@@ -335,7 +350,7 @@ async fn an_old_revisions_ack_after_a_merge_changes_nothing(db: TestDb) {
     );
     assert!(
         queue
-            .ack(again.id, "new-worker", again.revision)
+            .ack(again.id, &again.token, again.revision)
             .await
             .unwrap()
     );

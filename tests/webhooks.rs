@@ -1,9 +1,13 @@
-//! Refusals: each asserts the status and that nothing was queued.
+//! Refusals: each asserts the status and that nothing was queued; refs that git would not
+//! accept are refused at intake, alone.
 
 use baler::hooks::verify::github_signature;
+use serde_json::{Value, json};
 
 use crate::on_both_databases;
-use crate::support::{ProjectSpec, SECRET, TestApp, TestDb, github_push_body};
+use crate::providers::last_delivery;
+use crate::support::git::GitRepo;
+use crate::support::{ProjectSpec, SECRET, TestApp, TestDb, fixture, github_push_body};
 
 async fn queued(app: &TestApp) -> i64 {
     app.count("SELECT COUNT(*) FROM queue_items").await
@@ -135,8 +139,9 @@ async fn ping_and_pushes_that_release_nothing_answer_200() {
 
     for (git_ref, after, reason) in [
         ("refs/heads/feature/x", "abc", "patterns"),
+        // A deletion is queued only for a ref the project releases (the worker checks it).
         (
-            "refs/heads/main",
+            "refs/heads/feature/y",
             "0000000000000000000000000000000000000000",
             "deleted",
         ),
@@ -270,3 +275,157 @@ async fn events_baler_does_not_use_answer_200_with_a_reason() {
     );
     assert_eq!(queued(&app).await, 0);
 }
+
+/// A Bitbucket `repo:push` for `project` carrying `changes`, signed as Bitbucket signs it.
+async fn bitbucket_push(app: &TestApp, project: &str, changes: Value) -> reqwest::Response {
+    let mut payload = fixture("webhooks/bitbucket/push.json");
+    payload["repository"]["links"]["html"]["href"] = app.repo_of(project).into();
+    payload["push"]["changes"] = changes;
+    let body = serde_json::to_vec(&payload).unwrap();
+    let headers = vec![
+        ("content-type", "application/json".to_string()),
+        ("x-event-key", "repo:push".to_string()),
+        ("x-request-uuid", uuid::Uuid::new_v4().to_string()),
+        ("x-hub-signature", github_signature(SECRET, &body)),
+    ];
+    app.post_hook(project, &headers, body).await
+}
+
+/// One Bitbucket change: `name` created (or moved) at `hash`.
+fn bitbucket_change(kind: &str, name: &str, hash: &str) -> Value {
+    json!({"new": {"type": kind, "name": name, "target": {"type": "commit", "hash": hash}}, "old": null})
+}
+
+/// Signed payloads naming refs that git would not accept are answered 200 with the reason and
+/// queue nothing (such a ref would fail its item, and every push merged into it); a later
+/// good push still releases.
+async fn refs_git_would_not_accept_are_refused_at_intake(db: TestDb) {
+    let repo = GitRepo::standard();
+    let url = repo.url();
+    let app = TestApp::spawn_on(
+        db,
+        &[
+            ProjectSpec::github("gh", url.clone()),
+            ProjectSpec::gitlab("gl", url.clone()),
+            ProjectSpec::provider("bitbucket", "bb", url.clone()),
+        ],
+    )
+    .await;
+    let head = repo.head();
+    let bad = [
+        ("gh", "refs/tags/../x", r#"tag "../x""#),
+        ("gh", "refs/tags/a b", r#"tag "a b""#),
+        ("gh", "refs/heads/x..y", r#"branch "x..y""#),
+        (
+            "gh",
+            "refs/tags/v1\nERROR forged",
+            r#"tag "v1\nERROR forged""#,
+        ),
+        ("gh", "refs/tags/v1.lock", r#"tag "v1.lock""#),
+        ("gl", "refs/tags/../x", r#"tag "../x""#),
+        ("gl", "refs/tags/a b", r#"tag "a b""#),
+        ("gl", "refs/heads/x..y", r#"branch "x..y""#),
+        ("bb", "tag ../x", r#"tag "../x""#),
+        ("bb", "tag a b", r#"tag "a b""#),
+        ("bb", "branch x..y", r#"branch "x..y""#),
+    ];
+    for (project, git_ref, named) in bad {
+        let response = match project {
+            "gh" => app.github_push(project, git_ref, &head).await,
+            "gl" => app.gitlab_push(project, git_ref, &head).await,
+            _ => {
+                let (kind, name) = git_ref.split_once(' ').unwrap();
+                bitbucket_push(&app, project, json!([bitbucket_change(kind, name, &head)])).await
+            }
+        };
+        let what = format!("{project}: {git_ref:?}");
+        assert_eq!(response.status(), 200, "{what}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["queued"], false, "{what}: {answer}");
+        let expected = format!("{named} is not a valid git ref name");
+        assert_eq!(answer["reason"], expected.as_str(), "{what}");
+        assert_eq!(queued(&app).await, 0, "{what} queued something");
+        let (status, reason) = last_delivery(&app).await;
+        assert_eq!(
+            (status, reason.as_str()),
+            (200, expected.as_str()),
+            "{what}"
+        );
+        assert!(!reason.contains('\n'), "{what}: a forged log line");
+    }
+
+    // Nothing was queued to fail: the next good push for each project releases.
+    let v1 = repo.rev("v1.0.0");
+    assert_eq!(
+        app.github_push("gh", "refs/tags/v1.0.0", &v1)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        app.gitlab_push("gl", "refs/tags/v1.0.0", &v1)
+            .await
+            .status(),
+        202
+    );
+    let good = json!([bitbucket_change("tag", "v1.0.0", &v1)]);
+    assert_eq!(bitbucket_push(&app, "bb", good).await.status(), 202);
+    app.run_queue_until_idle().await;
+    for project in ["gh", "gl", "bb"] {
+        assert_eq!(
+            app.release(project, "1.0.0").await["commit"],
+            v1.as_str(),
+            "{project}"
+        );
+    }
+    let failed = app
+        .count("SELECT COUNT(*) FROM queue_items WHERE state <> 'done'")
+        .await;
+    assert_eq!(failed, 0, "every item ended done");
+}
+
+/// One delivery with a good ref and a bad one: the good one is queued (202), the bad one is
+/// a reason and never reaches the item.
+async fn a_bad_ref_beside_a_good_one_queues_only_the_good_one(db: TestDb) {
+    let repo = GitRepo::standard();
+    let app =
+        crate::admin::admin_app(&db, &[ProjectSpec::provider("bitbucket", "bb", repo.url())]).await;
+    app.queue.set_paused(true).await.unwrap();
+    let v1 = repo.rev("v1.0.0");
+    let changes = json!([
+        bitbucket_change("tag", "v1.0.0", &v1),
+        bitbucket_change("tag", "a b", &v1),
+        bitbucket_change("branch", "1.x..main", &v1),
+    ]);
+    let response = bitbucket_push(&app, "bb", changes).await;
+    assert_eq!(response.status(), 202);
+    let answer: Value = response.json().await.unwrap();
+    let (status, reason) = last_delivery(&app).await;
+    assert_eq!(status, 202);
+    assert!(
+        reason.contains(r#"tag "a b" is not a valid git ref name"#),
+        "{reason}"
+    );
+    assert!(reason.contains(r#"branch "1.x..main""#), "{reason}");
+
+    let listing: Value = app
+        .client
+        .get(format!("{}/api/v1/queue", app.url))
+        .bearer_auth(crate::admin::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = listing["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{listing}");
+    assert_eq!(items[0]["id"], answer["item"]);
+    assert_eq!(items[0]["refs"]["tags"], json!({"v1.0.0": v1}), "{listing}");
+    assert_eq!(items[0]["refs"]["branches"], json!({}), "{listing}");
+}
+
+on_both_databases!(
+    refs_git_would_not_accept_are_refused_at_intake,
+    a_bad_ref_beside_a_good_one_queues_only_the_good_one,
+);

@@ -8,6 +8,7 @@ pub mod ended_session;
 pub mod project;
 pub mod queue_control;
 pub mod queue_item;
+pub mod ref_problem;
 pub mod release;
 pub mod release_file;
 pub mod server_key;
@@ -20,6 +21,7 @@ pub mod prelude {
     pub use super::project::Entity as Project;
     pub use super::queue_control::Entity as QueueControl;
     pub use super::queue_item::Entity as QueueItem;
+    pub use super::ref_problem::Entity as RefProblem;
     pub use super::release::Entity as Release;
     pub use super::release_file::Entity as ReleaseFile;
     pub use super::server_key::Entity as ServerKey;

@@ -30,6 +30,9 @@ pub struct Model {
     pub claimed_at: Option<i64>,
     /// Package every branch and tag that matches the project's patterns (an admin's rebuild).
     pub scan_all: bool,
+    /// Random, written when the row is claimed: heartbeat, ack and fail hold it, so a stale
+    /// job (its lease expired, the item claimed again) writes nothing.
+    pub claim_token: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

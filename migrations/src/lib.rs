@@ -8,6 +8,7 @@ mod m20261122_000002_queue_history;
 mod m20261122_000003_deliveries;
 mod m20261122_000004_publishing;
 mod m20261122_000005_admin;
+mod m20261202_000006_faults;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_deliveries::Migration),
             Box::new(m20261122_000004_publishing::Migration),
             Box::new(m20261122_000005_admin::Migration),
+            Box::new(m20261202_000006_faults::Migration),
         ]
     }
 }

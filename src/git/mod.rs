@@ -2,6 +2,12 @@
 //! blocking thread (`spawn_blocking`); nothing else in baler imports git2.
 
 pub mod demo;
+mod fetch;
+mod tree;
+
+pub use fetch::{FetchRequest, fetch_in_child, run_fetch_child};
+
+pub use tree::{BlobId, EntryKind, TreeItem, check_name, display_path};
 
 use std::path::Path;
 
@@ -20,6 +26,15 @@ pub enum GitError {
     Io(#[from] std::io::Error),
     #[error("the repository has an entry with an unsafe path: {0:?}")]
     UnsafePath(String),
+    /// The fetch child connected to nothing, or received nothing, for the fetch time limit.
+    #[error("{0}")]
+    Timeout(String),
+    /// The fetch child failed; its message says why.
+    #[error("{0}")]
+    Fetch(String),
+    /// The job was told to stop (its claim is gone, or it ran out of time).
+    #[error("stopped: the job's claim was given up")]
+    Stopped,
 }
 
 /// A commit as packaging needs it.
@@ -39,27 +54,6 @@ pub struct LogEntry {
     pub subject: String,
     pub author: String,
 }
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    Directory,
-    File { executable: bool },
-    Symlink,
-}
-
-/// One entry of a tree listing.
-#[derive(Debug, Clone)]
-pub struct TreeItem {
-    /// Path relative to the tree root, `/`-separated, without a trailing slash.
-    pub path: String,
-    pub kind: EntryKind,
-    /// Read the content with [`Mirror::blob`] (not for directories).
-    pub blob: BlobId,
-}
-
-/// A blob of the mirror, opaque outside this module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobId(Oid);
 
 /// A commit's author or committer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,10 +83,23 @@ pub struct CommitDetails {
 }
 
 /// What a fetch transferred: a fresh clone receives every object, a later fetch only the new ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FetchStats {
     pub received_objects: usize,
     pub received_bytes: usize,
+}
+
+/// What a ref points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefTarget {
+    Commit(CommitInfo),
+    /// The ref does not exist (any more).
+    Missing,
+    /// The ref names a blob or a tree: nothing to release.
+    NotACommit {
+        kind: &'static str,
+        id: String,
+    },
 }
 
 /// What a resolved `--ref` turned out to be.
@@ -104,7 +111,8 @@ pub enum RefKind {
 }
 
 /// Credentials for a private repository. Nothing set: anonymous, as for public repositories.
-#[derive(Clone, Default)]
+/// (Serialised only to hand them to the fetch child on its standard input.)
+#[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RemoteAuth {
     /// Smart HTTP: the user name sent with the token (hosts name their own; see the README).
     pub http_user: String,
@@ -127,11 +135,25 @@ impl std::fmt::Debug for RemoteAuth {
 
 impl RemoteAuth {
     /// libgit2 asks for credentials each time the server refuses; each kind is offered once,
-    /// so wrong credentials end in an authentication error instead of a loop.
-    fn callbacks(&self) -> RemoteCallbacks<'_> {
+    /// so wrong credentials end in an authentication error instead of a loop. `activity` is
+    /// called whenever the server says something (the fetch child's idle clock).
+    fn callbacks<'a>(&'a self, activity: &'a (dyn Fn() + 'a)) -> RemoteCallbacks<'a> {
         let mut callbacks = RemoteCallbacks::new();
         let mut offered = CredentialType::empty();
+        callbacks.transfer_progress(move |_| {
+            activity();
+            true
+        });
+        callbacks.sideband_progress(move |_| {
+            activity();
+            true
+        });
+        callbacks.update_tips(move |_, _, _| {
+            activity();
+            true
+        });
         callbacks.credentials(move |_url, url_user, allowed| {
+            activity();
             if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
                 && !offered.contains(CredentialType::USER_PASS_PLAINTEXT)
                 && let Some(token) = &self.token
@@ -164,6 +186,12 @@ impl RemoteAuth {
     }
 }
 
+/// Whether git accepts `name` (a full name such as `refs/tags/v1.0`) as a reference name, as
+/// `git check-ref-format` does.
+pub fn valid_ref_name(name: &str) -> bool {
+    git2::Reference::is_valid_name(name)
+}
+
 /// A bare mirror of a project's repository under `data_dir/mirrors/`.
 pub struct Mirror {
     repo: Repository,
@@ -186,6 +214,16 @@ impl Mirror {
         url: &str,
         auth: &RemoteAuth,
     ) -> Result<(Mirror, FetchStats), GitError> {
+        Mirror::open_or_clone_observed(path, url, auth, &|| {})
+    }
+
+    /// [`Mirror::open_or_clone`], calling `activity` whenever the server says something.
+    pub fn open_or_clone_observed(
+        path: &Path,
+        url: &str,
+        auth: &RemoteAuth,
+        activity: &dyn Fn(),
+    ) -> Result<(Mirror, FetchStats), GitError> {
         configure_libgit2();
         if path.join("HEAD").is_file() {
             let repo = Repository::open_bare(path)?;
@@ -193,7 +231,7 @@ impl Mirror {
                 repo.remote_set_url("origin", url)?;
             }
             let mirror = Mirror { repo };
-            let stats = mirror.fetch(auth)?;
+            let stats = mirror.fetch_observed(auth, activity)?;
             return Ok((mirror, stats));
         }
         let parent = path.parent().unwrap_or(Path::new("."));
@@ -204,7 +242,7 @@ impl Mirror {
         let stats = {
             let repo = Repository::init_bare(staging.path())?;
             repo.remote("origin", url)?;
-            Mirror { repo }.fetch(auth)?
+            Mirror { repo }.fetch_observed(auth, activity)?
         };
         std::fs::rename(staging.keep(), path)?;
         let mirror = Mirror {
@@ -225,13 +263,22 @@ impl Mirror {
     /// Fetches all branches and tags, pruning refs the remote no longer has. Only objects the
     /// mirror lacks are transferred.
     pub fn fetch(&self, auth: &RemoteAuth) -> Result<FetchStats, GitError> {
+        self.fetch_observed(auth, &|| {})
+    }
+
+    fn fetch_observed(
+        &self,
+        auth: &RemoteAuth,
+        activity: &dyn Fn(),
+    ) -> Result<FetchStats, GitError> {
+        self.drop_refs_to_non_commits()?;
         let mut remote = self.repo.find_remote("origin")?;
         let mut options = FetchOptions::new();
         options
             .prune(FetchPrune::On)
             .download_tags(AutotagOption::None)
             .update_fetchhead(false)
-            .remote_callbacks(auth.callbacks());
+            .remote_callbacks(auth.callbacks(activity));
         remote.fetch(
             &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
             Some(&mut options),
@@ -242,6 +289,31 @@ impl Mirror {
             received_objects: stats.received_objects(),
             received_bytes: stats.received_bytes(),
         })
+    }
+
+    /// Deletes the mirror's refs that name a blob or a tree. libgit2's local transport (file://
+    /// and plain paths) hides every local ref from the pack it builds and fails on one that
+    /// does not peel to a commit ("object is not a committish": `local.c` compares the error
+    /// code with an error class), so one such tag would fail every later fetch. The fetch
+    /// that follows writes them again, so the mirror still holds them for the job to see.
+    fn drop_refs_to_non_commits(&self) -> Result<(), GitError> {
+        let mut doomed: Vec<String> = Vec::new();
+        for reference in self.repo.references()? {
+            let reference = reference?;
+            if reference.kind() != Some(git2::ReferenceType::Direct) {
+                continue;
+            }
+            let names_a_commit = reference
+                .peel(ObjectType::Any)
+                .is_ok_and(|o| o.kind() == Some(ObjectType::Commit));
+            if !names_a_commit && let Ok(name) = reference.name() {
+                doomed.push(name.to_string());
+            }
+        }
+        for name in doomed {
+            self.repo.find_reference(&name)?.delete()?;
+        }
+        Ok(())
     }
 
     /// Resolves what `baler package --ref` names: a tag, then a branch, then any revision
@@ -284,6 +356,27 @@ impl Mirror {
         }
         names.sort();
         Ok(names)
+    }
+
+    /// What the ref `full_name` (`refs/tags/v1.0`) points at, peeling annotated tags. A ref on
+    /// a blob or a tree (git.git's `junio-gpg-pub`, Linux's `v2.6.11-tree`) is not an error:
+    /// it is a ref that names no commit.
+    pub fn ref_target(&self, full_name: &str) -> Result<RefTarget, GitError> {
+        let reference = match self.repo.find_reference(full_name) {
+            Ok(r) => r,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(RefTarget::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        let object = reference.peel(ObjectType::Any)?;
+        Ok(match object.kind() {
+            Some(ObjectType::Commit) => RefTarget::Commit(commit_info(
+                object.as_commit().expect("a commit object is a commit"),
+            )),
+            kind => RefTarget::NotACommit {
+                kind: kind.map_or("unknown object", |k| k.str()),
+                id: object.id().to_string(),
+            },
+        })
     }
 
     /// The commit at the tip of `branch`, if the branch exists.
@@ -353,74 +446,6 @@ impl Mirror {
             return Ok(None);
         }
         Ok(Some(self.repo.find_blob(entry.id())?.content().to_vec()))
-    }
-
-    /// Every entry of `commit`'s tree in git's order (a directory before its contents, names
-    /// sorted as git sorts them), without reading any file: a submodule (gitlink) is an empty
-    /// directory, as `git archive` writes it, and a name that could escape the archive's top
-    /// directory (`..`, a slash, a NUL) fails the listing.
-    pub fn list_tree(&self, commit: &str) -> Result<Vec<TreeItem>, GitError> {
-        let tree = self.repo.find_commit(Oid::from_str(commit)?)?.tree()?;
-        let mut items = Vec::new();
-        self.list(&tree, &mut String::new(), &mut items)?;
-        Ok(items)
-    }
-
-    fn list(
-        &self,
-        tree: &git2::Tree<'_>,
-        path: &mut String,
-        items: &mut Vec<TreeItem>,
-    ) -> Result<(), GitError> {
-        for entry in tree.iter() {
-            let name = std::str::from_utf8(entry.name_bytes()).map_err(|_| {
-                GitError::UnsafePath(String::from_utf8_lossy(entry.name_bytes()).into())
-            })?;
-            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
-                return Err(GitError::UnsafePath(format!("{path}{name}")));
-            }
-            let parent_len = path.len();
-            path.push_str(name);
-            let mode = entry.filemode();
-            match entry.kind() {
-                Some(ObjectType::Tree) => {
-                    items.push(TreeItem {
-                        path: path.clone(),
-                        kind: EntryKind::Directory,
-                        blob: BlobId(entry.id()),
-                    });
-                    let subtree = self.repo.find_tree(entry.id())?;
-                    path.push('/');
-                    self.list(&subtree, path, items)?;
-                }
-                Some(ObjectType::Blob) => items.push(TreeItem {
-                    path: path.clone(),
-                    kind: if mode == 0o120000 {
-                        EntryKind::Symlink
-                    } else {
-                        EntryKind::File {
-                            executable: mode & 0o111 != 0,
-                        }
-                    },
-                    blob: BlobId(entry.id()),
-                }),
-                // A gitlink (submodule) has no content in this repository; `git archive`
-                // writes it as an empty directory, and so does baler.
-                Some(ObjectType::Commit) => items.push(TreeItem {
-                    path: path.clone(),
-                    kind: EntryKind::Directory,
-                    blob: BlobId(entry.id()),
-                }),
-                _ => {}
-            }
-            path.truncate(parent_len);
-        }
-        Ok(())
-    }
-
-    /// The bytes of a file (or a symlink's target) listed by [`Mirror::list_tree`].
-    pub fn blob(&self, id: BlobId) -> Result<Vec<u8>, GitError> {
-        Ok(self.repo.find_blob(id.0)?.content().to_vec())
     }
 
     /// What `$Format:…$` placeholders (the `export-subst` attribute) can expand to.

@@ -17,6 +17,14 @@ impl RefKind {
             RefKind::Tag => "tag",
         }
     }
+
+    /// Where git keeps refs of this kind: `refs/heads/` or `refs/tags/`.
+    pub fn namespace(self) -> &'static str {
+        match self {
+            RefKind::Branch => "refs/heads/",
+            RefKind::Tag => "refs/tags/",
+        }
+    }
 }
 
 /// One ref a delivery reports as moved, created or deleted.
@@ -27,6 +35,15 @@ pub struct RefUpdate {
     /// The commit the ref now points at, when the payload says (tags: the dereferenced commit).
     pub commit: Option<String>,
     pub deleted: bool,
+}
+
+impl RefUpdate {
+    /// The ref's full name (`refs/tags/v1.0`). Every host's name is the short one by the time
+    /// it is here: push events' full `ref` is split, and Bitbucket's changes and GitHub's and
+    /// Gitea's create/delete events name the short ref.
+    pub fn full_name(&self) -> String {
+        format!("{}{}", self.kind.namespace(), self.name)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,12 +80,9 @@ fn is_zero(sha: &str) -> bool {
 }
 
 fn split_ref(full: &str) -> Option<(RefKind, &str)> {
-    if let Some(name) = full.strip_prefix("refs/heads/") {
-        Some((RefKind::Branch, name))
-    } else {
-        full.strip_prefix("refs/tags/")
-            .map(|name| (RefKind::Tag, name))
-    }
+    [RefKind::Branch, RefKind::Tag]
+        .into_iter()
+        .find_map(|kind| full.strip_prefix(kind.namespace()).map(|name| (kind, name)))
 }
 
 fn json<'a, T: Deserialize<'a>>(provider: &'static str, body: &'a [u8]) -> Result<T, PayloadError> {

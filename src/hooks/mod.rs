@@ -20,11 +20,11 @@ pub enum HookOutcome {
     Push(Decision),
 }
 
-/// The refs to release, the tags the host deleted, and why anything else was left alone.
+/// The refs for the worker to look at (pushed, created, or reported deleted), and why anything
+/// else was left alone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision {
     pub refs: PendingRefs,
-    pub deleted_tags: Vec<String>,
     pub reasons: Vec<String>,
 }
 
@@ -240,7 +240,11 @@ fn check_repository(
     }))
 }
 
-/// Keeps the refs the project releases; everything else becomes a reason.
+/// Keeps the refs the project releases; everything else becomes a reason. A deletion is only
+/// a hint to look (a payload can be replayed): a released ref that a payload says was deleted
+/// is queued like a push, and the worker decides from the fetched repository. A name git would
+/// not accept is never queued, so it cannot fail an item that other pushes merge into. Names
+/// are quoted with `{:?}`, so a control character cannot forge a line in the log.
 fn decide(project: &Project, event: HookEvent) -> HookOutcome {
     let updates = match event {
         HookEvent::Ping => return HookOutcome::Ping,
@@ -255,26 +259,34 @@ fn decide(project: &Project, event: HookEvent) -> HookOutcome {
     let mut decision = Decision::default();
     for update in updates {
         let kind = update.kind.as_str();
-        let wanted = match update.kind {
-            RefKind::Branch => project.releases_branch(&update.name),
-            RefKind::Tag => project.releases_tag(&update.name),
-        };
-        if update.deleted {
-            if update.kind == RefKind::Tag && wanted {
-                decision.deleted_tags.push(update.name.clone());
-            }
+        let name = &update.name;
+        if !crate::git::valid_ref_name(&update.full_name()) {
             decision
                 .reasons
-                .push(format!("{kind} {} was deleted", update.name));
+                .push(format!("{kind} {name:?} is not a valid git ref name"));
             continue;
         }
+        let wanted = match update.kind {
+            RefKind::Branch => project.releases_branch(name),
+            RefKind::Tag => project.releases_tag(name),
+        };
         if !wanted {
+            let deleted = if update.deleted {
+                " was deleted and"
+            } else {
+                ""
+            };
             decision.reasons.push(format!(
-                "{kind} {} matches none of the project's {kind} patterns",
-                update.name
+                "{kind} {name:?}{deleted} matches none of the project's {kind} patterns"
             ));
             continue;
         }
+        if update.deleted {
+            decision.reasons.push(format!(
+                "{kind} {name:?} was deleted: the worker checks the repository"
+            ));
+        }
+        // A deletion has no commit; the worker takes every commit from the mirror anyway.
         let commit = update.commit.unwrap_or_default();
         match update.kind {
             RefKind::Branch => decision.refs.branches.insert(update.name, commit),
@@ -287,4 +299,161 @@ fn decide(project: &Project, event: HookEvent) -> HookOutcome {
             .push("the push names no branch or tag".into());
     }
     HookOutcome::Push(decision)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ArchiveFormat, Layout};
+    use event::RefUpdate;
+
+    fn globs(patterns: &[&str]) -> globset::GlobSet {
+        let mut set = globset::GlobSetBuilder::new();
+        for pattern in patterns {
+            set.add(globset::Glob::new(pattern).unwrap());
+        }
+        set.build().unwrap()
+    }
+
+    fn project() -> Project {
+        Project {
+            id: 1,
+            name: "widget".into(),
+            title: "Widget".into(),
+            repo: "https://example.org/acme/widget.git".into(),
+            provider: Provider::Github,
+            secret: "s".into(),
+            previous_secret: None,
+            allow_sha1: false,
+            host_repository_id: None,
+            branches: globs(&["main", "*.x"]),
+            tags: globs(&["*"]),
+            formats: vec![ArchiveFormat::TarGz],
+            layout: Layout::Plain,
+            composer: None,
+            drupal_type: "project_module".into(),
+            supported_branches: None,
+        }
+    }
+
+    fn update(kind: RefKind, name: &str, deleted: bool) -> RefUpdate {
+        RefUpdate {
+            kind,
+            name: name.into(),
+            commit: (!deleted).then(|| "c0ffee".to_string()),
+            deleted,
+        }
+    }
+
+    fn decision(updates: Vec<RefUpdate>) -> Decision {
+        match decide(&project(), HookEvent::Push(updates)) {
+            HookOutcome::Push(decision) => decision,
+            HookOutcome::Ping => panic!("a push decided as a ping"),
+        }
+    }
+
+    #[test]
+    fn names_git_would_not_accept_are_never_queued() {
+        let bad = [
+            (RefKind::Tag, "../x"),
+            (RefKind::Tag, "a b"),
+            (RefKind::Branch, "x..y"),
+            (RefKind::Tag, "v1.lock"),
+            (RefKind::Tag, "v1\nINFO forged line"),
+            (RefKind::Branch, "main\u{7f}"),
+            (RefKind::Tag, "a~1"),
+            (RefKind::Tag, "a:b"),
+            (RefKind::Branch, "x/"),
+            (RefKind::Tag, ""),
+        ];
+        for (kind, name) in bad {
+            for deleted in [false, true] {
+                let decided = decision(vec![update(kind, name, deleted)]);
+                assert!(decided.refs.is_empty(), "{name:?} was queued");
+                assert_eq!(
+                    decided.reasons,
+                    [format!(
+                        "{} {name:?} is not a valid git ref name",
+                        kind.as_str()
+                    )]
+                );
+                assert!(
+                    !decided.reasons[0].contains('\n'),
+                    "control characters are escaped"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_name_does_not_stop_the_good_ones_in_the_same_delivery() {
+        let decided = decision(vec![
+            update(RefKind::Tag, "v1.0.0", false),
+            update(RefKind::Tag, "a b", false),
+            update(RefKind::Branch, "1.x", false),
+        ]);
+        assert_eq!(
+            decided.refs.tags.keys().collect::<Vec<_>>(),
+            ["v1.0.0"],
+            "only the valid tag"
+        );
+        assert_eq!(decided.refs.branches["1.x"], "c0ffee");
+        assert_eq!(
+            decided.reasons,
+            [r#"tag "a b" is not a valid git ref name"#]
+        );
+    }
+
+    #[test]
+    fn a_deletion_of_a_released_ref_is_queued_for_the_worker_to_check() {
+        let decided = decision(vec![
+            update(RefKind::Tag, "v0", true),
+            update(RefKind::Branch, "1.x", true),
+            update(RefKind::Branch, "feature/x", true),
+        ]);
+        assert_eq!(decided.refs.tags["v0"], "", "no commit: the mirror decides");
+        assert_eq!(decided.refs.branches.keys().collect::<Vec<_>>(), ["1.x"]);
+        assert_eq!(
+            decided.reasons,
+            [
+                r#"tag "v0" was deleted: the worker checks the repository"#,
+                r#"branch "1.x" was deleted: the worker checks the repository"#,
+                r#"branch "feature/x" was deleted and matches none of the project's branch patterns"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn short_names_from_every_host_are_checked_as_full_names() {
+        // Bitbucket names changes by their short name; a space is not valid in any ref.
+        let bitbucket = br#"{"push":{"changes":[
+            {"new":{"type":"tag","name":"a b","target":{"hash":"def"}},"old":null},
+            {"new":{"type":"branch","name":"1.x","target":{"hash":"abc"}},"old":null}]}}"#;
+        let Parsed { event, .. } = event::parse_bitbucket("repo:push", bitbucket).unwrap();
+        let HookOutcome::Push(decided) = decide(&project(), event) else {
+            panic!("not a push");
+        };
+        assert_eq!(decided.refs.branches["1.x"], "abc");
+        assert!(decided.refs.tags.is_empty());
+
+        // Gitea's create and delete events name the short ref too.
+        let Parsed { event, .. } =
+            event::parse_gitea("delete", br#"{"ref":"v3","ref_type":"tag"}"#).unwrap();
+        let HookOutcome::Push(decided) = decide(&project(), event) else {
+            panic!("not a push");
+        };
+        assert_eq!(decided.refs.tags["v3"], "");
+
+        // GitLab's `ref` is the full name; `refs/tags/../x` must not pass as the tag `../x`.
+        let gitlab = br#"{"object_kind":"tag_push","ref":"refs/tags/../x","after":"bbbb","checkout_sha":"bbbb"}"#;
+        let Parsed { event, .. } = event::parse_gitlab("Tag Push Hook", gitlab).unwrap();
+        let HookOutcome::Push(decided) = decide(&project(), event) else {
+            panic!("not a push");
+        };
+        assert!(decided.refs.is_empty());
+        assert_eq!(
+            decided.reasons,
+            [r#"tag "../x" is not a valid git ref name"#]
+        );
+    }
 }

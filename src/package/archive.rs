@@ -8,10 +8,17 @@
 //! compresses each entry itself: it cannot take data deflated on other cores, nor share it
 //! with the tar.gz. What is written follows PKWARE's APPNOTE: local headers with known sizes
 //! (no data descriptors), Unix modes in the external attributes, the extended-timestamp
-//! field, the UTF-8 flag for non-ASCII names, and zip64 fields when sizes, offsets or the
-//! entry count need them. tar headers (GNU, with long-name entries) come from the `tar` crate.
+//! field, the UTF-8 flag for names that are UTF-8 and not ASCII, and zip64 fields when sizes,
+//! offsets or the entry count need them. tar headers (GNU, with long-name entries) come from
+//! the `tar` crate.
+//!
+//! Paths are the bytes git stores, written as they are in both formats, as `git archive`
+//! writes them: a backslash is an ordinary byte, and a name that is not UTF-8 goes into the
+//! zip without the UTF-8 flag (git's archive-zip.c sets it only for valid UTF-8 that is not
+//! ASCII). The tree listing has already refused names that could leave the top directory.
 
 use std::io::{self, Write};
+use std::path::Path;
 
 use chrono::{DateTime, Datelike, Timelike};
 
@@ -35,15 +42,18 @@ pub fn mode_of(kind: EntryKind) -> u32 {
 /// One entry, ready for both writers.
 pub struct PackedEntry {
     /// The full path inside the archive (top directory included), without a trailing slash.
-    pub path: String,
+    pub path: Vec<u8>,
     pub kind: EntryKind,
     /// The content's length.
     pub size: u64,
     /// The content (a symlink's target), kept only for entries the zip stores rather than
     /// deflates; empty otherwise.
     pub data: Vec<u8>,
-    /// The content as deflate pieces joined (files only; ends with a sync flush).
-    pub deflated: Vec<u8>,
+    /// The content as deflate pieces, in order (files only; each ends with a sync flush).
+    /// Kept apart rather than joined, so a large file is never held twice while joining.
+    pub deflated: Vec<Vec<u8>>,
+    /// The pieces' total length.
+    pub deflated_len: usize,
     pub crc: u32,
     /// The tar stream's bytes from this entry on (the previous entry's padding, the headers
     /// and, for small files, the data; then as many following entries' as are compressed
@@ -54,6 +64,9 @@ pub struct PackedEntry {
     pub tar_unit_len: u64,
     /// Whether the unit holds the data; if not, the data's pieces in `deflated` follow it.
     pub tar_unit_has_data: bool,
+    /// A large file whose content follows in chunks, after this entry (see `package`): the
+    /// writers take only its tar unit from here.
+    pub streamed: bool,
 }
 
 /// Whether the zip deflates an entry: files that deflate to less than they are, as git
@@ -65,7 +78,7 @@ pub fn zip_deflates(kind: EntryKind, size: usize, deflated: usize) -> bool {
 /// The tar headers for an entry, uncompressed: GNU long-name entries when the path or link
 /// target is long, then the header itself.
 pub fn tar_headers(
-    path: &str,
+    path: &[u8],
     kind: EntryKind,
     size: u64,
     data: &[u8],
@@ -84,30 +97,38 @@ pub fn tar_headers(
         EntryKind::Directory => {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_size(0);
-            builder.append_data(&mut header, format!("{path}/"), io::empty())?;
+            let mut dir = path.to_vec();
+            dir.push(b'/');
+            builder.append_data(&mut header, bytes_path(&dir), io::empty())?;
         }
         EntryKind::File { .. } => {
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(size);
             // The data follows separately; `append_data` writes only what it is given.
-            builder.append_data(&mut header, path, io::empty())?;
+            builder.append_data(&mut header, bytes_path(path), io::empty())?;
         }
         EntryKind::Symlink => {
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_size(0);
-            let target = std::str::from_utf8(data).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("symlink {path} has a target that is not UTF-8"),
-                )
-            })?;
-            builder.append_link(&mut header, path, target)?;
+            builder.append_link(&mut header, bytes_path(path), bytes_path(data))?;
         }
     }
     // `into_inner` ends the archive with two zero blocks; this is one entry, not an archive.
     let mut bytes = builder.into_inner()?;
     bytes.truncate(bytes.len() - 1024);
     Ok(bytes)
+}
+
+/// A path of bytes as the `tar` crate takes it; on Unix it writes the same bytes back.
+#[cfg(unix)]
+fn bytes_path(bytes: &[u8]) -> &Path {
+    use std::os::unix::ffi::OsStrExt;
+    Path::new(std::ffi::OsStr::from_bytes(bytes))
+}
+
+#[cfg(not(unix))]
+fn bytes_path(bytes: &[u8]) -> &Path {
+    Path::new(std::str::from_utf8(bytes).unwrap_or("\u{fffd}"))
 }
 
 /// The zero bytes that pad `size` bytes of data to tar's 512-byte blocks.
@@ -135,7 +156,14 @@ impl<W: Write> TarGzSink<W> {
     }
 
     fn piece(&mut self, deflated: &[u8], crc: u32, len: u64) -> io::Result<()> {
-        self.out.write_all(deflated)?;
+        self.pieces(&[deflated], crc, len)
+    }
+
+    /// Deflate pieces that follow each other, with the CRC and length of what they hold.
+    pub fn pieces(&mut self, deflated: &[impl AsRef<[u8]>], crc: u32, len: u64) -> io::Result<()> {
+        for piece in deflated {
+            self.out.write_all(piece.as_ref())?;
+        }
         self.crc = crc32_combine(self.crc, crc, len);
         self.len += len;
         Ok(())
@@ -148,8 +176,9 @@ impl<W: Write> TarGzSink<W> {
         if matches!(entry.kind, EntryKind::File { .. })
             && entry.size > 0
             && !entry.tar_unit_has_data
+            && !entry.streamed
         {
-            self.piece(&entry.deflated, entry.crc, entry.size)?;
+            self.pieces(&entry.deflated, entry.crc, entry.size)?;
         }
         Ok(())
     }
@@ -231,28 +260,54 @@ impl<W: Write> ZipSink<W> {
     }
 
     pub fn add(&mut self, entry: &PackedEntry) -> io::Result<()> {
-        let (name, mode, is_dir) = match entry.kind {
-            EntryKind::Directory => (format!("{}/", entry.path), 0o040000 | DIR_MODE, true),
-            EntryKind::Symlink => (entry.path.clone(), 0o120000 | LINK_MODE, false),
-            EntryKind::File { .. } => (entry.path.clone(), 0o100000 | mode_of(entry.kind), false),
+        if entry.streamed {
+            return Ok(());
+        }
+        let deflate = zip_deflates(entry.kind, entry.size as usize, entry.deflated_len);
+        let deflated = deflate.then_some(entry.deflated_len as u64);
+        self.begin(&entry.path, entry.kind, entry.size, entry.crc, deflated)?;
+        if deflate {
+            for piece in &entry.deflated {
+                self.data(piece)?;
+            }
+            self.data(&FINAL_BLOCK)?;
+        } else if entry.kind != EntryKind::Directory {
+            self.data(&entry.data)?;
+        }
+        Ok(())
+    }
+
+    /// Writes an entry's local header; its content follows through [`ZipSink::data`]: the
+    /// deflate pieces then [`FINAL_BLOCK`] when `deflated` gives their length, else the bytes
+    /// as they are.
+    pub fn begin(
+        &mut self,
+        path: &[u8],
+        kind: EntryKind,
+        size: u64,
+        crc: u32,
+        deflated: Option<u64>,
+    ) -> io::Result<()> {
+        let (mut name, mode, is_dir) = match kind {
+            EntryKind::Directory => (path.to_vec(), 0o040000 | DIR_MODE, true),
+            EntryKind::Symlink => (path.to_vec(), 0o120000 | LINK_MODE, false),
+            EntryKind::File { .. } => (path.to_vec(), 0o100000 | mode_of(kind), false),
         };
-        let deflate = zip_deflates(entry.kind, entry.size as usize, entry.deflated.len());
-        let (method, compressed, crc) = match entry.kind {
-            EntryKind::Directory => (STORED, 0, 0),
-            _ if deflate => (
-                DEFLATED,
-                (entry.deflated.len() + FINAL_BLOCK.len()) as u64,
-                entry.crc,
-            ),
-            _ => (STORED, entry.size, entry.crc),
+        if is_dir {
+            name.push(b'/');
+        }
+        let (method, compressed, crc) = match (kind, deflated) {
+            (EntryKind::Directory, _) => (STORED, 0, 0),
+            (_, Some(len)) => (DEFLATED, len + FINAL_BLOCK.len() as u64, crc),
+            (_, None) => (STORED, size, crc),
         };
         let central = CentralEntry {
-            name: name.into_bytes(),
+            name,
             mode,
             method,
             crc,
             compressed,
-            size: entry.size,
+            size,
             offset: self.offset,
             is_dir,
         };
@@ -282,14 +337,13 @@ impl<W: Write> ZipSink<W> {
         header.extend(&central.name);
         header.extend(extra);
         self.write(&header)?;
-        if method == DEFLATED {
-            self.write(&entry.deflated)?;
-            self.write(&FINAL_BLOCK)?;
-        } else if !is_dir {
-            self.write(&entry.data)?;
-        }
         self.entries.push(central);
         Ok(())
+    }
+
+    /// Content of the entry begun last.
+    pub fn data(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write(bytes)
     }
 
     /// The extended-timestamp field: the exact modification time, in UTC.
@@ -387,8 +441,14 @@ fn version_needed(zip64: bool) -> u16 {
     if zip64 { 45 } else { 20 }
 }
 
+/// git's rule: the UTF-8 flag for a name that is UTF-8 and not ASCII; a name that is not
+/// UTF-8 is written as it is, without the flag (readers then take it as CP437 or raw bytes).
 fn flags(name: &[u8]) -> u16 {
-    if name.is_ascii() { 0 } else { UTF8_NAMES }
+    if !name.is_ascii() && std::str::from_utf8(name).is_ok() {
+        UTF8_NAMES
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -420,11 +480,13 @@ mod tests {
         let count = 70_000;
         for i in 0..count {
             sink.add(&PackedEntry {
-                path: format!("top/f{i}"),
+                path: format!("top/f{i}").into_bytes(),
                 kind: EntryKind::File { executable: false },
                 size: 1,
                 data: vec![b'x'],
                 deflated: Vec::new(),
+                deflated_len: 0,
+                streamed: false,
                 crc: crate::package::deflate::crc32(b"x"),
                 tar_unit: Vec::new(),
                 tar_unit_crc: 0,
@@ -441,6 +503,77 @@ mod tests {
         std::io::Read::read_to_string(&mut last, &mut content).unwrap();
         assert_eq!(content, "x");
         assert_eq!(last.unix_mode(), Some(0o100644));
+    }
+
+    fn stored(path: &[u8], data: &[u8]) -> PackedEntry {
+        PackedEntry {
+            path: path.to_vec(),
+            kind: EntryKind::File { executable: false },
+            size: data.len() as u64,
+            data: data.to_vec(),
+            deflated: Vec::new(),
+            deflated_len: 0,
+            crc: crate::package::deflate::crc32(data),
+            tar_unit: Vec::new(),
+            tar_unit_crc: 0,
+            tar_unit_len: 0,
+            tar_unit_has_data: false,
+            streamed: false,
+        }
+    }
+
+    #[test]
+    fn zip_names_are_raw_bytes_flagged_utf8_only_when_they_are() {
+        let names: [&[u8]; 4] = [
+            b"top/plain",
+            b"top/back\\slash",
+            "top/naïve".as_bytes(),
+            b"top/caf\xe9",
+        ];
+        let mut sink = ZipSink::new(Vec::new(), 1_700_000_000);
+        for name in names {
+            sink.add(&stored(name, b"x")).unwrap();
+        }
+        let bytes = sink.finish().unwrap();
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.clone())).unwrap();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(zip.by_index(i).unwrap().name_raw(), *name);
+        }
+        // The general-purpose flags of each local header, in order.
+        let mut flags = Vec::new();
+        let mut at = 0;
+        while bytes[at..].starts_with(&0x0403_4b50u32.to_le_bytes()) {
+            flags.push(u16::from_le_bytes([bytes[at + 6], bytes[at + 7]]));
+            let name_len = u16::from_le_bytes([bytes[at + 26], bytes[at + 27]]) as usize;
+            let extra_len = u16::from_le_bytes([bytes[at + 28], bytes[at + 29]]) as usize;
+            at += 30 + name_len + extra_len + 1;
+        }
+        assert_eq!(flags, [0, 0, UTF8_NAMES, 0]);
+    }
+
+    #[test]
+    fn tar_headers_carry_raw_bytes_and_long_names() {
+        let long = [b"top/".as_slice(), &[0xffu8; 150], b"\\x"].concat();
+        for (path, target) in [
+            (&b"top/caf\xe9"[..], &b""[..]),
+            (b"top/a\\b", b""),
+            (&long[..], b""),
+            (b"top/link", b"../t\xe9\\rget"),
+        ] {
+            let kind = if target.is_empty() {
+                EntryKind::File { executable: false }
+            } else {
+                EntryKind::Symlink
+            };
+            let mut bytes = tar_headers(path, kind, 0, target, 1_700_000_000).unwrap();
+            bytes.extend([0u8; 1024]);
+            let mut archive = tar::Archive::new(bytes.as_slice());
+            let entry = archive.entries().unwrap().next().unwrap().unwrap();
+            assert_eq!(entry.path_bytes().as_ref(), path);
+            if !target.is_empty() {
+                assert_eq!(entry.link_name_bytes().unwrap().as_ref(), target);
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //!
 //! Not supported, as in the README: macros (`[attr]name …` lines) and the repository's
 //! `info/attributes`. Negative patterns are ignored, as git ignores them.
+//!
+//! Paths are matched as the bytes git stores, so a name that is not UTF-8 matches a pattern
+//! that covers it by wildcards (`*.txt`, `docs/`). Patterns are read as UTF-8: a byte of a
+//! `.gitattributes` line that is not UTF-8 becomes U+FFFD, so a pattern that spells out such a
+//! byte matches nothing (git would match it byte for byte).
 
 use std::collections::HashMap;
 
@@ -24,7 +29,7 @@ const EXPORT_SUBST: &str = "export-subst";
 #[derive(Default)]
 pub struct ExportAttributes {
     /// Keyed by the directory holding the `.gitattributes` (`""` for the root, else `a/b/`).
-    dirs: HashMap<String, DirRules>,
+    dirs: HashMap<Vec<u8>, DirRules>,
 }
 
 struct DirRules {
@@ -35,7 +40,7 @@ struct DirRules {
 impl ExportAttributes {
     /// `files` holds each `.gitattributes` as (the path of its directory with a trailing
     /// slash, or `""`; its content).
-    pub fn parse<'a>(files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> ExportAttributes {
+    pub fn parse<'a>(files: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> ExportAttributes {
         let dirs = files
             .into_iter()
             .map(|(dir, content)| {
@@ -44,41 +49,41 @@ impl ExportAttributes {
                     ignore: matcher(&text, EXPORT_IGNORE),
                     subst: matcher(&text, EXPORT_SUBST),
                 };
-                (dir.to_string(), rules)
+                (dir.to_vec(), rules)
             })
             .collect();
         ExportAttributes { dirs }
     }
 
     /// Whether `path` (relative to the root, no trailing slash) is left out of archives.
-    pub fn export_ignore(&self, path: &str, is_dir: bool) -> bool {
+    pub fn export_ignore(&self, path: &[u8], is_dir: bool) -> bool {
         self.lookup(path, is_dir, |rules| &rules.ignore)
     }
 
     /// Whether `$Format:…$` is expanded in the file at `path`.
-    pub fn export_subst(&self, path: &str) -> bool {
+    pub fn export_subst(&self, path: &[u8]) -> bool {
         self.lookup(path, false, |rules| &rules.subst)
     }
 
-    fn lookup(&self, path: &str, is_dir: bool, pick: impl Fn(&DirRules) -> &Gitignore) -> bool {
+    fn lookup(&self, path: &[u8], is_dir: bool, pick: impl Fn(&DirRules) -> &Gitignore) -> bool {
         if self.dirs.is_empty() {
             return false;
         }
         // The deepest directory first: `a/b/`, `a/`, then the root.
         let mut end = path.len();
         loop {
-            let dir = match path[..end].rfind('/') {
+            let dir = match path[..end].iter().rposition(|&b| b == b'/') {
                 Some(slash) => {
                     end = slash;
                     &path[..=slash]
                 }
                 None => {
                     end = 0;
-                    ""
+                    b""
                 }
             };
             if let Some(rules) = self.dirs.get(dir) {
-                match pick(rules).matched(&path[dir.len()..], is_dir) {
+                match pick(rules).matched(as_path(&path[dir.len()..]), is_dir) {
                     Match::Ignore(_) => return true,
                     Match::Whitelist(_) => return false,
                     Match::None => {}
@@ -89,6 +94,19 @@ impl ExportAttributes {
             }
         }
     }
+}
+
+/// A tree path as the matcher takes it: the same bytes (the matcher compares bytes on Unix).
+#[cfg(unix)]
+fn as_path(path: &[u8]) -> std::borrow::Cow<'_, std::path::Path> {
+    use std::os::unix::ffi::OsStrExt;
+    std::path::Path::new(std::ffi::OsStr::from_bytes(path)).into()
+}
+
+/// Elsewhere a path must be text: bytes that are not UTF-8 become U+FFFD.
+#[cfg(not(unix))]
+fn as_path(path: &[u8]) -> std::borrow::Cow<'_, std::path::Path> {
+    std::path::PathBuf::from(String::from_utf8_lossy(path).into_owned()).into()
 }
 
 /// A matcher whose "ignore" answers mean the attribute is set and whose "whitelist" answers
@@ -167,7 +185,7 @@ mod tests {
     use super::*;
 
     fn attrs(files: &[(&str, &str)]) -> ExportAttributes {
-        ExportAttributes::parse(files.iter().map(|(d, c)| (*d, c.as_bytes())))
+        ExportAttributes::parse(files.iter().map(|(d, c)| (d.as_bytes(), c.as_bytes())))
     }
 
     #[test]
@@ -177,24 +195,24 @@ mod tests {
             "# comment\n/tests export-ignore\n*.md export-ignore\nREADME.md -export-ignore\n\
              docs/ export-ignore\nsrc/**/fixture.* export-ignore\n",
         )]);
-        assert!(a.export_ignore("tests", true));
-        assert!(!a.export_ignore("lib/tests", true), "anchored to the root");
-        assert!(a.export_ignore("CHANGES.md", false));
+        assert!(a.export_ignore(b"tests", true));
+        assert!(!a.export_ignore(b"lib/tests", true), "anchored to the root");
+        assert!(a.export_ignore(b"CHANGES.md", false));
         assert!(
-            a.export_ignore("lib/notes.md", false),
+            a.export_ignore(b"lib/notes.md", false),
             "no slash: any depth"
         );
         assert!(
-            !a.export_ignore("README.md", false),
+            !a.export_ignore(b"README.md", false),
             "a later line unsets it"
         );
-        assert!(a.export_ignore("docs", true));
+        assert!(a.export_ignore(b"docs", true));
         assert!(
-            !a.export_ignore("docs", false),
+            !a.export_ignore(b"docs", false),
             "a trailing slash matches directories only"
         );
-        assert!(a.export_ignore("src/a/b/fixture.json", false));
-        assert!(!a.export_ignore("src/main.rs", false));
+        assert!(a.export_ignore(b"src/a/b/fixture.json", false));
+        assert!(!a.export_ignore(b"src/main.rs", false));
     }
 
     #[test]
@@ -203,15 +221,15 @@ mod tests {
             ("", "*.txt export-ignore\n*.bin export-ignore\n"),
             ("keep/", "*.txt !export-ignore\nother.txt export-subst\n"),
         ]);
-        assert!(a.export_ignore("a.txt", false));
-        assert!(!a.export_ignore("keep/a.txt", false));
+        assert!(a.export_ignore(b"a.txt", false));
+        assert!(!a.export_ignore(b"keep/a.txt", false));
         assert!(
-            a.export_ignore("keep/a.bin", false),
+            a.export_ignore(b"keep/a.bin", false),
             "keep/ says nothing about .bin"
         );
-        assert!(a.export_subst("keep/other.txt"));
+        assert!(a.export_subst(b"keep/other.txt"));
         assert!(
-            !a.export_subst("other.txt"),
+            !a.export_subst(b"other.txt"),
             "rules apply below their directory only"
         );
     }
@@ -223,11 +241,30 @@ mod tests {
             "a export-ignore=yes\n\"with space.txt\" export-ignore\n!neg export-ignore\n\
              [attr]mine export-ignore\nb text export-subst eol=lf\n",
         )]);
-        assert!(!a.export_ignore("a", false), "a value is not `set`");
-        assert!(a.export_ignore("with space.txt", false));
-        assert!(!a.export_ignore("neg", false));
-        assert!(!a.export_ignore("!neg", false));
-        assert!(a.export_subst("b"));
-        assert!(!a.export_ignore("b", false));
+        assert!(!a.export_ignore(b"a", false), "a value is not `set`");
+        assert!(a.export_ignore(b"with space.txt", false));
+        assert!(!a.export_ignore(b"neg", false));
+        assert!(!a.export_ignore(b"!neg", false));
+        assert!(a.export_subst(b"b"));
+        assert!(!a.export_ignore(b"b", false));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_match_as_bytes() {
+        let a = attrs(&[
+            ("", "*.log export-ignore\nodd\\\\name export-ignore\n"),
+            ("d\\/", "* export-subst\n"),
+        ]);
+        assert!(a.export_ignore(b"caf\xe9.log", false));
+        assert!(a.export_ignore(b"dir\xff/x.log", false));
+        assert!(!a.export_ignore(b"caf\xe9.txt", false));
+        assert!(
+            a.export_ignore(b"odd\\name", false),
+            "an escaped backslash matches one"
+        );
+        assert!(
+            a.export_subst(b"d\\/\xfe"),
+            "a directory whose name holds a backslash"
+        );
     }
 }

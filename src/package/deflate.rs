@@ -28,7 +28,7 @@ pub fn crc32_combine(a: u32, b: u32, b_len: u64) -> u32 {
 }
 
 /// deflate's window: the most a dictionary can hold.
-const WINDOW: usize = 32 * 1024;
+pub const WINDOW: usize = 32 * 1024;
 
 /// zlib level 6, git's and gzip's default: within a few percent of `-9` in size on source
 /// trees at a fraction of its time. Changing it changes every archive's bytes (the golden

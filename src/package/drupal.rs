@@ -2,8 +2,8 @@
 //! commented out and a block with version, core, project and datestamp is appended.
 
 /// Which files the `drupal` layout rewrites.
-pub fn is_info_file(path: &str) -> bool {
-    path.ends_with(".info") || path.ends_with(".info.yml")
+pub fn is_info_file(path: &[u8]) -> bool {
+    path.ends_with(b".info") || path.ends_with(b".info.yml")
 }
 
 const KEYS: [&str; 4] = ["version", "core", "project", "datestamp"];
@@ -11,14 +11,14 @@ const KEYS: [&str; 4] = ["version", "core", "project", "datestamp"];
 /// Returns the rewritten content. `date` is the commit date (YYYY-MM-DD) and `datestamp` the
 /// commit time, so the output is reproducible and agrees with the feed's release date.
 pub fn rewrite_info(
-    path: &str,
+    path: &[u8],
     content: &[u8],
     project: &str,
     version: &str,
     date: &str,
     datestamp: i64,
 ) -> Vec<u8> {
-    let yaml = path.ends_with(".yml");
+    let yaml = path.ends_with(b".yml");
     let comment = if yaml { "# " } else { "; " };
     let text = String::from_utf8_lossy(content);
     let mut out = String::with_capacity(text.len() + 200);
@@ -76,7 +76,7 @@ mod tests {
     fn info_yml_like_drupal_org() {
         let original = "name: Webform\ntype: module\ncore: 8.x\nversion: VERSION\ncore_version_requirement: ^8 || ^9\n";
         let out = rewrite_info(
-            "webform.info.yml",
+            b"webform.info.yml",
             original.as_bytes(),
             "webform",
             "8.x-1.2",
@@ -95,7 +95,7 @@ mod tests {
     fn info_ini_for_drupal_7() {
         let original = "name = Views\ncore = 7.x\nversion = \"7.x-3.x-dev\"";
         let out = rewrite_info(
-            "views.info",
+            b"views.info",
             original.as_bytes(),
             "views",
             "7.x-3.20",
@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn semantic_versions_get_no_core_line() {
         let out = rewrite_info(
-            "a.info.yml",
+            b"a.info.yml",
             b"name: A\ncore_version_requirement: ^10\n",
             "a",
             "2.0.3",
@@ -123,5 +123,12 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("\ncore:"), "{text}");
         assert!(text.contains("core_version_requirement: ^10\n"), "{text}");
+    }
+
+    #[test]
+    fn info_files_are_found_by_their_bytes() {
+        assert!(is_info_file(b"modules/caf\xe9/caf\xe9.info.yml"));
+        assert!(is_info_file(b"a\\b.info"));
+        assert!(!is_info_file(b"a.info.yml.orig"));
     }
 }

@@ -3,31 +3,47 @@
 
 pub mod archive;
 pub mod attributes;
+mod compress;
 pub mod deflate;
 pub mod drupal;
 pub mod offline;
 pub mod subst;
 pub mod version;
 
-use std::path::Path;
-
 use chrono::DateTime;
-use rayon::prelude::*;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 use crate::config::{ArchiveFormat, Layout};
 use crate::git::{CommitInfo, EntryKind, GitError, Mirror, TreeItem};
-use archive::PackedEntry;
+use crate::store::Staging;
 use attributes::ExportAttributes;
+use compress::{Compressor, PackedMessage, RawEntry, RawMessage};
 pub use version::{ReleaseKind, ReleaseVersion};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackageError {
     #[error(transparent)]
     Git(#[from] GitError),
+    /// A file's `$Format:…$` expansion would pass [`subst::MAX_EXPANDED`].
+    #[error("export-subst output of {path} exceeds {} MiB", limit >> 20)]
+    SubstTooLarge { path: String, limit: usize },
     #[error("writing the archive: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl PackageError {
+    /// Whether building the same commit again would fail the same way: the tree holds what
+    /// cannot be packaged (an unsafe path, an expansion over the cap, a missing or corrupt
+    /// object). Such a ref waits until it moves; anything else (a full disk, I/O) may pass
+    /// on a retry.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            PackageError::Git(e) => e.is_permanent(),
+            PackageError::SubstTooLarge { .. } => true,
+            PackageError::Io(_) => false,
+        }
+    }
 }
 
 /// What to build: whose archives, which version, which layout and formats.
@@ -81,37 +97,32 @@ pub struct Progress {
 /// batch being compressed and the one being written, at most three are in memory.
 const BATCH_BYTES: usize = 2 << 20;
 
-/// An entry read from git, transformed, not yet compressed.
-struct RawEntry {
-    path: String,
-    kind: EntryKind,
-    data: Vec<u8>,
-}
-
-/// Builds every requested format of `commit` into temporary files in `staging_dir`.
+/// Builds every requested format of `commit` into temporary files that `staging` hands out.
 /// Nothing is left behind on error: the temporary files are removed when dropped.
 ///
 /// Three stages run at once: this thread lists the tree and reads blobs (git2 stays on it),
 /// a second compresses each batch of entries on all cores (rayon), and a third writes both
 /// archives and their checksums. Each file is deflated once; the zip and the tar.gz share the
 /// pieces.
+///
+/// Memory stays bounded whatever the tree holds: batches of small files, and a file larger
+/// than [`compress::STREAM_ABOVE`] is read from git once and passed on in chunks (twice when
+/// the zip is wanted: its local header needs the compressed size first), so it is held whole
+/// only in libgit2's buffer. `export-subst` output is capped at [`subst::MAX_EXPANDED`].
 pub fn build_archives(
     mirror: &Mirror,
     commit: &CommitInfo,
     spec: &PackageSpec<'_>,
-    staging_dir: &Path,
+    staging: &Staging,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Vec<BuiltArchive>, PackageError> {
-    std::fs::create_dir_all(staging_dir)?;
     let plan = plan_entries(mirror, commit)?;
     let entries_total = plan.len() as u64 + 1;
 
     let mut outputs = Vec::new();
     let mut files = Vec::new();
     for format in spec.formats {
-        let temp = tempfile::Builder::new()
-            .prefix(crate::store::TEMP_PREFIX)
-            .tempfile_in(staging_dir)?;
+        let temp = staging.temp_file()?;
         files.push(temp.reopen()?);
         outputs.push((*format, temp.into_temp_path()));
     }
@@ -130,16 +141,17 @@ pub fn build_archives(
     };
     let mtime = commit.time;
 
-    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<Vec<RawEntry>>(0);
-    let (packed_tx, packed_rx) = std::sync::mpsc::sync_channel::<Vec<PackedEntry>>(0);
+    let (raw_tx, raw_rx) = std::sync::mpsc::sync_channel::<RawMessage>(0);
+    let (packed_tx, packed_rx) = std::sync::mpsc::sync_channel::<PackedMessage>(0);
     let formats: Vec<ArchiveFormat> = spec.formats.to_vec();
 
     let (read_result, compress_result, write_result) = std::thread::scope(|scope| {
         let compressor = scope.spawn(move || -> std::io::Result<()> {
-            let mut tar = TarState::default();
-            for batch in raw_rx {
-                let packed = pack_batch(batch, &mut tar, mtime, want_tar, want_zip)?;
-                if packed_tx.send(packed).is_err() {
+            let mut compressor = Compressor::new(mtime, want_tar, want_zip);
+            for message in raw_rx {
+                if let Some(packed) = compressor.handle(message)?
+                    && packed_tx.send(packed).is_err()
+                {
                     break;
                 }
             }
@@ -152,24 +164,56 @@ pub fn build_archives(
         let read = (|| -> Result<(), PackageError> {
             let mut batch = Vec::new();
             let mut batch_bytes = 0;
-            let send = |batch: Vec<RawEntry>| raw_tx.send(batch).is_ok();
+            let send = |message: RawMessage| raw_tx.send(message).is_ok();
             batch.push(RawEntry {
-                path: top.clone(),
+                path: top.clone().into_bytes(),
                 kind: EntryKind::Directory,
                 data: Vec::new(),
+                streamed_size: None,
             });
             for PlannedEntry { item, subst } in &plan {
+                let path = [top.as_bytes(), b"/", &item.path].concat();
+                let is_file = matches!(item.kind, EntryKind::File { .. });
+                let rewrite =
+                    spec.layout == Layout::Drupal && is_file && drupal::is_info_file(&item.path);
                 let mut data = match item.kind {
                     EntryKind::Directory => Vec::new(),
+                    // A file that goes out as it is: read in place, and streamed if large.
+                    EntryKind::File { .. } if !*subst && !rewrite => {
+                        let read = mirror.with_blob(item.blob, |content| {
+                            if content.len() <= compress::STREAM_ABOVE {
+                                return Read::Whole(content.to_vec());
+                            }
+                            batch.push(RawEntry {
+                                path: path.clone(),
+                                kind: item.kind,
+                                data: Vec::new(),
+                                streamed_size: Some(content.len() as u64),
+                            });
+                            batch_bytes = 0;
+                            if stream_file(content, want_zip, &send, std::mem::take(&mut batch)) {
+                                Read::Streamed
+                            } else {
+                                Read::Stopped
+                            }
+                        })?;
+                        match read {
+                            Read::Whole(data) => data,
+                            Read::Streamed => continue,
+                            Read::Stopped => return Ok(()),
+                        }
+                    }
                     _ => mirror.blob(item.blob)?,
                 };
                 if let (true, Some(details)) = (*subst, &details) {
-                    data = subst::expand(&data, details);
+                    data = subst::expand(&data, details, subst::MAX_EXPANDED).map_err(|e| {
+                        PackageError::SubstTooLarge {
+                            path: item.display_path(),
+                            limit: e.limit,
+                        }
+                    })?;
                 }
-                if spec.layout == Layout::Drupal
-                    && matches!(item.kind, EntryKind::File { .. })
-                    && drupal::is_info_file(&item.path)
-                {
+                if rewrite {
                     data = drupal::rewrite_info(
                         &item.path,
                         &data,
@@ -179,21 +223,22 @@ pub fn build_archives(
                         commit.time,
                     );
                 }
-                batch_bytes += data.len() + item.path.len() + 512;
+                batch_bytes += data.len() + path.len() + 512;
                 batch.push(RawEntry {
-                    path: format!("{top}/{}", item.path),
+                    path,
                     kind: item.kind,
                     data,
+                    streamed_size: None,
                 });
                 if batch_bytes >= BATCH_BYTES {
-                    if !send(std::mem::take(&mut batch)) {
+                    if !send(RawMessage::Batch(std::mem::take(&mut batch))) {
                         return Ok(());
                     }
                     batch_bytes = 0;
                 }
             }
             if !batch.is_empty() {
-                send(batch);
+                send(RawMessage::Batch(batch));
             }
             Ok(())
         })();
@@ -221,6 +266,35 @@ pub fn build_archives(
         .collect())
 }
 
+/// What reading a file in place gave.
+enum Read {
+    Whole(Vec<u8>),
+    Streamed,
+    /// A later stage stopped; its error explains why.
+    Stopped,
+}
+
+/// Sends `batch` (whose last entry is the large file `content`), then the file in chunks: once
+/// for the tar.gz and the zip's sizes, once more for the zip. Only one chunk at a time is
+/// copied out of libgit2's buffer. False if a later stage stopped.
+fn stream_file(
+    content: &[u8],
+    want_zip: bool,
+    send: &impl Fn(RawMessage) -> bool,
+    batch: Vec<RawEntry>,
+) -> bool {
+    let pass = || {
+        content
+            .chunks(compress::CHUNK)
+            .all(|chunk| send(RawMessage::Chunk(chunk.to_vec())))
+    };
+    send(RawMessage::Batch(batch))
+        && pass()
+        && send(RawMessage::FirstPassDone)
+        && (!want_zip || pass())
+        && send(RawMessage::StreamEnd)
+}
+
 /// An entry that goes into archives, and whether its `$Format:…$` are expanded.
 struct PlannedEntry {
     item: TreeItem,
@@ -234,22 +308,22 @@ fn plan_entries(mirror: &Mirror, commit: &CommitInfo) -> Result<Vec<PlannedEntry
     let mut attribute_files = Vec::new();
     for item in &listed {
         if matches!(item.kind, EntryKind::File { .. })
-            && let Some(dir) = item.path.strip_suffix(".gitattributes")
-            && (dir.is_empty() || dir.ends_with('/'))
+            && let Some(dir) = item.path.strip_suffix(b".gitattributes")
+            && (dir.is_empty() || dir.ends_with(b"/"))
         {
-            attribute_files.push((dir.to_string(), mirror.blob(item.blob)?));
+            attribute_files.push((dir.to_vec(), mirror.blob(item.blob)?));
         }
     }
     let attributes = ExportAttributes::parse(
         attribute_files
             .iter()
-            .map(|(dir, content)| (dir.as_str(), content.as_slice())),
+            .map(|(dir, content)| (dir.as_slice(), content.as_slice())),
     );
     let mut plan = Vec::with_capacity(listed.len());
-    let mut skipped_dir: Option<String> = None;
+    let mut skipped_dir: Option<Vec<u8>> = None;
     for item in listed {
         if let Some(dir) = &skipped_dir {
-            if item.path.starts_with(dir.as_str()) {
+            if item.path.starts_with(dir) {
                 continue;
             }
             skipped_dir = None;
@@ -257,7 +331,7 @@ fn plan_entries(mirror: &Mirror, commit: &CommitInfo) -> Result<Vec<PlannedEntry
         let is_dir = item.kind == EntryKind::Directory;
         if attributes.export_ignore(&item.path, is_dir) {
             if is_dir {
-                skipped_dir = Some(format!("{}/", item.path));
+                skipped_dir = Some([item.path.as_slice(), b"/"].concat());
             }
             continue;
         }
@@ -268,172 +342,12 @@ fn plan_entries(mirror: &Mirror, commit: &CommitInfo) -> Result<Vec<PlannedEntry
     Ok(plan)
 }
 
-/// Files up to this size go into the tar.gz stream together with their header, compressed
-/// with what precedes them as the dictionary, as one gzip stream would see them; larger
-/// files share their zip pieces with the tar.gz. Small files are where a shared piece loses
-/// most (every piece starts with an empty window), and they are cheap to compress twice.
-const JOIN_LIMIT: usize = 64 * 1024;
-
-/// How much of what precedes a tar unit primes its compression. Priming costs time in
-/// proportion (zlib indexes the whole dictionary), and a few previous files hold most of
-/// what helps.
-const TAR_DICTIONARY: usize = 16 * 1024;
-
-/// The most stream bytes compressed as one tar piece: small enough that a batch still
-/// splits into enough pieces to keep every core busy.
-const RUN_LIMIT: usize = 256 * 1024;
-
-/// The tar stream's recent bytes, carried from one batch to the next.
-#[derive(Default)]
-struct TarState {
-    /// The previous entry's padding opens the next entry's unit.
-    padding: usize,
-    /// The last [`TAR_DICTIONARY`] bytes of the stream: exactly what precedes the next unit,
-    /// since the reader's window holds just that.
-    window: Vec<u8>,
-}
-
-/// One compression task: a piece of an entry's content, or an entry's tar unit (the
-/// previous padding and the entry's headers, and for small files its data).
-struct Task<'a> {
-    input: &'a [u8],
-    dictionary: &'a [u8],
-}
-
-/// Compresses a batch on all cores and returns its entries ready to write.
-fn pack_batch(
-    batch: Vec<RawEntry>,
-    tar: &mut TarState,
-    mtime: i64,
-    want_tar: bool,
-    want_zip: bool,
-) -> std::io::Result<Vec<PackedEntry>> {
-    // The batch's part of the uncompressed tar stream, after the previous batch's window:
-    // tar units and their dictionaries are slices of it, so nothing is copied per entry.
-    let mut stream = std::mem::take(&mut tar.window);
-    let mut units = Vec::with_capacity(batch.len());
-    for entry in batch.iter().filter(|_| want_tar) {
-        let is_file = matches!(entry.kind, EntryKind::File { .. });
-        let start = stream.len();
-        stream.resize(start + tar.padding, 0);
-        stream.extend(archive::tar_headers(
-            &entry.path,
-            entry.kind,
-            entry.data.len() as u64,
-            &entry.data,
-            mtime,
-        )?);
-        let head_end = stream.len();
-        if is_file {
-            stream.extend_from_slice(&entry.data);
-            tar.padding = archive::tar_padding(entry.data.len() as u64);
-        } else {
-            tar.padding = 0;
-        }
-        let joined = is_file && entry.data.len() <= JOIN_LIMIT;
-        units.push((start, if joined { stream.len() } else { head_end }, joined));
-    }
-    tar.window = stream[stream.len().saturating_sub(TAR_DICTIONARY)..].to_vec();
-    // Units that follow each other in the stream (a joined file's unit ends where the next
-    // begins) are compressed together, up to RUN_LIMIT: one deflate block per run instead of
-    // one per entry, so small files cost what they cost in one gzip stream.
-    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
-    for (i, &(start, end, _)) in units.iter().enumerate() {
-        match runs.last_mut() {
-            Some(run) if run.2 == start && end - run.1 <= RUN_LIMIT => run.2 = end,
-            _ => runs.push((i, start, end)),
-        }
-    }
-    let mut runs = runs.into_iter().peekable();
-
-    // Tasks in entry order: the tar run starting at the entry (when tar.gz is wanted), then
-    // the content's pieces (when the zip wants them, or the tar.gz shares them).
-    let mut tasks = Vec::new();
-    let mut shapes = Vec::with_capacity(batch.len());
-    for (i, entry) in batch.iter().enumerate() {
-        let joined = units.get(i).is_some_and(|unit| unit.2);
-        let starts_run = match runs.next_if(|run| run.0 == i) {
-            Some((_, start, end)) => {
-                tasks.push(Task {
-                    input: &stream[start..end],
-                    dictionary: &stream[start.saturating_sub(TAR_DICTIONARY)..start],
-                });
-                true
-            }
-            None => false,
-        };
-        let is_file = matches!(entry.kind, EntryKind::File { .. });
-        let pieces = if is_file && !entry.data.is_empty() && (want_zip || !joined) {
-            let before = tasks.len();
-            for range in deflate::cuts(entry.data.len()) {
-                tasks.push(Task {
-                    input: &entry.data[range.clone()],
-                    dictionary: deflate::dictionary_for(&entry.data, &range),
-                });
-            }
-            tasks.len() - before
-        } else {
-            0
-        };
-        shapes.push((joined, starts_run, pieces));
-    }
-    let mut done = tasks
-        .into_par_iter()
-        .map(|task| {
-            (
-                deflate::piece(task.input, task.dictionary),
-                deflate::crc32(task.input),
-                task.input.len() as u64,
-            )
-        })
-        .collect::<Vec<_>>()
-        .into_iter();
-
-    let mut packed = Vec::with_capacity(batch.len());
-    for (entry, (joined, starts_run, pieces)) in batch.into_iter().zip(shapes) {
-        let tar_unit = if starts_run {
-            done.next().expect("one result per task")
-        } else {
-            (Vec::new(), 0, 0)
-        };
-        let mut deflated = Vec::new();
-        let mut crc = 0;
-        for _ in 0..pieces {
-            let (piece, piece_crc, len) = done.next().expect("one result per task");
-            deflated.extend(piece);
-            crc = deflate::crc32_combine(crc, piece_crc, len);
-        }
-        if pieces == 0 {
-            crc = deflate::crc32(&entry.data);
-        }
-        // The raw bytes are kept only for what is stored rather than deflated.
-        let size = entry.data.len() as u64;
-        let mut data = entry.data;
-        if archive::zip_deflates(entry.kind, data.len(), deflated.len()) {
-            data = Vec::new();
-        }
-        packed.push(PackedEntry {
-            path: entry.path,
-            kind: entry.kind,
-            size,
-            data,
-            deflated,
-            crc,
-            tar_unit: tar_unit.0,
-            tar_unit_crc: tar_unit.1,
-            tar_unit_len: tar_unit.2,
-            tar_unit_has_data: joined,
-        });
-    }
-    Ok(packed)
-}
-
-/// Writes both archives from the packed batches, hashing each file as it is written.
+/// Writes both archives from the packed messages, hashing each file as it is written.
 fn write_archives(
     files: Vec<std::fs::File>,
     formats: &[ArchiveFormat],
     mtime: i64,
-    batches: std::sync::mpsc::Receiver<Vec<PackedEntry>>,
+    messages: std::sync::mpsc::Receiver<PackedMessage>,
     entries_total: u64,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> std::io::Result<Vec<Checksums>> {
@@ -454,23 +368,70 @@ fn write_archives(
         bytes_done: 0,
     };
     let mut last_padding = 0;
-    for batch in batches {
-        for entry in &batch {
-            for sink in &mut sinks {
-                match sink {
-                    Sink::Zip(zip) => zip.add(entry)?,
-                    Sink::TarGz(tar) => tar.add(entry)?,
+    // The streamed file under way: its path, kind and size.
+    let mut streamed: Option<(Vec<u8>, EntryKind, u64)> = None;
+    for message in messages {
+        match message {
+            PackedMessage::Batch(batch) => {
+                for entry in &batch {
+                    for sink in &mut sinks {
+                        match sink {
+                            Sink::Zip(zip) => zip.add(entry)?,
+                            Sink::TarGz(tar) => tar.add(entry)?,
+                        }
+                    }
+                    if entry.streamed {
+                        // Counted when its last chunk is written.
+                        streamed = Some((entry.path.clone(), entry.kind, entry.size));
+                        continue;
+                    }
+                    last_padding = if matches!(entry.kind, EntryKind::File { .. }) {
+                        archive::tar_padding(entry.size)
+                    } else {
+                        0
+                    };
+                    state.entries_done += 1;
+                    state.bytes_done += entry.size;
+                }
+                progress(state);
+            }
+            PackedMessage::TarPieces { pieces, crc, len } => {
+                for sink in &mut sinks {
+                    if let Sink::TarGz(tar) = sink {
+                        tar.pieces(&pieces, crc, len)?;
+                    }
                 }
             }
-            last_padding = if matches!(entry.kind, EntryKind::File { .. }) {
-                archive::tar_padding(entry.size)
-            } else {
-                0
-            };
-            state.entries_done += 1;
-            state.bytes_done += entry.size;
+            PackedMessage::ZipBegin { crc, deflated } => {
+                let (path, kind, size) = streamed.as_ref().ok_or_else(out_of_order)?;
+                for sink in &mut sinks {
+                    if let Sink::Zip(zip) = sink {
+                        zip.begin(path, *kind, *size, crc, deflated)?;
+                    }
+                }
+            }
+            PackedMessage::ZipData(parts) => {
+                for sink in &mut sinks {
+                    if let Sink::Zip(zip) = sink {
+                        for part in &parts {
+                            zip.data(part)?;
+                        }
+                    }
+                }
+            }
+            PackedMessage::StreamEnd { deflated } => {
+                let (_, _, size) = streamed.take().ok_or_else(out_of_order)?;
+                for sink in &mut sinks {
+                    if let (Sink::Zip(zip), true) = (&mut *sink, deflated) {
+                        zip.data(&deflate::FINAL_BLOCK)?;
+                    }
+                }
+                last_padding = archive::tar_padding(size);
+                state.entries_done += 1;
+                state.bytes_done += size;
+                progress(state);
+            }
         }
-        progress(state);
     }
     if state.entries_done != entries_total {
         return Err(std::io::Error::other(
@@ -492,6 +453,10 @@ fn write_archives(
                 .finish(),
         })
         .collect()
+}
+
+fn out_of_order() -> std::io::Error {
+    std::io::Error::other("a streamed file's content came without its entry")
 }
 
 /// One archive being written, in the order of the requested formats.

@@ -8,6 +8,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{PackageSpec, Progress, ReleaseVersion, build_archives};
 use crate::config::{ArchiveFormat, Layout, default_formats, validate_project_name};
 use crate::git::{Mirror, RefKind, RemoteAuth};
+use crate::store::Staging;
 
 pub struct OfflineRequest {
     /// A local repository (bare or not), or a URL to clone.
@@ -92,7 +93,13 @@ pub fn package(request: &OfflineRequest) -> anyhow::Result<Vec<Written>> {
         bar.set_length(p.entries_total);
         bar.set_position(p.entries_done);
     };
-    let archives = build_archives(&mirror, &commit, &spec, &request.out, &on_progress)?;
+    let archives = build_archives(
+        &mirror,
+        &commit,
+        &spec,
+        &Staging::in_dir(request.out.clone()),
+        &on_progress,
+    )?;
     bar.finish_and_clear();
 
     let mut written = Vec::new();

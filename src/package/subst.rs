@@ -10,48 +10,84 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::git::{CommitDetails, Person};
 
+/// The most one file's expansion may hold: 16 MiB. A few `%B` repeated over a small file can
+/// otherwise grow to gigabytes (180 KB of `$Format:%B$` with a 32 KB message is 537 MB).
+pub const MAX_EXPANDED: usize = 16 << 20;
+
+/// An expansion that would pass its limit; nothing beyond the limit was allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    pub limit: usize,
+}
+
 /// Expands every `$Format:…$` in `content`. Content without one is returned unchanged.
-pub fn expand(content: &[u8], commit: &CommitDetails) -> Vec<u8> {
+/// Fails as soon as the output would pass `limit` bytes ([`MAX_EXPANDED`] in archives).
+pub fn expand(content: &[u8], commit: &CommitDetails, limit: usize) -> Result<Vec<u8>, TooLarge> {
     const OPEN: &[u8] = b"$Format:";
-    let mut out = Vec::with_capacity(content.len());
+    let mut out = Output {
+        bytes: Vec::with_capacity(content.len().min(limit)),
+        limit,
+    };
     let mut rest = content;
     while let Some(start) = find(rest, OPEN) {
         let after = &rest[start + OPEN.len()..];
         let Some(end) = after.iter().position(|&b| b == b'$') else {
             break;
         };
-        out.extend_from_slice(&rest[..start]);
-        format_into(&after[..end], commit, &mut out);
+        out.push(&rest[..start])?;
+        format_into(&after[..end], commit, &mut out)?;
         rest = &after[end + 1..];
     }
-    out.extend_from_slice(rest);
-    out
+    out.push(rest)?;
+    Ok(out.bytes)
+}
+
+/// The expansion so far, checked against its limit before every append.
+struct Output {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl Output {
+    fn push(&mut self, more: &[u8]) -> Result<(), TooLarge> {
+        if self.bytes.len() + more.len() > self.limit {
+            return Err(TooLarge { limit: self.limit });
+        }
+        self.bytes.extend_from_slice(more);
+        Ok(())
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn format_into(format: &[u8], commit: &CommitDetails, out: &mut Vec<u8>) {
+fn format_into(format: &[u8], commit: &CommitDetails, out: &mut Output) -> Result<(), TooLarge> {
     let mut i = 0;
     while i < format.len() {
-        if format[i] != b'%' {
-            out.push(format[i]);
-            i += 1;
+        // Literal text up to the next placeholder, in one piece.
+        let literal = format[i..]
+            .iter()
+            .position(|&b| b == b'%')
+            .unwrap_or(format.len() - i);
+        if literal > 0 {
+            out.push(&format[i..i + literal])?;
+            i += literal;
             continue;
         }
         let spec = &format[i + 1..];
         match placeholder(spec, commit) {
             Some((text, used)) => {
-                out.extend_from_slice(&text);
+                out.push(&text)?;
                 i += 1 + used;
             }
             None => {
-                out.push(b'%');
+                out.push(b"%")?;
                 i += 1;
             }
         }
     }
+    Ok(())
 }
 
 /// The expansion of the placeholder at the start of `spec` (after its `%`), and how many
@@ -172,6 +208,35 @@ mod tests {
             message: "Fix the thing\n\nLonger text.\nSecond line.\n".into(),
             decorations: vec!["main".into(), "tag: v1.0".into()],
         }
+    }
+
+    fn expand(content: &[u8], commit: &CommitDetails) -> Vec<u8> {
+        super::expand(content, commit, MAX_EXPANDED).unwrap()
+    }
+
+    #[test]
+    fn the_expansion_stops_at_its_limit() {
+        let c = commit();
+        let message_len = c.message.len();
+        let content = b"$Format:%B$".repeat(10);
+        let exact = 10 * message_len;
+        assert_eq!(super::expand(&content, &c, exact).unwrap().len(), exact);
+        assert_eq!(
+            super::expand(&content, &c, exact - 1),
+            Err(TooLarge { limit: exact - 1 })
+        );
+        // Literal text counts too, not only placeholders.
+        assert!(super::expand(b"0123456789", &c, 9).is_err());
+        assert_eq!(super::expand(b"0123456789", &c, 10).unwrap(), b"0123456789");
+    }
+
+    #[test]
+    fn a_bomb_fails_without_growing() {
+        let mut c = commit();
+        c.message = "m".repeat(32 << 10);
+        let bomb = b"$Format:%B$".repeat(180_000 / 11);
+        let err = super::expand(&bomb, &c, MAX_EXPANDED).unwrap_err();
+        assert_eq!(err.limit, MAX_EXPANDED);
     }
 
     #[test]

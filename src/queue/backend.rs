@@ -4,10 +4,12 @@
 //! tables and no copy of the queue, and it does not retry: the table decides that.
 
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::backend::{BackendConfig, finalize::Ephemeral};
 use futures::{FutureExt, StreamExt, TryFutureExt, future::BoxFuture, stream::BoxStream};
+use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
 
 use super::{ClaimedItem, Queue, QueueError};
@@ -17,21 +19,28 @@ use super::{ClaimedItem, Queue, QueueError};
 pub struct Lease {
     pub item: i64,
     pub revision: i32,
-    pub owner: String,
+    /// The claim's own token (see [`ClaimedItem::token`]).
+    pub token: String,
+    /// Cancelled when the job must stop at its next step: its claim is gone (another worker
+    /// has the item now), or it ran past the job time limit.
+    pub stop: CancellationToken,
 }
 
 pub struct TableBackend {
     queue: Queue,
     owner: String,
+    job_timeout: Duration,
     claims: Option<BoxStream<'static, Result<Task<ClaimedItem>, QueueError>>>,
 }
 
 impl TableBackend {
-    /// `owner` names this worker in lease rows (host, process and worker).
-    pub fn new(queue: Queue, owner: String) -> TableBackend {
+    /// `owner` names this worker in lease rows (host, process and worker); a job running
+    /// longer than `job_timeout` is abandoned and its claim given back as a failed attempt.
+    pub fn new(queue: Queue, owner: String, job_timeout: Duration) -> TableBackend {
         TableBackend {
             queue,
             owner,
+            job_timeout,
             claims: None,
         }
     }
@@ -54,7 +63,8 @@ fn claim_stream(
                     let lease = Lease {
                         item: item.id,
                         revision: item.revision,
-                        owner: owner.clone(),
+                        token: item.token.clone(),
+                        stop: CancellationToken::new(),
                     };
                     let task = TaskBuilder::new(item.clone())
                         .task_id(TaskId::Int(item.id as u64))
@@ -126,6 +136,7 @@ impl BackendConfig for TableBackend {
     fn middleware(&mut self, _w: &mut WorkerContext) -> AckLayer {
         AckLayer {
             queue: self.queue.clone(),
+            job_timeout: self.job_timeout,
         }
     }
 }
@@ -133,6 +144,7 @@ impl BackendConfig for TableBackend {
 #[derive(Clone)]
 pub struct AckLayer {
     queue: Queue,
+    job_timeout: Duration,
 }
 
 impl<S> Layer<S> for AckLayer {
@@ -141,6 +153,7 @@ impl<S> Layer<S> for AckLayer {
         AckService {
             inner,
             queue: self.queue.clone(),
+            job_timeout: self.job_timeout,
         }
     }
 }
@@ -149,6 +162,7 @@ impl<S> Layer<S> for AckLayer {
 pub struct AckService<S> {
     inner: S,
     queue: Queue,
+    job_timeout: Duration,
 }
 
 impl<S, Args> Service<Task<Args>> for AckService<S>
@@ -169,32 +183,56 @@ where
     fn call(&mut self, task: Task<Args>) -> Self::Future {
         let lease = task.data().get::<Lease>().cloned();
         let queue = self.queue.clone();
+        let job_timeout = self.job_timeout;
         let job = self.inner.call(task).map_err(Into::<BoxDynError>::into);
         async move {
             let lease = lease.ok_or("a task reached the worker without its lease")?;
             let every = queue.tuning().heartbeat;
             let mut job = std::pin::pin!(job);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let deadline = tokio::time::sleep(job_timeout);
+            let mut deadline = std::pin::pin!(deadline);
             let result = loop {
                 tokio::select! {
-                    result = &mut job => break result,
-                    _ = tick.tick() => match queue.heartbeat(lease.item, &lease.owner).await {
+                    result = &mut job => break Some(result),
+                    _ = &mut deadline => break None,
+                    _ = tick.tick() => match queue.heartbeat(lease.item, &lease.token).await {
                         Ok(true) => {}
-                        Ok(false) => tracing::warn!(item = lease.item, "lease lost while the job ran"),
+                        Ok(false) => {
+                            // Another worker holds the item now: this job stops at its next
+                            // step, and its writes are refused by the fence anyway.
+                            tracing::warn!(item = lease.item, "the claim was lost while the job ran; stopping it");
+                            lease.stop.cancel();
+                        }
                         Err(e) => tracing::warn!(item = lease.item, error = %e, "heartbeat failed"),
                     },
                 }
             };
+            let Some(result) = result else {
+                // The job's blocking work may still be running; it stops at its next step,
+                // and with its claim given back it can write nothing more.
+                lease.stop.cancel();
+                let error = format!(
+                    "the job ran past the {} s time limit (worker.job_timeout_seconds) and was abandoned",
+                    job_timeout.as_secs()
+                );
+                tracing::warn!(item = lease.item, "{error}");
+                queue
+                    .fail(lease.item, &lease.token, &error)
+                    .await
+                    .map_err(|e| Box::new(e) as BoxDynError)?;
+                return Err(error.into());
+            };
             let recorded = match &result {
                 Ok(_) => queue
-                    .ack(lease.item, &lease.owner, lease.revision)
+                    .ack(lease.item, &lease.token, lease.revision)
                     .await
                     .map(|held| {
                         if !held {
-                            tracing::warn!(item = lease.item, "finished after losing the lease; not acknowledged");
+                            tracing::warn!(item = lease.item, "finished after losing the claim; not acknowledged");
                         }
                     }),
-                Err(e) => queue.fail(lease.item, &lease.owner, &format!("{e}")).await,
+                Err(e) => queue.fail(lease.item, &lease.token, &format!("{e}")).await,
             };
             // If the outcome could not be recorded, the lease expires and the item is retried.
             recorded.map_err(|e| Box::new(e) as BoxDynError)?;

@@ -47,6 +47,10 @@ pub struct Enqueued {
 #[derive(Debug, Clone)]
 pub struct ClaimedItem {
     pub id: i64,
+    /// This claim's own token, written when the row was claimed. Heartbeat, ack and fail hold
+    /// it, and every write of the job checks it (a fence): once the claim has been handed to
+    /// another worker, a stale job can change nothing.
+    pub token: String,
     pub project_id: i64,
     pub revision: i32,
     pub attempts: i32,
@@ -287,6 +291,7 @@ impl Queue {
     /// paused. A claim that races another worker for the same project loses on the unique
     /// index over running items and simply claims nothing this time.
     pub async fn claim(&self, owner: &str) -> Result<Option<ClaimedItem>, QueueError> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
         let skip_locked = match self.backend() {
             DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
             _ => "",
@@ -294,6 +299,7 @@ impl Queue {
         let sql = format!(
             "UPDATE queue_items SET state = 'running', attempts = attempts + 1, \
                claimed_revision = revision, lease_owner = $1, lease_expires_at = {{now}} + $2, \
+               claim_token = $3, \
                updated_at = {{now}}, claimed_at = {{now}} \
              WHERE id = ( \
                SELECT q.id FROM queue_items q \
@@ -308,7 +314,10 @@ impl Queue {
         let lease = self.tuning.lease.as_millis() as i64;
         let result = self
             .db
-            .query_one_raw(self.statement(&sql, vec![owner.into(), lease.into()]))
+            .query_one_raw(self.statement(
+                &sql,
+                vec![owner.into(), lease.into(), token.as_str().into()],
+            ))
             .await;
         let row = match result {
             Ok(Some(row)) => row,
@@ -323,6 +332,7 @@ impl Queue {
         let tags: String = row.try_get("", "tags")?;
         Ok(Some(ClaimedItem {
             id,
+            token,
             project_id: row.try_get("", "project_id")?,
             revision: row.try_get("", "revision")?,
             attempts: row.try_get("", "attempts")?,
@@ -332,32 +342,61 @@ impl Queue {
         }))
     }
 
-    /// Renews the lease of a running item; false when the claim was lost (lease expired).
-    pub async fn heartbeat(&self, item: i64, owner: &str) -> Result<bool, QueueError> {
+    /// Renews the lease of the claim `token`; false when that claim is gone (its lease expired
+    /// and the item was handed out again, or it ended).
+    pub async fn heartbeat(&self, item: i64, token: &str) -> Result<bool, QueueError> {
         let result = self
             .db
             .execute_raw(self.statement(
                 "UPDATE queue_items SET lease_expires_at = {now} + $1 \
-                 WHERE id = $2 AND state = 'running' AND lease_owner = $3",
+                 WHERE id = $2 AND state = 'running' AND claim_token = $3",
                 vec![
                     (self.tuning.lease.as_millis() as i64).into(),
                     item.into(),
-                    owner.into(),
+                    token.into(),
                 ],
             ))
             .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    /// Marks the item done, but only if this worker still holds the claim on `revision`.
-    pub async fn ack(&self, item: i64, owner: &str, revision: i32) -> Result<bool, QueueError> {
+    /// Whether the claim `token` still holds `item`, inside the caller's write transaction.
+    /// On PostgreSQL the row stays locked until that transaction ends, and on SQLite the
+    /// transaction holds the write lock, so the claim cannot be handed out again before the
+    /// caller's writes commit: this is the fence every write of a release job passes.
+    pub async fn holds_claim_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        item: i64,
+        token: &str,
+    ) -> Result<bool, QueueError> {
+        let lock = match self.backend() {
+            DatabaseBackend::Postgres => "FOR UPDATE",
+            _ => "",
+        };
+        let row = conn
+            .query_one_raw(self.statement(
+                &format!(
+                    "SELECT id FROM queue_items \
+                     WHERE id = $1 AND state = 'running' AND claim_token = $2 {lock}"
+                ),
+                vec![item.into(), token.into()],
+            ))
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Marks the item done, but only if the claim `token` still holds it at `revision`.
+    pub async fn ack(&self, item: i64, token: &str, revision: i32) -> Result<bool, QueueError> {
         let result = self
             .db
             .execute_raw(self.statement(
                 "UPDATE queue_items SET state = 'done', finished_at = {now}, updated_at = {now}, \
-                   lease_owner = NULL, lease_expires_at = NULL, last_error = NULL \
-                 WHERE id = $1 AND state = 'running' AND lease_owner = $2 AND claimed_revision = $3",
-                vec![item.into(), owner.into(), revision.into()],
+                   lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL, \
+                   last_error = NULL \
+                 WHERE id = $1 AND state = 'running' AND claim_token = $2 \
+                   AND claimed_revision = $3",
+                vec![item.into(), token.into(), revision.into()],
             ))
             .await?;
         // The project's slot is free: its next item may be claimed, here or elsewhere.
@@ -365,10 +404,11 @@ impl Queue {
         Ok(result.rows_affected() == 1)
     }
 
-    /// Records a failed attempt: back to pending after a backoff while attempts remain, else
-    /// `failed` with the error kept for the admin.
-    pub async fn fail(&self, item: i64, owner: &str, error: &str) -> Result<(), QueueError> {
-        self.release_claim(item, Some(owner), error, true).await
+    /// Records a failed attempt of the claim `token`: back to pending after a backoff while
+    /// attempts remain, else `failed` with the error kept for the admin. Nothing changes when
+    /// the claim is already gone.
+    pub async fn fail(&self, item: i64, token: &str, error: &str) -> Result<(), QueueError> {
+        self.release_claim(item, Some(token), error, true).await
     }
 
     /// Puts back items whose lease ran out (their worker died): each returns to pending in its
@@ -404,26 +444,28 @@ impl Queue {
     async fn release_claim(
         &self,
         item: i64,
-        owner: Option<&str>,
+        token: Option<&str>,
         error: &str,
         backoff: bool,
     ) -> Result<(), QueueError> {
         let txn = crate::db::begin_write(&self.db).await?;
-        let owner_check = if owner.is_some() {
-            "AND lease_owner = $2"
+        // Without a token this is the reclaim of an expired lease, which must still be
+        // expired: a heartbeat may have renewed it since the reclaim looked.
+        let token_check = if token.is_some() {
+            "AND claim_token = $2"
         } else {
-            ""
+            "AND lease_expires_at < {now}"
         };
         let mut values: Vec<Value> = vec![item.into()];
-        if let Some(owner) = owner {
-            values.push(owner.into());
+        if let Some(token) = token {
+            values.push(token.into());
         }
         let claimed = txn
             .query_one_raw(self.statement(
                 &format!(
                     "UPDATE queue_items SET state = 'releasing', updated_at = {{now}}, \
-                       lease_owner = NULL, lease_expires_at = NULL \
-                     WHERE id = $1 AND state = 'running' {owner_check} \
+                       lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL \
+                     WHERE id = $1 AND state = 'running' {token_check} \
                      RETURNING project_id, branches, tags, scan_all, revision, attempts"
                 ),
                 values,

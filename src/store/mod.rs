@@ -8,6 +8,37 @@ use crate::package::BuiltArchive;
 /// Archives are built under this prefix and renamed to their final name when complete.
 pub const TEMP_PREFIX: &str = ".building-";
 
+/// Where a build writes its files before they are published: a directory beside their final
+/// place (so the rename is atomic) and a name prefix. The worker's prefix names its claim,
+/// so the cleanup of one claim never touches another claim's files.
+#[derive(Debug, Clone)]
+pub struct Staging {
+    dir: PathBuf,
+    prefix: String,
+}
+
+impl Staging {
+    /// Stages in `dir` under the plain prefix (`baler package --out`).
+    pub fn in_dir(dir: PathBuf) -> Staging {
+        Staging {
+            dir,
+            prefix: TEMP_PREFIX.to_string(),
+        }
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// A new temporary file, removed when dropped unless it is persisted.
+    pub fn temp_file(&self) -> std::io::Result<tempfile::NamedTempFile> {
+        std::fs::create_dir_all(&self.dir)?;
+        tempfile::Builder::new()
+            .prefix(&self.prefix)
+            .tempfile_in(&self.dir)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
@@ -22,6 +53,14 @@ impl LocalStore {
     /// The directory of `project`'s files; archives are staged here so the rename is atomic.
     pub fn project_dir(&self, project: &str) -> PathBuf {
         self.root.join(project)
+    }
+
+    /// Where a job holding `claim` stages `project`'s files.
+    pub fn staging(&self, project: &str, claim: &str) -> Staging {
+        Staging {
+            dir: self.project_dir(project),
+            prefix: format!("{TEMP_PREFIX}{claim}-"),
+        }
     }
 
     /// Moves a built archive to its final name, replacing an older file of the same name.
@@ -41,9 +80,14 @@ impl LocalStore {
         plain.then(|| self.project_dir(project).join(name))
     }
 
-    /// Removes archives a dead worker left half-written in `project`'s directory. Only call it
-    /// while holding the project's claim: no other job of the project can be writing then.
-    pub fn remove_stale_temp_files(&self, project: &str) -> std::io::Result<usize> {
+    /// Removes the half-written files of every other claim in `project`'s directory: those a
+    /// dead or stalled worker left. Only call it while the claim that owns `keep` holds the
+    /// project (inside its fence): no other job of the project can be writing then.
+    pub fn remove_temp_files_except(
+        &self,
+        project: &str,
+        keep: &Staging,
+    ) -> std::io::Result<usize> {
         let mut removed = 0;
         let entries = match std::fs::read_dir(self.project_dir(project)) {
             Ok(entries) => entries,
@@ -52,9 +96,13 @@ impl LocalStore {
         };
         for entry in entries {
             let entry = entry?;
-            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                std::fs::remove_file(entry.path())?;
-                removed += 1;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(TEMP_PREFIX) && !name.starts_with(&keep.prefix) {
+                match std::fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => removed += 1,
+                }
             }
         }
         Ok(removed)

@@ -1,7 +1,9 @@
-//! The admin pages: `/admin/queue` (the queue, running jobs, actions, the audit log) and
-//! `/admin/deliveries`, behind a login with an admin token. Every action goes through
-//! `admin::AdminActions`, as the API's and the CLI's do, then redirects back (303) with a
-//! message. The pages reload themselves.
+//! The admin pages: `/admin/queue` (the queue, running jobs, actions, refs that failed on
+//! their own, the audit log), `/admin/deliveries`, and per project `/admin/projects/{project}`
+//! (its failed refs and releases) and `…/releases/{version}` (a release's whole build log),
+//! behind a login with an admin token. Every action goes through `admin::AdminActions`, as
+//! the API's and the CLI's do, then redirects back (303) with a message. The queue and
+//! deliveries pages reload themselves.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -9,19 +11,23 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::AppState;
-use super::pages::Page;
+use super::pages::{Page, find_project, find_release};
 use super::session::{AdminForm, AdminSession, CheckedForm, Flash, Session};
+use super::views::ProjectView;
 use crate::admin::AdminError;
 use crate::admin::audit::{self, AuditEntryView};
 use crate::deliveries::{self, DeliveryView};
 use crate::error::AppError;
-use crate::projects;
+use crate::problems::{self, Problem};
 use crate::queue::QueueItemView;
+use crate::{projects, releases};
 
 /// How often the pages reload themselves, in seconds.
 const REFRESH_SECONDS: u32 = 10;
 /// Audit entries on the queue page.
 const AUDIT_SHOWN: u64 = 50;
+/// Failed refs on the queue page (a project's page shows all of its own).
+const PROBLEMS_SHOWN: u64 = 50;
 /// Deliveries per project on the deliveries page; with `?project=` one project shows more.
 const DELIVERIES_PER_PROJECT: u64 = 20;
 const DELIVERIES_OF_ONE_PROJECT: u64 = 200;
@@ -90,6 +96,8 @@ pub struct QueuePage {
     pending: usize,
     failed: usize,
     projects: Vec<String>,
+    /// (project, problem), newest first.
+    problems: Vec<(String, Problem)>,
     audit: Vec<AuditEntryView>,
 }
 
@@ -104,6 +112,7 @@ pub async fn queue(
         .map(|p| p.name)
         .collect();
     let audit = audit::recent(&state.db, AUDIT_SHOWN).await?;
+    let problems = problems::recent(&state.db, PROBLEMS_SHOWN).await?;
     let count = |state: &str| listing.items.iter().filter(|i| i.state == state).count();
     let page = QueuePage {
         actor: actor.to_string(),
@@ -121,6 +130,7 @@ pub async fn queue(
         failed: count("failed"),
         items: listing.items,
         projects,
+        problems,
         audit,
     };
     Ok((session.into_jar(), Page(page)).into_response())
@@ -275,6 +285,61 @@ pub async fn deliveries(
         refresh_seconds: REFRESH_SECONDS,
         project: query.project,
         groups,
+    };
+    Ok((session.into_jar(), Page(page)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "admin-project.html")]
+pub struct ProjectPage {
+    actor: String,
+    csrf: String,
+    project: ProjectView,
+    problems: Vec<Problem>,
+}
+
+/// One project for admins: the refs that failed on their own, and every release with a link
+/// to its whole build log.
+pub async fn project(
+    State(state): State<AppState>,
+    AdminSession { session, actor }: AdminSession,
+    Path(name): Path<String>,
+) -> Result<Response, AppError> {
+    let project = find_project(&state, &name).await?;
+    let problems = problems::for_project(&state.db, project.id).await?;
+    let rows = releases::for_project(&state.db, project.id).await?;
+    let page = ProjectPage {
+        actor: actor.to_string(),
+        csrf: session.csrf(),
+        project: ProjectView::new(&project, &rows, &state.public_url),
+        problems,
+    };
+    Ok((session.into_jar(), Page(page)).into_response())
+}
+
+#[derive(Template)]
+#[template(path = "admin-release.html")]
+pub struct ReleasePage {
+    actor: String,
+    csrf: String,
+    project: String,
+    /// Its `build_log` is shown whole, the admin-only lines (repository location) included.
+    release: entities::release::Model,
+}
+
+/// A release's whole build log, which the public release page shows without the lines that
+/// name the repository's location.
+pub async fn release(
+    State(state): State<AppState>,
+    AdminSession { session, actor }: AdminSession,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let (project, found) = find_release(&state, &name, &version).await?;
+    let page = ReleasePage {
+        actor: actor.to_string(),
+        csrf: session.csrf(),
+        project: project.name,
+        release: found.release,
     };
     Ok((session.into_jar(), Page(page)).into_response())
 }

@@ -54,6 +54,8 @@ pub async fn releases(
 pub struct ReleaseDetail {
     #[serde(flatten)]
     release: ReleaseView,
+    /// The public build log (no admin-only lines); admins read the whole one at
+    /// `GET /api/v1/projects/{project}/releases/{version}/log`.
     build_log: String,
 }
 

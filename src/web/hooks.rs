@@ -1,5 +1,7 @@
 //! `POST /hooks/{project}`: verify, interpret, queue, and log the delivery with its answer.
-//! Answers well within the hosts' 10 s: nothing here waits on git or the network.
+//! Answers well within the hosts' 10 s: nothing here waits on git or the network. Queueing is
+//! the only state a delivery changes: a deletion is queued for the worker to check against the
+//! repository, never acted on here, so a replayed payload cannot unpublish a release.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -12,7 +14,6 @@ use super::AppState;
 use crate::deliveries::{self, DeliveryRecord};
 use crate::hooks::{self, Decision, HookError, HookOutcome};
 use crate::projects::{self, Project};
-use crate::releases;
 
 /// The largest body a host may send (GitHub caps deliveries at 25 MB).
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
@@ -99,15 +100,16 @@ async fn handle(
     record.event = Some(interpreted.event.clone());
 
     // Only now, with the signature checked, is the (unsigned) delivery id worth trusting. A
-    // plain push checks for a redelivery inside its upsert (`Queue::enqueue_delivery`);
-    // anything else that would change state checks here first.
+    // delivery that queues (a push, or a deletion for the worker to check) looks for a
+    // redelivery inside its upsert (`Queue::enqueue_delivery`), which is all it changes;
+    // anything else checks here, so that it too answers as it first did.
     record.replay_key = record
         .delivery_id
         .as_deref()
         .map(|id| deliveries::replay_key(id, &raw));
     let checked_in_upsert = matches!(
         &interpreted.outcome,
-        HookOutcome::Push(d) if !d.refs.is_empty() && d.deleted_tags.is_empty()
+        HookOutcome::Push(d) if !d.refs.is_empty()
     );
     if !checked_in_upsert && let Some(answer) = earlier_answer(state, &project, record).await {
         return answer;
@@ -135,9 +137,6 @@ async fn act(
     decision: Decision,
     record: &mut DeliveryRecord,
 ) -> Answer {
-    if let Err(e) = releases::unpublish_tags(&state.db, project.id, &decision.deleted_tags).await {
-        return unavailable(e.into());
-    }
     let reason = decision.reasons.join("; ");
     if decision.refs.is_empty() {
         return Answer {

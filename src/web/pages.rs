@@ -9,7 +9,7 @@ use super::views::{ProjectView, ReleaseView, human_size};
 use crate::error::AppError;
 use crate::projects::{self, Project};
 use crate::queue::QueueCounts;
-use crate::releases;
+use crate::releases::{self, ReleaseWithFiles};
 
 /// Renders any page; a template error becomes a logged 500.
 pub struct Page<T>(pub T);
@@ -82,16 +82,26 @@ pub struct ReleasePage {
     release: ReleaseView,
 }
 
-/// One release, unpublished or not.
+/// One release's rows, unpublished or not; 404 for an unknown project or version.
+pub async fn find_release(
+    state: &AppState,
+    name: &str,
+    version: &str,
+) -> Result<(Project, ReleaseWithFiles), AppError> {
+    let project = find_project(state, name).await?;
+    let release = releases::find(&state.db, project.id, version)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("{name} has no release {version:?}")))?;
+    Ok((project, release))
+}
+
+/// One release as the public sees it, unpublished or not.
 pub async fn release_view(
     state: &AppState,
     name: &str,
     version: &str,
 ) -> Result<(Project, ReleaseView), AppError> {
-    let project = find_project(state, name).await?;
-    let release = releases::find(&state.db, project.id, version)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name} has no release {version:?}")))?;
+    let (project, release) = find_release(state, name, version).await?;
     let view = ReleaseView::new(&project.name, &release, &state.public_url);
     Ok((project, view))
 }

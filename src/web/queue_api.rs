@@ -1,16 +1,21 @@
-//! The admin API: inspect, pause, resume, flush, delete, retry, rebuild; the deliveries log and
-//! the audit log. Actions go through `admin::AdminActions`, like the admin page's and the
-//! CLI's, and are audited under the token's name.
+//! The admin API: inspect, pause, resume, flush, delete, retry, rebuild; the deliveries log,
+//! the audit log, a project's failed refs and a release's whole build log. Actions go through
+//! `admin::AdminActions`, like the admin page's and the CLI's, and are audited under the
+//! token's name.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::Admin;
+use super::pages::{find_project, find_release};
 use crate::admin::audit::{self, AuditEntryView};
 use crate::deliveries::{self, DeliveryView};
 use crate::error::ApiError;
+use crate::problems::{self, Problem};
 use crate::queue::{Enqueued, QueueListing};
 
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<QueueListing>, ApiError> {
@@ -96,4 +101,27 @@ pub async fn audit(
 ) -> Result<Json<Vec<AuditEntryView>>, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(audit::recent(&state.db, limit).await?))
+}
+
+/// The refs of a project that failed on their own, newest first.
+pub async fn problems(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+) -> Result<Json<Vec<Problem>>, ApiError> {
+    let project = find_project(&state, &project).await?;
+    Ok(Json(problems::for_project(&state.db, project.id).await?))
+}
+
+/// A release's whole build log, the admin-only lines included, as plain text.
+pub async fn release_log(
+    _: Admin,
+    State(state): State<AppState>,
+    Path((project, version)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (_, release) = find_release(&state, &project, &version).await?;
+    Ok((
+        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+        release.release.build_log,
+    ))
 }

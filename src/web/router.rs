@@ -58,6 +58,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/deliveries", get(queue_api::deliveries))
         .route("/api/v1/audit", get(queue_api::audit))
+        .route(
+            "/api/v1/projects/{project}/problems",
+            get(queue_api::problems),
+        )
+        .route(
+            "/api/v1/projects/{project}/releases/{version}/log",
+            get(queue_api::release_log),
+        )
         .route("/admin", get(admin::home))
         .route("/admin/login", get(admin::login_form).post(admin::login))
         .route("/admin/logout", post(admin::logout))
@@ -69,6 +77,11 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/queue/{id}/delete", post(admin::delete))
         .route("/admin/queue/{id}/retry", post(admin::retry))
         .route("/admin/deliveries", get(admin::deliveries))
+        .route("/admin/projects/{project}", get(admin::project))
+        .route(
+            "/admin/projects/{project}/releases/{version}",
+            get(admin::release),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .layer(TraceLayer::new_for_http())

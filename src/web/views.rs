@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::PublicUrl;
 use crate::projects::Project;
-use crate::releases::{ReleaseNotes, ReleaseWithFiles};
+use crate::releases::{ReleaseNotes, ReleaseWithFiles, public_log};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileView {
@@ -36,6 +36,8 @@ pub struct ReleaseView {
     pub notes: Option<ReleaseNotes>,
     #[serde(skip)]
     pub commit_date: String,
+    /// The public build log: without the admin-only lines that name the repository's
+    /// location (`releases::public_log`). Admins read the whole log elsewhere.
     #[serde(skip)]
     pub build_log: String,
 }
@@ -89,7 +91,7 @@ impl ReleaseView {
                 .unwrap_or_default()
                 .format("%Y-%m-%d %H:%M UTC")
                 .to_string(),
-            build_log: r.release.build_log.clone(),
+            build_log: public_log(&r.release.build_log),
         }
     }
 }

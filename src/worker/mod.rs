@@ -1,5 +1,7 @@
 //! The workers: apalis runs `workers` concurrent release jobs over the queue table.
 
+mod build_log;
+pub mod plan;
 pub mod release_job;
 
 use std::collections::HashMap;
@@ -19,8 +21,13 @@ use crate::store::LocalStore;
 #[derive(Clone)]
 pub struct JobContext {
     pub db: DatabaseConnection,
+    /// The queue, for the fence every write of a job passes.
+    pub queue: Queue,
     pub store: LocalStore,
     pub mirrors_dir: PathBuf,
+    /// The binary run as the fetch child (`baler fetch-mirror`), and its idle limit.
+    pub fetch_program: PathBuf,
+    pub fetch_timeout: Duration,
     /// Fetch credentials by project name, from the config (never stored in the database).
     pub auth: Arc<HashMap<String, RemoteAuth>>,
 }
@@ -41,22 +48,36 @@ pub fn worker_owner() -> String {
     format!("{host}:{}:{}", std::process::id(), &random[..8])
 }
 
+/// How many jobs run at once, and their time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub workers: usize,
+    /// A job running longer is abandoned and its claim given back (a failed attempt).
+    pub job_timeout: Duration,
+    /// After shutdown, how long running jobs get to finish.
+    pub drain: Duration,
+}
+
 /// Runs the workers until `shutdown` resolves, then lets running jobs finish (up to
 /// `drain` long; a job cut off there keeps its lease until it expires and is retried).
 pub async fn run(
     queue: Queue,
     context: JobContext,
-    workers: usize,
-    drain: Duration,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let Limits {
+        workers,
+        job_timeout,
+        drain,
+    } = limits;
     let owner = worker_owner();
     tracing::info!(%owner, workers, "workers started");
     let listening = queue.listen_for_other_processes();
     let result = Monitor::new()
         .register(move |_restarts| {
             WorkerBuilder::new("release")
-                .backend(TableBackend::new(queue.clone(), owner.clone()))
+                .backend(TableBackend::new(queue.clone(), owner.clone(), job_timeout))
                 .data(context.clone())
                 .concurrency(workers)
                 .build(release_job::release_job)

@@ -1,23 +1,33 @@
-//! The release job: sync the project's mirror, resolve each queued ref, build the archives of
-//! what is new, move them into the store and record the release. Idempotent: a ref already
-//! released at the same commit is skipped, so a retry never duplicates a release.
+//! The release job: bring the project's mirror up to date (in a child process with a time
+//! limit), resolve each ref, let [`plan`](super::plan) decide what each one needs, build each
+//! ref alone, then carry every decision out behind the claim's fence.
+//!
+//! - A ref that cannot be resolved, named or packaged fails by itself, as a problem; the job
+//!   goes on. Transient errors (network, disk, database) fail the job, and the queue retries.
+//! - The repository is the truth: after the fetch, a release whose ref is gone is
+//!   unpublished, and one whose ref is back at the same commit is published again.
+//! - Idempotent: a ref already released at its commit is skipped, so a retry never
+//!   duplicates a release.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use apalis::prelude::Data;
-use sea_orm::DbErr;
+use sea_orm::{DatabaseTransaction, DbErr};
 use tracing::instrument;
 
 use super::JobContext;
-use crate::git::{CommitInfo, GitError, Mirror};
-use crate::package::{BuiltArchive, PackageError, PackageSpec, ReleaseKind, ReleaseVersion};
+use super::build_log::BuildLog;
+use super::plan::{self, Build, Failure, Released, ResolvedRef, Step, Target};
+use crate::git::{self, FetchRequest, GitError, Mirror, RefTarget};
+use crate::package::{BuiltArchive, PackageError, PackageSpec, ReleaseKind};
 use crate::projects::{self, Project};
 use crate::publish::LineVersion;
 use crate::queue::ClaimedItem;
+use crate::queue::backend::Lease;
 use crate::releases::{self, NewFile, NewRelease, ReleaseNotes};
+use crate::store::Staging;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
@@ -25,6 +35,8 @@ pub enum ReleaseError {
     ProjectGone(i64),
     #[error("database: {0}")]
     Db(#[from] DbErr),
+    #[error("queue: {0}")]
+    Queue(#[from] crate::queue::QueueError),
     #[error("fetching {repo}: {source}")]
     Fetch { repo: String, source: GitError },
     #[error("{version}: {source}")]
@@ -37,79 +49,104 @@ pub enum ReleaseError {
         file: String,
         source: std::io::Error,
     },
+    #[error("the claim was handed to another worker; this job writes nothing more")]
+    ClaimLost,
     #[error("the packaging thread stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
 
-/// A version already released, at which commit, and whether it is still published.
-struct Released {
-    commit: String,
-    published: bool,
+/// The claim a job holds: its item, its token (the fence) and its stop signal.
+#[derive(Clone)]
+struct Claim {
+    item: i64,
+    token: String,
+    lease: Lease,
 }
 
-/// What the blocking part did: releases built, and unpublished versions whose tag is back.
-struct Outcome {
-    built: Vec<Built>,
-    republish: Vec<String>,
+impl Claim {
+    fn stopped(&self) -> bool {
+        self.lease.stop.is_cancelled()
+    }
 }
 
-/// One release built in this job, waiting to be stored and recorded.
+/// A ref built in this job, waiting to be stored and recorded.
 struct Built {
-    version: ReleaseVersion,
-    /// No release of this version existed when the job started (so a failure removes its files).
-    is_new: bool,
-    ref_name: String,
-    commit: CommitInfo,
+    build: Build,
     archives: Vec<BuiltArchive>,
-    log: String,
+    log: BuildLog,
     composer_json: Option<String>,
     notes: ReleaseNotes,
 }
 
+/// What the blocking part decided and built, in plan order.
+enum Done {
+    Built(Box<Built>),
+    Fail(Failure),
+    Republish(String),
+    Unpublish(String),
+    ClearProblem(String),
+}
+
+struct Outcome {
+    done: Vec<Done>,
+    /// A transient error that stopped the building: what was built before it is still
+    /// recorded, then the job fails and the queue retries the item.
+    interrupted: Option<ReleaseError>,
+}
+
 #[instrument(skip_all, fields(item = item.id, revision = item.revision, project = tracing::field::Empty))]
-pub async fn release_job(item: ClaimedItem, ctx: Data<JobContext>) -> Result<(), ReleaseError> {
+pub async fn release_job(
+    item: ClaimedItem,
+    ctx: Data<JobContext>,
+    lease: Data<Lease>,
+) -> Result<(), ReleaseError> {
     let project = projects::find_by_id(&ctx.db, item.project_id)
         .await?
         .ok_or(ReleaseError::ProjectGone(item.project_id))?;
     tracing::Span::current().record("project", project.name.as_str());
     let started = Instant::now();
-    // This job holds the project's only claim, so any half-built archive is a dead worker's.
-    match ctx.store.remove_stale_temp_files(&project.name) {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            files = n,
+    let claim = Claim {
+        item: item.id,
+        token: item.token.clone(),
+        lease: (*lease).clone(),
+    };
+    let staging = ctx.store.staging(&project.name, &item.token);
+    let removed = fenced(&ctx, &claim, async |_| {
+        ctx.store
+            .remove_temp_files_except(&project.name, &staging)
+            .map_err(|source| ReleaseError::Store {
+                file: "half-written archives of stopped workers".into(),
+                source,
+            })
+    })
+    .await?;
+    if removed > 0 {
+        tracing::warn!(
+            files = removed,
             "removed archives a stopped worker left half-written"
-        ),
-        Err(e) => tracing::warn!(error = %e, "could not clear half-written archives"),
+        );
     }
 
-    // What is released already, so the blocking part can skip it without the database.
-    let released: HashMap<String, Released> = releases::for_project(&ctx.db, project.id)
-        .await?
-        .into_iter()
-        .map(|r| {
-            let published = r.release.status == "published";
-            (
-                r.release.version,
-                Released {
-                    commit: r.release.commit,
-                    published,
-                },
+    let released = released(&ctx, project.id).await?;
+    let problems = crate::problems::known(&ctx.db, project.id).await?;
+    let Outcome { done, interrupted } = {
+        let (ctx, project, claim, staging) =
+            (ctx.clone(), project.clone(), claim.clone(), staging.clone());
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _in_job = span.enter();
+            build(
+                &ctx, &project, &item, &claim, &staging, &released, &problems,
             )
         })
-        .collect();
-
-    let Outcome { built, republish } = {
-        let ctx = ctx.clone();
-        let project = project.clone();
-        tokio::task::spawn_blocking(move || build(&ctx, &project, &item, &released)).await??
+        .await??
     };
 
-    for release in built {
-        store_and_record(&ctx, &project, release).await?;
+    for step in done {
+        carry_out(&ctx, &project, &claim, step).await?;
     }
-    if releases::republish(&ctx.db, project.id, &republish).await? > 0 {
-        tracing::info!(versions = ?republish, "tags pushed again; releases published again");
+    if let Some(error) = interrupted {
+        return Err(error);
     }
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -118,12 +155,58 @@ pub async fn release_job(item: ClaimedItem, ctx: Data<JobContext>) -> Result<(),
     Ok(())
 }
 
-/// The blocking part: git and compression.
+/// Runs `write` in a write transaction that first checks the claim still holds the item,
+/// and keeps it held until the transaction ends: a stale job (its lease expired and the
+/// item handed out again) writes nothing.
+async fn fenced<T>(
+    ctx: &JobContext,
+    claim: &Claim,
+    write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ReleaseError>,
+) -> Result<T, ReleaseError> {
+    if claim.stopped() {
+        return Err(ReleaseError::ClaimLost);
+    }
+    let txn = crate::db::begin_write(&ctx.db).await?;
+    if !ctx
+        .queue
+        .holds_claim_on(&txn, claim.item, &claim.token)
+        .await?
+    {
+        claim.lease.stop.cancel();
+        return Err(ReleaseError::ClaimLost);
+    }
+    let value = write(&txn).await?;
+    txn.commit().await?;
+    Ok(value)
+}
+
+async fn released(ctx: &JobContext, project_id: i64) -> Result<Vec<Released>, ReleaseError> {
+    Ok(releases::for_project(&ctx.db, project_id)
+        .await?
+        .into_iter()
+        .map(|r| Released {
+            kind: if r.release.kind == ReleaseKind::Tag.as_str() {
+                ReleaseKind::Tag
+            } else {
+                ReleaseKind::Dev
+            },
+            published: r.release.status == "published",
+            version: r.release.version,
+            ref_name: r.release.ref_name,
+            commit: r.release.commit,
+        })
+        .collect())
+}
+
+/// The blocking part: the fetch, git and compression.
 fn build(
     ctx: &JobContext,
     project: &Project,
     item: &ClaimedItem,
-    released: &HashMap<String, Released>,
+    claim: &Claim,
+    staging: &Staging,
+    released: &[Released],
+    problems: &HashMap<String, String>,
 ) -> Result<Outcome, ReleaseError> {
     let fetch_started = Instant::now();
     let mirror_path = ctx.mirrors_dir.join(format!("{}.git", project.name));
@@ -133,157 +216,213 @@ fn build(
         repo: shown_repo.clone(),
         source,
     };
-    let (mirror, fetched) =
-        Mirror::open_or_clone(&mirror_path, &project.repo, &ctx.auth_for(&project.name))
-            .map_err(fetch_error)?;
-    let fetch_ms = fetch_started.elapsed().as_millis();
+    let request = FetchRequest {
+        mirror: mirror_path.clone(),
+        url: project.repo.clone(),
+        auth: ctx.auth_for(&project.name),
+        idle_timeout_ms: ctx.fetch_timeout.as_millis() as u64,
+    };
+    let fetched = match git::fetch_in_child(&ctx.fetch_program, &request, &|| claim.stopped()) {
+        Ok(fetched) => fetched,
+        Err(GitError::Stopped) => return Err(ReleaseError::ClaimLost),
+        Err(e) => return Err(fetch_error(e)),
+    };
+    let mirror = Mirror::open(&mirror_path).map_err(fetch_error)?;
+    let mut job_log = BuildLog::default();
+    job_log.admin_line(format_args!("fetched from {shown_repo}"));
+    job_log.line(format_args!(
+        "mirror synced in {} ms ({} objects, {} bytes received)",
+        fetch_started.elapsed().as_millis(),
+        fetched.received_objects,
+        fetched.received_bytes
+    ));
 
-    let mut built = Vec::new();
-    let mut republish = Vec::new();
-    // Each wanted ref is resolved once; the notes need every tag's commit before the loop.
-    let mut wanted = Vec::new();
-    for (kind, ref_name) in wanted_refs(&mirror, project, item).map_err(fetch_error)? {
-        let (version, commit) = match kind {
-            ReleaseKind::Tag => (
-                ReleaseVersion::from_tag(&ref_name),
-                mirror.tag_commit(&ref_name),
-            ),
-            ReleaseKind::Dev => (
-                ReleaseVersion::from_branch(&ref_name),
-                mirror.branch_commit(&ref_name),
-            ),
-        };
-        wanted.push((kind, ref_name, version, commit.map_err(fetch_error)?));
-    }
-    let tags = tag_releases(released, &wanted);
-    for (kind, ref_name, version, commit) in wanted {
-        let ref_name = &ref_name;
-        let version = match version {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "skipped");
-                continue;
+    let refs = resolve_refs(&mirror, project, item, released).map_err(fetch_error)?;
+    let steps = plan::plan(released, problems, &refs, item.scan_all);
+    let tags = tag_releases(released, &steps);
+    let mut done = Vec::new();
+    let mut interrupted = None;
+    for step in steps {
+        match step {
+            Step::Note(note) => {
+                tracing::info!("{note}");
+                job_log.line(note);
             }
-        };
-        let Some(commit) = commit else {
-            tracing::warn!(%ref_name, "the ref is gone from the repository; nothing to release");
-            continue;
-        };
-        match released.get(&version.version) {
-            Some(done) if done.commit == commit.id => {
-                if !done.published {
-                    republish.push(version.version.clone());
+            Step::Fail(failure) => done.push(Done::Fail(failure)),
+            Step::Republish { version } => done.push(Done::Republish(version)),
+            Step::Unpublish { version } => done.push(Done::Unpublish(version)),
+            Step::ClearProblem { ref_name } => done.push(Done::ClearProblem(ref_name)),
+            Step::Build(build) if interrupted.is_none() => {
+                if claim.stopped() {
+                    return Err(ReleaseError::ClaimLost);
                 }
-                continue;
+                match package(&mirror, project, &build, staging, &tags, &job_log) {
+                    Ok(built) => done.push(Done::Built(Box::new(built))),
+                    Err(e) if e.is_permanent() => {
+                        done.push(Done::Fail(Failure {
+                            ref_name: build.full_name(),
+                            commit: build.commit.id.clone(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                    Err(source) => {
+                        interrupted = Some(ReleaseError::Package {
+                            version: build.version.version.clone(),
+                            source,
+                        });
+                    }
+                }
             }
-            Some(other) if kind == ReleaseKind::Tag => {
-                tracing::warn!(version = %version.version, released = %other.commit, now = %commit.id,
-                    "the tag moved; a published release never changes, so it is kept");
-                continue;
+            Step::Build(_) => {}
+        }
+    }
+    Ok(Outcome { done, interrupted })
+}
+
+/// Every ref this job looks at, resolved in the mirror:
+/// - the queued ones (a push, or a deletion, which is only a hint to look);
+/// - every tag matching the project's patterns (hosts send no event when more than three tags
+///   are pushed at once, and a lost delivery must not lose a release; released tags are
+///   skipped cheaply);
+/// - the refs of the project's releases, so that one whose ref is gone is unpublished and
+///   one whose ref is back is published again;
+/// - for a rebuild, every matching branch.
+fn resolve_refs(
+    mirror: &Mirror,
+    project: &Project,
+    item: &ClaimedItem,
+    released: &[Released],
+) -> Result<Vec<ResolvedRef>, GitError> {
+    // Short name → queued by the item.
+    let mut tags: BTreeMap<String, bool> = BTreeMap::new();
+    let mut branches: BTreeMap<String, bool> = BTreeMap::new();
+    for tag in mirror
+        .tags()?
+        .into_iter()
+        .filter(|t| project.releases_tag(t))
+    {
+        tags.insert(tag, false);
+    }
+    if item.scan_all {
+        for branch in mirror
+            .branches()?
+            .into_iter()
+            .filter(|b| project.releases_branch(b))
+        {
+            branches.insert(branch, false);
+        }
+    }
+    for release in released {
+        match release.kind {
+            ReleaseKind::Tag if project.releases_tag(&release.ref_name) => {
+                tags.entry(release.ref_name.clone()).or_insert(false);
+            }
+            ReleaseKind::Dev if project.releases_branch(&release.ref_name) => {
+                branches.entry(release.ref_name.clone()).or_insert(false);
             }
             _ => {}
         }
-
-        let package_started = Instant::now();
-        let spec = PackageSpec {
-            project: &project.name,
-            version: &version,
-            layout: project.layout,
-            formats: &project.formats,
-        };
-        let staging = ctx.store.project_dir(&project.name);
-        let archives = crate::package::build_archives(&mirror, &commit, &spec, &staging, &|_| {})
-            .map_err(|source| ReleaseError::Package {
-            version: version.version.clone(),
-            source,
-        })?;
-        let mut log = String::new();
-        let _ = writeln!(
-            log,
-            "mirror synced from {shown_repo} in {fetch_ms} ms ({} objects, {} bytes received)",
-            fetched.received_objects, fetched.received_bytes
-        );
-        let package_error = |e: GitError| ReleaseError::Package {
-            version: version.version.clone(),
-            source: e.into(),
-        };
-        let composer_json =
-            composer_manifest(&mirror, &commit.id, &mut log).map_err(package_error)?;
-        let since = previous_release(&tags, &version);
-        let (commits, total) = mirror
-            .log_between(
-                since.map(|(_, c)| c.as_str()),
-                &commit.id,
-                ReleaseNotes::LIMIT,
-            )
-            .map_err(package_error)?;
-        let notes = ReleaseNotes {
-            since: since.map(|(v, _)| v.clone()),
-            more: total - commits.len(),
-            commits,
-        };
-        let _ = writeln!(
-            log,
-            "{} {ref_name} at {} ({})",
-            if kind == ReleaseKind::Tag {
-                "tag"
-            } else {
-                "branch"
-            },
-            commit.id,
-            commit.summary
-        );
-        for archive in &archives {
-            let _ = writeln!(
-                log,
-                "wrote {} ({} bytes, sha256 {})",
-                archive.name, archive.checksums.size, archive.checksums.sha256
-            );
-        }
-        let _ = writeln!(
-            log,
-            "packaged in {} ms",
-            package_started.elapsed().as_millis()
-        );
-        built.push(Built {
-            is_new: !released.contains_key(&version.version),
-            version,
-            ref_name: ref_name.clone(),
-            commit,
-            archives,
-            log,
-            composer_json,
-            notes,
-        });
     }
-    Ok(Outcome { built, republish })
+    tags.extend(item.refs.tags.keys().map(|t| (t.clone(), true)));
+    branches.extend(item.refs.branches.keys().map(|b| (b.clone(), true)));
+
+    let resolve = |kind: ReleaseKind, name: String, queued: bool| {
+        let target = match mirror.ref_target(&plan::full_name(kind, &name)) {
+            Ok(RefTarget::Commit(commit)) => Target::Commit(commit),
+            Ok(RefTarget::Missing) => Target::Missing,
+            Ok(RefTarget::NotACommit { kind, id }) => Target::NotACommit { kind, id },
+            Err(e) => Target::Unreadable(e.to_string()),
+        };
+        ResolvedRef {
+            kind,
+            name,
+            queued,
+            target,
+        }
+    };
+    Ok(tags
+        .into_iter()
+        .map(|(name, queued)| resolve(ReleaseKind::Tag, name, queued))
+        .chain(
+            branches
+                .into_iter()
+                .map(|(name, queued)| resolve(ReleaseKind::Dev, name, queued)),
+        )
+        .collect())
 }
 
-/// A ref this job looks at: its kind, name, version, and the commit it points at (if it
-/// still exists).
-type WantedRef = (
-    ReleaseKind,
-    String,
-    Result<ReleaseVersion, crate::package::version::VersionError>,
-    Option<CommitInfo>,
-);
+/// Builds one ref's archives, notes and log.
+fn package(
+    mirror: &Mirror,
+    project: &Project,
+    build: &Build,
+    staging: &Staging,
+    tags: &[(String, LineVersion, String)],
+    job_log: &BuildLog,
+) -> Result<Built, PackageError> {
+    let started = Instant::now();
+    let spec = PackageSpec {
+        project: &project.name,
+        version: &build.version,
+        layout: project.layout,
+        formats: &project.formats,
+    };
+    let archives = crate::package::build_archives(mirror, &build.commit, &spec, staging, &|_| {})?;
+    let mut log = job_log.clone();
+    let composer_json = composer_manifest(mirror, &build.commit.id, &mut log)?;
+    let since = previous_release(tags, &build.version.version);
+    let (commits, total) = mirror.log_between(
+        since.map(|(_, c)| c.as_str()),
+        &build.commit.id,
+        ReleaseNotes::LIMIT,
+    )?;
+    let notes = ReleaseNotes {
+        since: since.map(|(v, _)| v.clone()),
+        more: total - commits.len(),
+        commits,
+    };
+    log.line(format_args!(
+        "{} {} at {} ({})",
+        if build.kind == ReleaseKind::Tag {
+            "tag"
+        } else {
+            "branch"
+        },
+        build.name,
+        build.commit.id,
+        build.commit.summary
+    ));
+    for archive in &archives {
+        log.line(format_args!(
+            "wrote {} ({} bytes, sha256 {})",
+            archive.name, archive.checksums.size, archive.checksums.sha256
+        ));
+    }
+    log.line(format_args!(
+        "packaged in {} ms",
+        started.elapsed().as_millis()
+    ));
+    Ok(Built {
+        build: build.clone(),
+        archives,
+        log,
+        composer_json,
+        notes,
+    })
+}
 
 /// Every tag release by version with its commit: those recorded, and those this job is about
 /// to build (so a release's notes start at the right tag even when several arrive at once).
-fn tag_releases(
-    released: &HashMap<String, Released>,
-    wanted: &[WantedRef],
-) -> Vec<(String, LineVersion, String)> {
+fn tag_releases(released: &[Released], steps: &[Step]) -> Vec<(String, LineVersion, String)> {
     let recorded = released
         .iter()
-        .filter(|(_, r)| r.published)
-        .map(|(version, r)| (version.clone(), r.commit.clone()));
-    let coming = wanted.iter().filter_map(|(kind, _, version, commit)| {
-        let version = version
-            .as_ref()
-            .ok()
-            .filter(|_| *kind == ReleaseKind::Tag)?;
-        Some((version.version.clone(), commit.as_ref()?.id.clone()))
+        .filter(|r| r.published && r.kind == ReleaseKind::Tag)
+        .map(|r| (r.version.clone(), r.commit.clone()));
+    let coming = steps.iter().filter_map(|step| match step {
+        Step::Build(b) if b.kind == ReleaseKind::Tag => {
+            Some((b.version.version.clone(), b.commit.id.clone()))
+        }
+        _ => None,
     });
     let mut tags: Vec<(String, LineVersion, String)> = recorded
         .chain(coming)
@@ -302,13 +441,13 @@ fn tag_releases(
 /// after the newest tag of its line. `None` for a project's first release.
 fn previous_release<'t>(
     tags: &'t [(String, LineVersion, String)],
-    version: &ReleaseVersion,
+    version: &str,
 ) -> Option<(&'t String, &'t String)> {
-    let line = LineVersion::parse(&version.version);
+    let line = LineVersion::parse(version);
     let older: Vec<&(String, LineVersion, String)> = tags
         .iter()
         .filter(|(v, tag, _)| {
-            *v != version.version
+            v != version
                 && line
                     .as_ref()
                     .is_none_or(|l| l.dev || tag.newest_first(l) == Ordering::Greater)
@@ -328,7 +467,7 @@ fn previous_release<'t>(
 fn composer_manifest(
     mirror: &Mirror,
     commit: &str,
-    log: &mut String,
+    log: &mut BuildLog,
 ) -> Result<Option<String>, GitError> {
     let Some(bytes) = mirror.read_file(commit, "composer.json")? else {
         return Ok(None);
@@ -336,110 +475,144 @@ fn composer_manifest(
     match serde_json::from_slice::<serde_json::Value>(&bytes) {
         Ok(manifest @ serde_json::Value::Object(_)) => Ok(Some(manifest.to_string())),
         Ok(_) => {
-            let _ = writeln!(
-                log,
-                "composer.json is not a JSON object; left out of the Composer repository"
-            );
+            log.line("composer.json is not a JSON object; left out of the Composer repository");
             Ok(None)
         }
         Err(e) => {
-            let _ = writeln!(
-                log,
+            log.line(format_args!(
                 "composer.json is not valid JSON ({e}); left out of the Composer repository"
-            );
+            ));
             Ok(None)
         }
     }
 }
 
-/// The refs this job looks at: the queued ones; every tag matching the project's patterns
-/// (hosts send no event when more than three tags are pushed at once, and a lost delivery must
-/// not lose a release; released tags are skipped cheaply); and, for a rebuild, every matching
-/// branch.
-fn wanted_refs(
-    mirror: &Mirror,
-    project: &Project,
-    item: &ClaimedItem,
-) -> Result<Vec<(ReleaseKind, String)>, GitError> {
-    let mut tags: BTreeSet<String> = item.refs.tags.keys().cloned().collect();
-    tags.extend(
-        mirror
-            .tags()?
-            .into_iter()
-            .filter(|t| project.releases_tag(t)),
-    );
-    let mut branches: BTreeSet<String> = item.refs.branches.keys().cloned().collect();
-    if item.scan_all {
-        branches.extend(
-            mirror
-                .branches()?
-                .into_iter()
-                .filter(|b| project.releases_branch(b)),
-        );
-    }
-    Ok(tags
-        .into_iter()
-        .map(|t| (ReleaseKind::Tag, t))
-        .chain(branches.into_iter().map(|b| (ReleaseKind::Dev, b)))
-        .collect())
-}
-
-/// Moves the files into place, then records the release; if recording fails, a new release's
-/// files are removed again so nothing unrecorded stays visible.
-async fn store_and_record(
+/// Carries out one decision behind the claim's fence.
+async fn carry_out(
     ctx: &JobContext,
     project: &Project,
-    release: Built,
+    claim: &Claim,
+    done: Done,
 ) -> Result<(), ReleaseError> {
-    let is_new = release.is_new;
-    let mut files = Vec::new();
-    let mut published = Vec::new();
-    for archive in release.archives {
-        let name = archive.name.clone();
-        let format = archive.format.extension();
-        let checksums = archive.checksums.clone();
-        let store = ctx.store.clone();
-        let project_name = project.name.clone();
-        let result =
-            tokio::task::spawn_blocking(move || store.publish(&project_name, archive)).await?;
-        if let Err(source) = result {
-            remove_files(ctx, project, &published, is_new);
-            return Err(ReleaseError::Store { file: name, source });
+    match done {
+        Done::Built(built) => store_and_record(ctx, project, claim, *built).await,
+        Done::Fail(failure) => {
+            tracing::warn!(r#ref = %failure.ref_name, commit = %failure.commit, reason = %failure.reason,
+                "the ref failed on its own; the job goes on");
+            fenced(ctx, claim, async |txn| {
+                crate::problems::record_on(
+                    txn,
+                    project.id,
+                    &failure.ref_name,
+                    &failure.commit,
+                    &failure.reason,
+                )
+                .await
+                .map_err(ReleaseError::from)
+            })
+            .await
         }
-        published.push(name.clone());
-        files.push(NewFile {
-            format,
-            name,
-            checksums,
-        });
+        Done::ClearProblem(ref_name) => {
+            fenced(ctx, claim, async |txn| {
+                crate::problems::clear_on(txn, project.id, &ref_name)
+                    .await
+                    .map_err(ReleaseError::from)
+            })
+            .await
+        }
+        Done::Republish(version) => set_published(ctx, project, claim, &version, true).await,
+        Done::Unpublish(version) => set_published(ctx, project, claim, &version, false).await,
     }
-    let recorded = releases::record(
-        &ctx.db,
-        NewRelease {
-            project_id: project.id,
-            version: &release.version,
-            ref_name: &release.ref_name,
-            commit: &release.commit.id,
-            commit_time: release.commit.time,
-            build_log: &release.log,
-            composer_json: release.composer_json.as_deref(),
-            notes: &release.notes,
-            files,
-        },
-    )
-    .await;
-    if let Err(e) = recorded {
-        remove_files(ctx, project, &published, is_new);
-        return Err(e.into());
+}
+
+async fn set_published(
+    ctx: &JobContext,
+    project: &Project,
+    claim: &Claim,
+    version: &str,
+    published: bool,
+) -> Result<(), ReleaseError> {
+    fenced(ctx, claim, async |txn| {
+        releases::set_status_on(txn, project.id, version, published)
+            .await
+            .map_err(ReleaseError::from)
+    })
+    .await?;
+    if published {
+        tracing::info!(%version, "its ref is back at the same commit; published again");
+    } else {
+        tracing::info!(%version, "its ref is gone from the repository; unpublished");
     }
-    tracing::info!(version = %release.version.version, commit = %release.commit.id, "released");
     Ok(())
 }
 
-fn remove_files(ctx: &JobContext, project: &Project, names: &[String], is_new: bool) {
-    if !is_new {
-        return;
+/// Moves the files into place and records the release, in one fenced transaction; if that
+/// fails, a new release's files are removed again so nothing unrecorded stays visible.
+async fn store_and_record(
+    ctx: &JobContext,
+    project: &Project,
+    claim: &Claim,
+    built: Built,
+) -> Result<(), ReleaseError> {
+    let Built {
+        build,
+        archives,
+        log,
+        composer_json,
+        notes,
+    } = built;
+    let mut published: Vec<String> = Vec::new();
+    let recorded = fenced(ctx, claim, async |txn| {
+        let mut files = Vec::new();
+        for archive in archives {
+            let name = archive.name.clone();
+            let format = archive.format.extension();
+            let checksums = archive.checksums.clone();
+            let store = ctx.store.clone();
+            let project_name = project.name.clone();
+            tokio::task::spawn_blocking(move || store.publish(&project_name, archive))
+                .await?
+                .map_err(|source| ReleaseError::Store {
+                    file: name.clone(),
+                    source,
+                })?;
+            published.push(name.clone());
+            files.push(NewFile {
+                format,
+                name,
+                checksums,
+            });
+        }
+        releases::record_on(
+            txn,
+            NewRelease {
+                project_id: project.id,
+                version: &build.version,
+                ref_name: &build.name,
+                commit: &build.commit.id,
+                commit_time: build.commit.time,
+                build_log: log.as_str(),
+                composer_json: composer_json.as_deref(),
+                notes: &notes,
+                files,
+            },
+        )
+        .await?;
+        crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
+        Ok(())
+    })
+    .await;
+    if let Err(e) = recorded {
+        if build.is_new {
+            remove_files(ctx, project, &published);
+        }
+        return Err(e);
     }
+    tracing::info!(version = %build.version.version, commit = %build.commit.id, "released");
+    Ok(())
+}
+
+fn remove_files(ctx: &JobContext, project: &Project, names: &[String]) {
     for name in names {
         if let Err(e) = ctx.store.remove(&project.name, name) {
             tracing::warn!(file = %name, error = %e, "could not remove an unrecorded file");

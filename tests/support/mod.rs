@@ -1,7 +1,9 @@
 //! `TestApp`: the real baler server on port 0 with its own temporary data dir and SQLite file.
 
+pub mod archive_listing;
 pub mod browser;
 pub mod git;
+pub mod hung;
 pub mod smart_http;
 pub mod tree;
 
@@ -213,17 +215,15 @@ impl TestApp {
         };
         let app = Application::build_with(config, role, tuning)
             .await
-            .expect("baler starts");
+            .expect("baler starts")
+            .with_fetch_program(env!("CARGO_BIN_EXE_baler").into());
         let addr = app.local_addr().unwrap();
         let queue = app.queue().clone();
         let db = app.db().clone();
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(app.run_until(
-            async {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(10),
-        ));
+        tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
         TestApp {
             url: format!("http://{addr}"),
             client: reqwest::Client::new(),

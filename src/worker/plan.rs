@@ -1,0 +1,425 @@
+//! What a release job does with each ref, decided without git or the database: the job
+//! resolves refs in the mirror, this module decides, and the job carries the decisions out.
+//! Each ref is decided alone, so one odd ref never stops the others.
+
+use std::collections::HashMap;
+
+use crate::git::CommitInfo;
+use crate::package::{ReleaseKind, ReleaseVersion};
+
+/// A release the project already has.
+#[derive(Debug, Clone)]
+pub struct Released {
+    pub version: String,
+    pub kind: ReleaseKind,
+    /// The tag or branch it was built from (short name).
+    pub ref_name: String,
+    pub commit: String,
+    pub published: bool,
+}
+
+/// A ref as the mirror has it after the fetch.
+#[derive(Debug, Clone)]
+pub struct ResolvedRef {
+    pub kind: ReleaseKind,
+    /// The short name: `v1.0`, `main`.
+    pub name: String,
+    /// Named by the queue item (a push), not only found by the job's own scan.
+    pub queued: bool,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    Commit(CommitInfo),
+    /// Gone from the repository.
+    Missing,
+    /// A blob or a tree: `kind` says which, `id` is its object id.
+    NotACommit {
+        kind: &'static str,
+        id: String,
+    },
+    /// git could not read what the ref points at.
+    Unreadable(String),
+}
+
+impl ResolvedRef {
+    /// `refs/tags/v1.0`, `refs/heads/main`: how problems name the ref.
+    pub fn full_name(&self) -> String {
+        full_name(self.kind, &self.name)
+    }
+
+    fn describe(&self) -> String {
+        match self.kind {
+            ReleaseKind::Tag => format!("tag {:?}", self.name),
+            ReleaseKind::Dev => format!("branch {:?}", self.name),
+        }
+    }
+}
+
+pub fn full_name(kind: ReleaseKind, name: &str) -> String {
+    match kind {
+        ReleaseKind::Tag => format!("refs/tags/{name}"),
+        ReleaseKind::Dev => format!("refs/heads/{name}"),
+    }
+}
+
+/// A ref to package.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub kind: ReleaseKind,
+    pub name: String,
+    pub version: ReleaseVersion,
+    pub commit: CommitInfo,
+    /// No release of this version existed when the job started (so a failure removes its files).
+    pub is_new: bool,
+}
+
+impl Build {
+    pub fn full_name(&self) -> String {
+        full_name(self.kind, &self.name)
+    }
+}
+
+/// A ref that failed on its own, for good at this commit: recorded as a problem, and not
+/// tried again until the ref moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub ref_name: String,
+    pub commit: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Step {
+    Build(Build),
+    /// An unpublished release whose ref is back at the same commit.
+    Republish {
+        version: String,
+    },
+    /// A published release whose ref is gone from the repository.
+    Unpublish {
+        version: String,
+    },
+    Fail(Failure),
+    /// The ref's earlier problem no longer holds (it moved, or it is gone).
+    ClearProblem {
+        ref_name: String,
+    },
+    /// Nothing to do; a line for the build log.
+    Note(String),
+}
+
+/// Decides each ref. `problems` maps a ref's full name to the commit it failed at; such a ref
+/// is skipped while it stays there, unless `retry_problems` (an admin's rebuild).
+pub fn plan(
+    released: &[Released],
+    problems: &HashMap<String, String>,
+    refs: &[ResolvedRef],
+    retry_problems: bool,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for r in refs {
+        let full = r.full_name();
+        let failed_at = problems.get(&full);
+        let fail = |commit: &str, reason: String| {
+            if failed_at.is_some_and(|c| c == commit) && !retry_problems {
+                Step::Note(format!(
+                    "{} failed before at this commit: {reason}",
+                    r.describe()
+                ))
+            } else {
+                Step::Fail(Failure {
+                    ref_name: full.clone(),
+                    commit: commit.to_string(),
+                    reason,
+                })
+            }
+        };
+        let commit = match &r.target {
+            Target::Missing => {
+                if failed_at.is_some() {
+                    steps.push(Step::ClearProblem {
+                        ref_name: full.clone(),
+                    });
+                }
+                let gone: Vec<&Released> = released
+                    .iter()
+                    .filter(|x| x.kind == r.kind && x.ref_name == r.name && x.published)
+                    .collect();
+                for release in &gone {
+                    steps.push(Step::Unpublish {
+                        version: release.version.clone(),
+                    });
+                }
+                if r.queued || !gone.is_empty() {
+                    steps.push(Step::Note(format!(
+                        "{} is not in the repository; nothing to release",
+                        r.describe()
+                    )));
+                }
+                continue;
+            }
+            Target::NotACommit { kind, id } => {
+                let reason = format!("{} points at a {kind}, not a commit", r.describe());
+                // Found by the scan, such a tag (git.git's `junio-gpg-pub`) is simply not a
+                // release; named by a push, it is the push's problem to show.
+                steps.push(if r.queued {
+                    fail(id, reason)
+                } else {
+                    Step::Note(format!("skipped: {reason}"))
+                });
+                continue;
+            }
+            Target::Unreadable(error) => {
+                steps.push(fail(
+                    "",
+                    format!("{} cannot be read: {error}", r.describe()),
+                ));
+                continue;
+            }
+            Target::Commit(commit) => commit,
+        };
+        if failed_at.is_some_and(|c| *c == commit.id) && !retry_problems {
+            steps.push(Step::Note(format!(
+                "{} failed before at {}; it is tried again when it moves",
+                r.describe(),
+                commit.id
+            )));
+            continue;
+        }
+        let version = match r.kind {
+            ReleaseKind::Tag => ReleaseVersion::from_tag(&r.name),
+            ReleaseKind::Dev => ReleaseVersion::from_branch(&r.name),
+        };
+        let version = match version {
+            Ok(version) => version,
+            Err(e) => {
+                steps.push(fail(&commit.id, e.to_string()));
+                continue;
+            }
+        };
+        if r.kind == ReleaseKind::Tag
+            && let Some(branch) = version.version.strip_suffix("-dev")
+        {
+            steps.push(fail(
+                &commit.id,
+                format!(
+                    "tag {:?} would be version {}, the name of branch {branch:?}'s dev snapshot; \
+                     versions ending in -dev are kept for dev snapshots",
+                    r.name, version.version
+                ),
+            ));
+            continue;
+        }
+        let existing = released.iter().find(|x| x.version == version.version);
+        let step = match existing {
+            Some(done) if done.kind != r.kind => fail(
+                &commit.id,
+                format!(
+                    "version {} is already the {} release of {} {:?}; a tag release and a dev \
+                     snapshot never share a version",
+                    version.version,
+                    done.kind.as_str(),
+                    if done.kind == ReleaseKind::Tag {
+                        "tag"
+                    } else {
+                        "branch"
+                    },
+                    done.ref_name
+                ),
+            ),
+            Some(done) if done.commit == commit.id => {
+                if failed_at.is_some() {
+                    steps.push(Step::ClearProblem {
+                        ref_name: full.clone(),
+                    });
+                }
+                if done.published {
+                    continue;
+                }
+                Step::Republish {
+                    version: version.version.clone(),
+                }
+            }
+            Some(done) if r.kind == ReleaseKind::Tag => fail(
+                &commit.id,
+                format!(
+                    "tag {:?} moved from {} to {}; its published release never changes, so it is kept",
+                    r.name, done.commit, commit.id
+                ),
+            ),
+            _ => Step::Build(Build {
+                kind: r.kind,
+                name: r.name.clone(),
+                is_new: existing.is_none(),
+                version,
+                commit: commit.clone(),
+            }),
+        };
+        steps.push(step);
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(id: &str) -> CommitInfo {
+        CommitInfo {
+            id: id.into(),
+            time: 1,
+            summary: "s".into(),
+        }
+    }
+
+    fn at(kind: ReleaseKind, name: &str, queued: bool, target: Target) -> ResolvedRef {
+        ResolvedRef {
+            kind,
+            name: name.into(),
+            queued,
+            target,
+        }
+    }
+
+    fn tag(name: &str, id: &str) -> ResolvedRef {
+        at(ReleaseKind::Tag, name, false, Target::Commit(commit(id)))
+    }
+
+    fn released(version: &str, kind: ReleaseKind, ref_name: &str, id: &str) -> Released {
+        Released {
+            version: version.into(),
+            kind,
+            ref_name: ref_name.into(),
+            commit: id.into(),
+            published: true,
+        }
+    }
+
+    fn builds(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Build(b) => Some(b.version.version.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn failures(steps: &[Step]) -> Vec<Failure> {
+        steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Fail(f) => Some(f.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn odd_refs_fail_alone_and_the_others_build() {
+        let refs = [
+            tag("v1.0", "a"),
+            at(
+                ReleaseKind::Tag,
+                "junio-gpg-pub",
+                false,
+                Target::NotACommit {
+                    kind: "blob",
+                    id: "b".into(),
+                },
+            ),
+            tag("bad name!", "c"),
+            tag("main-dev", "d"),
+            at(ReleaseKind::Dev, "main", true, Target::Commit(commit("e"))),
+        ];
+        let steps = plan(&[], &HashMap::new(), &refs, false);
+        assert_eq!(builds(&steps), ["1.0", "main-dev"]);
+        let failed: Vec<String> = failures(&steps).into_iter().map(|f| f.ref_name).collect();
+        assert_eq!(failed, ["refs/tags/bad name!", "refs/tags/main-dev"]);
+        assert!(steps.iter().any(
+            |s| matches!(s, Step::Note(n) if n.contains("junio-gpg-pub") && n.contains("blob"))
+        ));
+    }
+
+    #[test]
+    fn a_queued_tag_on_a_tree_is_a_problem() {
+        let refs = [at(
+            ReleaseKind::Tag,
+            "v2.6.11-tree",
+            true,
+            Target::NotACommit {
+                kind: "tree",
+                id: "t".into(),
+            },
+        )];
+        let failed = failures(&plan(&[], &HashMap::new(), &refs, false));
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].commit, "t");
+    }
+
+    #[test]
+    fn a_problem_waits_for_its_ref_to_move() {
+        let problems = HashMap::from([("refs/tags/0.9.0".to_string(), "a".to_string())]);
+        let still = plan(&[], &problems, &[tag("0.9.0", "a")], false);
+        assert!(builds(&still).is_empty() && failures(&still).is_empty());
+        let moved = plan(&[], &problems, &[tag("0.9.0", "b")], false);
+        assert_eq!(builds(&moved), ["0.9.0"]);
+        let rebuild = plan(&[], &problems, &[tag("0.9.0", "a")], true);
+        assert_eq!(builds(&rebuild), ["0.9.0"]);
+    }
+
+    #[test]
+    fn a_dev_snapshot_never_replaces_a_tag_release() {
+        let have = [released("main-dev", ReleaseKind::Tag, "main-dev", "a")];
+        let refs = [at(
+            ReleaseKind::Dev,
+            "main",
+            true,
+            Target::Commit(commit("b")),
+        )];
+        let steps = plan(&have, &HashMap::new(), &refs, false);
+        assert!(builds(&steps).is_empty());
+        assert!(failures(&steps)[0].reason.contains("never share a version"));
+    }
+
+    #[test]
+    fn a_moved_tag_keeps_its_release() {
+        let have = [released("1.0", ReleaseKind::Tag, "v1.0", "a")];
+        let steps = plan(&have, &HashMap::new(), &[tag("v1.0", "b")], false);
+        assert!(builds(&steps).is_empty());
+        assert!(failures(&steps)[0].reason.contains("moved from a to b"));
+    }
+
+    #[test]
+    fn the_repository_decides_what_is_published() {
+        let mut gone = released("1.0", ReleaseKind::Tag, "v1.0", "a");
+        let mut back = released("2.0", ReleaseKind::Tag, "v2.0", "b");
+        back.published = false;
+        let dev = released("old-dev", ReleaseKind::Dev, "old", "c");
+        gone.published = true;
+        let refs = [
+            at(ReleaseKind::Tag, "v1.0", true, Target::Missing),
+            tag("v2.0", "b"),
+            at(ReleaseKind::Dev, "old", false, Target::Missing),
+        ];
+        let steps = plan(&[gone, back, dev], &HashMap::new(), &refs, false);
+        let changes: Vec<String> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Unpublish { version } => Some(format!("-{version}")),
+                Step::Republish { version } => Some(format!("+{version}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(changes, ["-1.0", "+2.0", "-old-dev"]);
+    }
+
+    #[test]
+    fn released_refs_at_the_same_commit_do_nothing() {
+        let have = [released("1.0", ReleaseKind::Tag, "v1.0", "a")];
+        let steps = plan(&have, &HashMap::new(), &[tag("v1.0", "a")], false);
+        assert!(steps.is_empty(), "{steps:?}");
+    }
+}
