@@ -788,6 +788,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("NOPE_UNSET"), "{err}");
+        let err = Config::from_toml("[worker]\nfetch_timeout_seconds = 0", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("worker.fetch_timeout_seconds"), "{err}");
+        let err = Config::from_toml("[worker]\njob_timeout = 5", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("job_timeout"), "{err}");
+        let config = Config::from_toml("[worker]\ndrain_seconds = 5", &[]).unwrap();
+        assert_eq!(config.worker.drain_seconds, 5);
+        assert_eq!(config.worker.fetch_timeout_seconds, 300);
     }
 
     #[test]

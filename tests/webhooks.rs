@@ -246,6 +246,7 @@ fn the_example_config_is_valid() {
         Some("the-old-plain-token")
     );
     assert_eq!(config.queue.lease_seconds, 60);
+    assert_eq!(config.worker, baler::config::WorkerConfig::default());
     assert_eq!(config.admin_token.as_deref(), Some("change-me"));
 }
 

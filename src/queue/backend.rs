@@ -190,13 +190,15 @@ where
             let every = queue.tuning().heartbeat;
             let mut job = std::pin::pin!(job);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            // A process resumed after a long stop beats once, not once per missed tick.
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let deadline = tokio::time::sleep(job_timeout);
             let mut deadline = std::pin::pin!(deadline);
             let result = loop {
                 tokio::select! {
                     result = &mut job => break Some(result),
                     _ = &mut deadline => break None,
-                    _ = tick.tick() => match queue.heartbeat(lease.item, &lease.token).await {
+                    _ = tick.tick(), if !lease.stop.is_cancelled() => match queue.heartbeat(lease.item, &lease.token).await {
                         Ok(true) => {}
                         Ok(false) => {
                             // Another worker holds the item now: this job stops at its next
