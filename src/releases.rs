@@ -205,6 +205,26 @@ pub async fn find_file(
     Ok(found.and_then(|(file, release)| release.map(|r| (file, r))))
 }
 
+/// The kind (`tag` or `dev`) of `project_id`'s release `version`, if it has one.
+pub async fn kind_of_on<C: ConnectionTrait>(
+    conn: &C,
+    project_id: i64,
+    version: &str,
+) -> Result<Option<ReleaseKind>, DbErr> {
+    let found = release::Entity::find()
+        .filter(release::Column::ProjectId.eq(project_id))
+        .filter(release::Column::Version.eq(version))
+        .one(conn)
+        .await?;
+    Ok(found.map(|r| {
+        if r.kind == ReleaseKind::Tag.as_str() {
+            ReleaseKind::Tag
+        } else {
+            ReleaseKind::Dev
+        }
+    }))
+}
+
 /// Sets a release's status, `published` or `unpublished`, in the caller's transaction. An
 /// unpublished release leaves the listings and feeds; its page and files stay for anyone who
 /// pinned them.

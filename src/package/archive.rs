@@ -76,8 +76,28 @@ pub fn zip_deflates(kind: EntryKind, size: usize, deflated: usize) -> bool {
 }
 
 /// The tar headers for an entry, uncompressed: GNU long-name entries when the path or link
-/// target is long, then the header itself.
+/// target is long, then the header itself. A name or link target tar cannot hold (a NUL in
+/// a symlink's target) is `InvalidData`: the tree's fault, not the disk's, so the ref fails
+/// for good instead of being retried.
 pub fn tar_headers(
+    path: &[u8],
+    kind: EntryKind,
+    size: u64,
+    data: &[u8],
+    mtime: i64,
+) -> io::Result<Vec<u8>> {
+    headers(path, kind, size, data, mtime).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} cannot be written to a tar archive: {e}",
+                crate::git::display_path(path)
+            ),
+        )
+    })
+}
+
+fn headers(
     path: &[u8],
     kind: EntryKind,
     size: u64,

@@ -41,7 +41,8 @@ impl PackageError {
         match self {
             PackageError::Git(e) => e.is_permanent(),
             PackageError::SubstTooLarge { .. } => true,
-            PackageError::Io(_) => false,
+            // `InvalidData` is content tar cannot hold (see `archive::tar_headers`).
+            PackageError::Io(e) => e.kind() == std::io::ErrorKind::InvalidData,
         }
     }
 }

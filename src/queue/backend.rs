@@ -187,33 +187,24 @@ where
         let job = self.inner.call(task).map_err(Into::<BoxDynError>::into);
         async move {
             let lease = lease.ok_or("a task reached the worker without its lease")?;
-            let every = queue.tuning().heartbeat;
-            let mut job = std::pin::pin!(job);
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            // A process resumed after a long stop beats once, not once per missed tick.
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let deadline = tokio::time::sleep(job_timeout);
-            let mut deadline = std::pin::pin!(deadline);
-            let result = loop {
-                tokio::select! {
-                    result = &mut job => break Some(result),
-                    _ = &mut deadline => break None,
-                    _ = tick.tick(), if !lease.stop.is_cancelled() => match queue.heartbeat(lease.item, &lease.token).await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            // Another worker holds the item now: this job stops at its next
-                            // step, and its writes are refused by the fence anyway.
-                            tracing::warn!(item = lease.item, "the claim was lost while the job ran; stopping it");
-                            lease.stop.cancel();
-                        }
-                        Err(e) => tracing::warn!(item = lease.item, error = %e, "heartbeat failed"),
-                    },
+            // The heartbeat runs on its own task: the job's fenced transactions lock the queue
+            // row, so a heartbeat waiting on that lock must never keep the job from committing.
+            let heartbeat = tokio::spawn(beat(queue.clone(), lease.clone()));
+            let mut job = Box::pin(job);
+            let result = match tokio::time::timeout(job_timeout, &mut job).await {
+                Ok(result) => Some(result),
+                Err(_) => {
+                    // Told to stop, the job ends at its next step: a fenced write in progress
+                    // commits or rolls back whole, and nothing after it is written. A job
+                    // stuck in blocking work is dropped after a short grace.
+                    lease.stop.cancel();
+                    tokio::time::timeout(STOP_GRACE, &mut job).await.ok();
+                    None
                 }
             };
+            drop(job);
+            heartbeat.abort();
             let Some(result) = result else {
-                // The job's blocking work may still be running; it stops at its next step,
-                // and with its claim given back it can write nothing more.
-                lease.stop.cancel();
                 let error = format!(
                     "the job ran past the {} s time limit (worker.job_timeout_seconds) and was abandoned",
                     job_timeout.as_secs()
@@ -241,5 +232,35 @@ where
             result
         }
         .boxed()
+    }
+}
+
+/// How long a job told to stop (its time is up) gets to reach its next step before it is
+/// dropped.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Renews the lease of `lease`'s claim until the job ends (the task is aborted) or the claim
+/// is gone, which tells the job to stop.
+async fn beat(queue: Queue, lease: Lease) {
+    let every = queue.tuning().heartbeat;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // A process resumed after a long stop beats once, not once per missed tick.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match queue.heartbeat(lease.item, &lease.token).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another worker holds the item now: this job stops at its next step, and
+                // the fence refuses its writes anyway.
+                tracing::warn!(
+                    item = lease.item,
+                    "the claim was lost while the job ran; stopping it"
+                );
+                lease.stop.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(item = lease.item, error = %e, "heartbeat failed"),
+        }
     }
 }

@@ -371,7 +371,16 @@ impl Queue {
         token: &str,
     ) -> Result<bool, QueueError> {
         let lock = match self.backend() {
-            DatabaseBackend::Postgres => "FOR UPDATE",
+            DatabaseBackend::Postgres => {
+                // A worker frozen inside its fence (SIGSTOP, a paused VM) must not hold the
+                // row, and with it every other worker's reclaim, for longer than a lease.
+                conn.execute_unprepared(&format!(
+                    "SET LOCAL idle_in_transaction_session_timeout = {}",
+                    self.tuning.lease.as_millis().max(1)
+                ))
+                .await?;
+                "FOR UPDATE"
+            }
             _ => "",
         };
         let row = conn
@@ -449,6 +458,12 @@ impl Queue {
         backoff: bool,
     ) -> Result<(), QueueError> {
         let txn = crate::db::begin_write(&self.db).await?;
+        if self.backend() == DatabaseBackend::Postgres {
+            // A fenced write of the claim holds the row: wait briefly, then let the next
+            // round try again rather than stall this worker's claiming.
+            txn.execute_unprepared("SET LOCAL lock_timeout = '2s'")
+                .await?;
+        }
         // Without a token this is the reclaim of an expired lease, which must still be
         // expired: a heartbeat may have renewed it since the reclaim looked.
         let token_check = if token.is_some() {

@@ -119,13 +119,15 @@ pub fn plan(
     retry_problems: bool,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
+    let mut versions: HashMap<String, String> = HashMap::new();
     for r in refs {
         let full = r.full_name();
         let failed_at = problems.get(&full);
         let fail = |commit: &str, reason: String| {
             if failed_at.is_some_and(|c| c == commit) && !retry_problems {
+                // The reason is for admins (`/problems`); a public log only names the ref.
                 Step::Note(format!(
-                    "{} failed before at this commit: {reason}",
+                    "{} failed before at this commit; it is tried again when it moves",
                     r.describe()
                 ))
             } else {
@@ -212,6 +214,19 @@ pub fn plan(
             ));
             continue;
         }
+        // Two refs of one job may name one version (`v1.0` and `1.0`): the first one builds,
+        // the second fails, so a job never writes one version's files twice.
+        if let Some(first) = versions.get(&version.version) {
+            steps.push(fail(
+                &commit.id,
+                format!(
+                    "version {} is also the version of {first} in this job; a version has one ref",
+                    version.version
+                ),
+            ));
+            continue;
+        }
+        versions.insert(version.version.clone(), r.describe());
         let existing = released.iter().find(|x| x.version == version.version);
         let step = match existing {
             Some(done) if done.kind != r.kind => fail(
@@ -414,6 +429,21 @@ mod tests {
             })
             .collect();
         assert_eq!(changes, ["-1.0", "+2.0", "-old-dev"]);
+    }
+
+    #[test]
+    fn two_refs_of_one_version_build_once() {
+        let steps = plan(
+            &[],
+            &HashMap::new(),
+            &[tag("1.0", "a"), tag("v1.0", "b")],
+            false,
+        );
+        assert_eq!(builds(&steps), ["1.0"]);
+        let failed = failures(&steps);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].ref_name, "refs/tags/v1.0");
+        assert!(failed[0].reason.contains("also the version of tag \"1.0\""));
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub enum ReleaseError {
     },
     #[error("the claim was handed to another worker; this job writes nothing more")]
     ClaimLost,
+    #[error("version {0} is already a release that this build may not replace")]
+    VersionTaken(String),
     #[error("the packaging thread stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -85,13 +87,6 @@ enum Done {
     Republish(String),
     Unpublish(String),
     ClearProblem(String),
-}
-
-struct Outcome {
-    done: Vec<Done>,
-    /// A transient error that stopped the building: what was built before it is still
-    /// recorded, then the job fails and the queue retries the item.
-    interrupted: Option<ReleaseError>,
 }
 
 #[instrument(skip_all, fields(item = item.id, revision = item.revision, project = tracing::field::Empty))]
@@ -129,25 +124,28 @@ pub async fn release_job(
 
     let released = released(&ctx, project.id).await?;
     let problems = crate::problems::known(&ctx.db, project.id).await?;
-    let Outcome { done, interrupted } = {
-        let (ctx, project, claim, staging) =
-            (ctx.clone(), project.clone(), claim.clone(), staging.clone());
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(1);
+    let building = {
+        let input = BuildInput {
+            ctx: (*ctx).clone(),
+            project: project.clone(),
+            item,
+            claim: claim.clone(),
+            staging: staging.clone(),
+            released,
+            problems,
+        };
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _in_job = span.enter();
-            build(
-                &ctx, &project, &item, &claim, &staging, &released, &problems,
-            )
+            build(&input, done_tx)
         })
-        .await??
     };
-
-    for step in done {
-        carry_out(&ctx, &project, &claim, step).await?;
+    while let Some(done) = done_rx.recv().await {
+        // On an error the receiver is dropped, and the building stops at its next send.
+        carry_out(&ctx, &project, &claim, done).await?;
     }
-    if let Some(error) = interrupted {
-        return Err(error);
-    }
+    building.await??;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "release job finished"
@@ -198,16 +196,28 @@ async fn released(ctx: &JobContext, project_id: i64) -> Result<Vec<Released>, Re
         .collect())
 }
 
+/// What the blocking part works from.
+struct BuildInput {
+    ctx: JobContext,
+    project: Project,
+    item: ClaimedItem,
+    claim: Claim,
+    staging: Staging,
+    released: Vec<Released>,
+    problems: HashMap<String, String>,
+}
+
 /// The blocking part: the fetch, git and compression.
-fn build(
-    ctx: &JobContext,
-    project: &Project,
-    item: &ClaimedItem,
-    claim: &Claim,
-    staging: &Staging,
-    released: &[Released],
-    problems: &HashMap<String, String>,
-) -> Result<Outcome, ReleaseError> {
+fn build(input: &BuildInput, done_tx: tokio::sync::mpsc::Sender<Done>) -> Result<(), ReleaseError> {
+    let BuildInput {
+        ctx,
+        project,
+        item,
+        claim,
+        staging,
+        released,
+        problems,
+    } = input;
     let fetch_started = Instant::now();
     let mirror_path = ctx.mirrors_dir.join(format!("{}.git", project.name));
     // Errors and logs name the repository without any credentials in its URL.
@@ -237,46 +247,64 @@ fn build(
         fetched.received_bytes
     ));
 
+    // An empty answer (a wrong URL, a host having a bad day) must not unpublish everything.
+    if mirror.tags().map_err(fetch_error)?.is_empty()
+        && mirror.branches().map_err(fetch_error)?.is_empty()
+    {
+        return Err(fetch_error(GitError::Fetch(
+            "the repository has no branches and no tags; nothing was changed".into(),
+        )));
+    }
     let refs = resolve_refs(&mirror, project, item, released).map_err(fetch_error)?;
     let steps = plan::plan(released, problems, &refs, item.scan_all);
     let tags = tag_releases(released, &steps);
-    let mut done = Vec::new();
-    let mut interrupted = None;
+    // The notes first, so every release's log carries all of them.
+    let (notes, steps): (Vec<Step>, Vec<Step>) =
+        steps.into_iter().partition(|s| matches!(s, Step::Note(_)));
+    for note in notes {
+        if let Step::Note(note) = note {
+            tracing::info!("{note}");
+            job_log.line(note);
+        }
+    }
+    // Each decision goes to the async side as soon as it is made, and is carried out there
+    // while the next ref builds: a job cut off later keeps what it finished.
+    let send = |done: Done| {
+        done_tx
+            .blocking_send(done)
+            .map_err(|_| ReleaseError::ClaimLost)
+    };
     for step in steps {
         match step {
-            Step::Note(note) => {
-                tracing::info!("{note}");
-                job_log.line(note);
-            }
-            Step::Fail(failure) => done.push(Done::Fail(failure)),
-            Step::Republish { version } => done.push(Done::Republish(version)),
-            Step::Unpublish { version } => done.push(Done::Unpublish(version)),
-            Step::ClearProblem { ref_name } => done.push(Done::ClearProblem(ref_name)),
-            Step::Build(build) if interrupted.is_none() => {
+            Step::Note(_) => {}
+            Step::Fail(failure) => send(Done::Fail(failure))?,
+            Step::Republish { version } => send(Done::Republish(version))?,
+            Step::Unpublish { version } => send(Done::Unpublish(version))?,
+            Step::ClearProblem { ref_name } => send(Done::ClearProblem(ref_name))?,
+            Step::Build(build) => {
                 if claim.stopped() {
                     return Err(ReleaseError::ClaimLost);
                 }
                 match package(&mirror, project, &build, staging, &tags, &job_log) {
-                    Ok(built) => done.push(Done::Built(Box::new(built))),
-                    Err(e) if e.is_permanent() => {
-                        done.push(Done::Fail(Failure {
-                            ref_name: build.full_name(),
-                            commit: build.commit.id.clone(),
-                            reason: e.to_string(),
-                        }));
-                    }
+                    Ok(built) => send(Done::Built(Box::new(built)))?,
+                    Err(e) if e.is_permanent() => send(Done::Fail(Failure {
+                        ref_name: build.full_name(),
+                        commit: build.commit.id.clone(),
+                        reason: e.to_string(),
+                    }))?,
+                    // Transient: the job fails after what it already sent is carried out,
+                    // and the queue retries the item.
                     Err(source) => {
-                        interrupted = Some(ReleaseError::Package {
+                        return Err(ReleaseError::Package {
                             version: build.version.version.clone(),
                             source,
                         });
                     }
                 }
             }
-            Step::Build(_) => {}
         }
     }
-    Ok(Outcome { done, interrupted })
+    Ok(())
 }
 
 /// Every ref this job looks at, resolved in the mirror:
@@ -331,24 +359,25 @@ fn resolve_refs(
             Ok(RefTarget::Commit(commit)) => Target::Commit(commit),
             Ok(RefTarget::Missing) => Target::Missing,
             Ok(RefTarget::NotACommit { kind, id }) => Target::NotACommit { kind, id },
-            Err(e) => Target::Unreadable(e.to_string()),
+            // A broken object fails this ref; a failing disk fails the job (and is retried).
+            Err(e) if e.is_permanent() => Target::Unreadable(e.to_string()),
+            Err(e) => return Err(e),
         };
-        ResolvedRef {
+        Ok(ResolvedRef {
             kind,
             name,
             queued,
             target,
-        }
+        })
     };
-    Ok(tags
-        .into_iter()
+    tags.into_iter()
         .map(|(name, queued)| resolve(ReleaseKind::Tag, name, queued))
         .chain(
             branches
                 .into_iter()
                 .map(|(name, queued)| resolve(ReleaseKind::Dev, name, queued)),
         )
-        .collect())
+        .collect()
 }
 
 /// Builds one ref's archives, notes and log.
@@ -563,15 +592,22 @@ async fn store_and_record(
     } = built;
     let mut published: Vec<String> = Vec::new();
     let recorded = fenced(ctx, claim, async |txn| {
+        // The plan saw no tag release of this version; nor may the database now, before any
+        // file moves (a tag release's files never change).
+        if let Some(kind) = releases::kind_of_on(txn, project.id, &build.version.version).await?
+            && (kind == ReleaseKind::Tag || build.kind == ReleaseKind::Tag)
+        {
+            return Err(ReleaseError::VersionTaken(build.version.version.clone()));
+        }
         let mut files = Vec::new();
         for archive in archives {
             let name = archive.name.clone();
             let format = archive.format.extension();
             let checksums = archive.checksums.clone();
-            let store = ctx.store.clone();
-            let project_name = project.name.clone();
-            tokio::task::spawn_blocking(move || store.publish(&project_name, archive))
-                .await?
+            // A rename and a directory sync, done here rather than on a blocking thread of
+            // its own: if the job is dropped, no rename can land after the fence is gone.
+            ctx.store
+                .publish(&project.name, archive)
                 .map_err(|source| ReleaseError::Store {
                     file: name.clone(),
                     source,
@@ -603,8 +639,17 @@ async fn store_and_record(
     })
     .await;
     if let Err(e) = recorded {
-        if build.is_new {
-            remove_files(ctx, project, &published);
+        // Only while this claim still holds the project: once another job has it, the files
+        // under these names may be that job's.
+        if build.is_new && !published.is_empty() {
+            let removed = fenced(ctx, claim, async |_| {
+                remove_files(ctx, project, &published);
+                Ok(())
+            })
+            .await;
+            if removed.is_err() {
+                tracing::warn!(files = ?published, "left unrecorded files: the claim is gone");
+            }
         }
         return Err(e);
     }
