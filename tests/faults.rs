@@ -455,9 +455,9 @@ async fn a_stalled_worker_writes_nothing_after_its_claim_moves_on(db: TestDb) {
     let new = repo.commit("Newer");
     let second = Child::baler(&["worker"], &app.config_path);
     wait_until(60, "the second worker to claim the item", || async {
-        app.count("SELECT CAST(attempts AS BIGINT) FROM queue_items WHERE state = 'running'")
+        app.count("SELECT COUNT(*) FROM queue_items WHERE attempts = 2")
             .await
-            == 2
+            == 1
     })
     .await;
     // The stale job now runs alongside the retry.
