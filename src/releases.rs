@@ -216,13 +216,16 @@ pub async fn kind_of_on<C: ConnectionTrait>(
         .filter(release::Column::Version.eq(version))
         .one(conn)
         .await?;
-    Ok(found.map(|r| {
-        if r.kind == ReleaseKind::Tag.as_str() {
-            ReleaseKind::Tag
-        } else {
-            ReleaseKind::Dev
-        }
-    }))
+    Ok(found.map(|r| kind_of(&r)))
+}
+
+/// Whether a release row is a tag release or a dev snapshot.
+pub fn kind_of(release: &release::Model) -> ReleaseKind {
+    if release.kind == ReleaseKind::Tag.as_str() {
+        ReleaseKind::Tag
+    } else {
+        ReleaseKind::Dev
+    }
 }
 
 /// Sets a release's status, `published` or `unpublished`, in the caller's transaction. An

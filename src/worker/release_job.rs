@@ -183,11 +183,7 @@ async fn released(ctx: &JobContext, project_id: i64) -> Result<Vec<Released>, Re
         .await?
         .into_iter()
         .map(|r| Released {
-            kind: if r.release.kind == ReleaseKind::Tag.as_str() {
-                ReleaseKind::Tag
-            } else {
-                ReleaseKind::Dev
-            },
+            kind: releases::kind_of(&r.release),
             published: r.release.status == "published",
             version: r.release.version,
             ref_name: r.release.ref_name,
