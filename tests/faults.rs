@@ -13,7 +13,7 @@ use crate::support::git::{GitRepo, run};
 use crate::support::hung::HungHost;
 use crate::support::smart_http::SmartHttpServer;
 use crate::support::tree::assert_same_tree;
-use crate::support::{Child, ProjectSpec, SECRET, TestApp, TestDb, wait_until};
+use crate::support::{Child, ProjectSpec, TestApp, TestDb, wait_until};
 
 const TOKEN: &str = "faults-admin-token-7c1f0e9b2a4d6e8f0a1b3c5d7e9f";
 
@@ -541,29 +541,14 @@ async fn tag_releases_never_change(db: TestDb) {
     );
 }
 
-/// A GitHub tag deletion, as GitHub sends it, with its own delivery id.
+/// A GitHub deletion of `widget`'s tag, with its own delivery id.
 async fn github_deletion(app: &TestApp, tag: &str, delivery: &str) -> reqwest::Response {
-    let mut payload: Value = serde_json::from_slice(&crate::support::github_push_body(
+    let (headers, body) = crate::support::github_deletion(
         app.repo_of("widget"),
         &format!("refs/tags/{tag}"),
-        "0000000000000000000000000000000000000000",
-    ))
-    .unwrap();
-    payload["deleted"] = true.into();
-    payload["head_commit"] = Value::Null;
-    let body = serde_json::to_vec(&payload).unwrap();
-    let signature = baler::hooks::verify::github_signature(SECRET, &body);
-    app.post_hook(
-        "widget",
-        &[
-            ("content-type", "application/json".into()),
-            ("x-github-event", "push".into()),
-            ("x-github-delivery", delivery.into()),
-            ("x-hub-signature-256", signature),
-        ],
-        body,
-    )
-    .await
+        delivery,
+    );
+    app.post_hook("widget", &headers, body).await
 }
 
 async fn a_replayed_deletion_changes_nothing(db: TestDb) {

@@ -424,30 +424,6 @@ async fn published(app: &TestApp, project: &str, version: &str) -> bool {
     app.versions(project).await.iter().any(|v| v == version)
 }
 
-/// A GitHub push deleting `git_ref`, as GitHub sends it, with `delivery` as its id.
-fn github_deletion(
-    repo: &str,
-    git_ref: &str,
-    delivery: &str,
-) -> (Vec<(&'static str, String)>, Vec<u8>) {
-    let mut payload: Value = serde_json::from_slice(&crate::support::github_push_body(
-        repo,
-        git_ref,
-        "0000000000000000000000000000000000000000",
-    ))
-    .unwrap();
-    payload["deleted"] = true.into();
-    payload["head_commit"] = Value::Null;
-    let body = serde_json::to_vec(&payload).unwrap();
-    let headers = vec![
-        json_type(),
-        ("x-github-event", "push".to_string()),
-        ("x-github-delivery", delivery.to_string()),
-        ("x-hub-signature-256", github_signature(SECRET, &body)),
-    ];
-    (headers, body)
-}
-
 /// A deletion in a payload is a hint: it queues the project for the worker to look at the
 /// repository, and unpublishes nothing at intake. A captured deletion replayed with new
 /// delivery ids, for a tag that still exists, therefore changes no release.
@@ -471,7 +447,8 @@ async fn a_deletion_is_queued_and_unpublishes_nothing_at_intake(db: TestDb) {
     let send = |delivery: &'static str| {
         let (app, url) = (&app, repo.url());
         async move {
-            let (headers, body) = github_deletion(&url, "refs/tags/v1.0.0", delivery);
+            let (headers, body) =
+                crate::support::github_deletion(&url, "refs/tags/v1.0.0", delivery);
             let response = app.post_hook("widget", &headers, body).await;
             (
                 response.status().as_u16(),

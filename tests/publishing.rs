@@ -307,18 +307,8 @@ async fn drupal_update_feed_is_what_the_update_module_reads(db: TestDb) {
 
     // A deleted tag leaves the feed once the worker has seen it gone from the repository.
     repo.git(&["tag", "-d", "8.x-1.1"]);
-    let body = crate::support::github_push_body(&repo.url(), "refs/tags/8.x-1.1", &"0".repeat(40));
-    let mut payload: Value = serde_json::from_slice(&body).unwrap();
-    payload["deleted"] = json!(true);
-    let body = serde_json::to_vec(&payload).unwrap();
-    let headers = vec![
-        ("content-type", "application/json".to_string()),
-        ("x-github-event", "push".to_string()),
-        (
-            "x-hub-signature-256",
-            baler::hooks::verify::github_signature(crate::support::SECRET, &body),
-        ),
-    ];
+    let (headers, body) =
+        crate::support::github_deletion(&repo.url(), "refs/tags/8.x-1.1", "deletion-8.x-1.1");
     assert_eq!(app.post_hook("example", &headers, body).await.status(), 202);
     app.run_queue_until_idle().await;
     let after = app

@@ -341,6 +341,22 @@ async fn an_old_revisions_ack_after_a_merge_changes_nothing(db: TestDb) {
             .unwrap()
     );
     assert!(queue.heartbeat(again.id, &again.token).await.unwrap());
+    // The fence every write of a job passes: only the current claim holds the row.
+    let txn = baler::db::begin_write(&app.db).await.unwrap();
+    assert!(
+        !queue
+            .holds_claim_on(&txn, claimed.id, &claimed.token)
+            .await
+            .unwrap(),
+        "a stale claim passes the fence"
+    );
+    assert!(
+        queue
+            .holds_claim_on(&txn, again.id, &again.token)
+            .await
+            .unwrap()
+    );
+    txn.rollback().await.unwrap();
     assert!(again.revision > 1);
     assert_eq!(
         again.refs.branches.len(),

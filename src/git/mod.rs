@@ -390,13 +390,13 @@ impl Mirror {
     }
 
     fn commit_of_ref(&self, name: &str) -> Result<Option<CommitInfo>, GitError> {
-        let reference = match self.repo.find_reference(name) {
-            Ok(r) => r,
-            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let commit = reference.peel_to_commit()?;
-        Ok(Some(commit_info(&commit)))
+        match self.ref_target(name)? {
+            RefTarget::Commit(commit) => Ok(Some(commit)),
+            RefTarget::Missing => Ok(None),
+            RefTarget::NotACommit { kind, .. } => Err(GitError::Git(git2::Error::from_str(
+                &format!("{name} points at a {kind}, not a commit"),
+            ))),
+        }
     }
 
     /// The commits reachable from `head` but not from `base` (all of `head`'s history when

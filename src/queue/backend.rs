@@ -26,6 +26,13 @@ pub struct Lease {
     pub stop: CancellationToken,
 }
 
+impl Lease {
+    /// Whether the job must stop at its next step.
+    pub fn stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+}
+
 pub struct TableBackend {
     queue: Queue,
     owner: String,

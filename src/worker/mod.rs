@@ -1,6 +1,7 @@
 //! The workers: apalis runs `workers` concurrent release jobs over the queue table.
 
 mod build_log;
+mod build_ref;
 pub mod plan;
 pub mod release_job;
 

@@ -9,7 +9,6 @@
 //! - Idempotent: a ref already released at its commit is skipped, so a retry never
 //!   duplicates a release.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
@@ -19,14 +18,14 @@ use tracing::instrument;
 
 use super::JobContext;
 use super::build_log::BuildLog;
-use super::plan::{self, Build, Failure, Released, ResolvedRef, Step, Target};
+use super::build_ref::{Built, package, tag_releases};
+use super::plan::{self, Failure, Released, ResolvedRef, Step, Target};
 use crate::git::{self, FetchRequest, GitError, Mirror, RefTarget};
-use crate::package::{BuiltArchive, PackageError, PackageSpec, ReleaseKind};
+use crate::package::{PackageError, ReleaseKind};
 use crate::projects::{self, Project};
-use crate::publish::LineVersion;
 use crate::queue::ClaimedItem;
 use crate::queue::backend::Lease;
-use crate::releases::{self, NewFile, NewRelease, ReleaseNotes};
+use crate::releases::{self, NewFile, NewRelease};
 use crate::store::Staging;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,29 +56,6 @@ pub enum ReleaseError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// The claim a job holds: its item, its token (the fence) and its stop signal.
-#[derive(Clone)]
-struct Claim {
-    item: i64,
-    token: String,
-    lease: Lease,
-}
-
-impl Claim {
-    fn stopped(&self) -> bool {
-        self.lease.stop.is_cancelled()
-    }
-}
-
-/// A ref built in this job, waiting to be stored and recorded.
-struct Built {
-    build: Build,
-    archives: Vec<BuiltArchive>,
-    log: BuildLog,
-    composer_json: Option<String>,
-    notes: ReleaseNotes,
-}
-
 /// What the blocking part decided and built, in plan order.
 enum Done {
     Built(Box<Built>),
@@ -100,11 +76,8 @@ pub async fn release_job(
         .ok_or(ReleaseError::ProjectGone(item.project_id))?;
     tracing::Span::current().record("project", project.name.as_str());
     let started = Instant::now();
-    let claim = Claim {
-        item: item.id,
-        token: item.token.clone(),
-        lease: (*lease).clone(),
-    };
+    // The claim this job holds: its item, its token (the fence) and its stop signal.
+    let claim: Lease = (*lease).clone();
     let staging = ctx.store.staging(&project.name, &item.token);
     let removed = fenced(&ctx, &claim, async |_| {
         ctx.store
@@ -158,7 +131,7 @@ pub async fn release_job(
 /// item handed out again) writes nothing.
 async fn fenced<T>(
     ctx: &JobContext,
-    claim: &Claim,
+    claim: &Lease,
     write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ReleaseError>,
 ) -> Result<T, ReleaseError> {
     if claim.stopped() {
@@ -170,7 +143,7 @@ async fn fenced<T>(
         .holds_claim_on(&txn, claim.item, &claim.token)
         .await?
     {
-        claim.lease.stop.cancel();
+        claim.stop.cancel();
         return Err(ReleaseError::ClaimLost);
     }
     let value = write(&txn).await?;
@@ -197,7 +170,7 @@ struct BuildInput {
     ctx: JobContext,
     project: Project,
     item: ClaimedItem,
-    claim: Claim,
+    claim: Lease,
     staging: Staging,
     released: Vec<Released>,
     problems: HashMap<String, String>,
@@ -376,147 +349,11 @@ fn resolve_refs(
         .collect()
 }
 
-/// Builds one ref's archives, notes and log.
-fn package(
-    mirror: &Mirror,
-    project: &Project,
-    build: &Build,
-    staging: &Staging,
-    tags: &[(String, LineVersion, String)],
-    job_log: &BuildLog,
-) -> Result<Built, PackageError> {
-    let started = Instant::now();
-    let spec = PackageSpec {
-        project: &project.name,
-        version: &build.version,
-        layout: project.layout,
-        formats: &project.formats,
-    };
-    let archives = crate::package::build_archives(mirror, &build.commit, &spec, staging, &|_| {})?;
-    let mut log = job_log.clone();
-    let composer_json = composer_manifest(mirror, &build.commit.id, &mut log)?;
-    let since = previous_release(tags, &build.version.version);
-    let (commits, total) = mirror.log_between(
-        since.map(|(_, c)| c.as_str()),
-        &build.commit.id,
-        ReleaseNotes::LIMIT,
-    )?;
-    let notes = ReleaseNotes {
-        since: since.map(|(v, _)| v.clone()),
-        more: total - commits.len(),
-        commits,
-    };
-    log.line(format_args!(
-        "{} {} at {} ({})",
-        if build.kind == ReleaseKind::Tag {
-            "tag"
-        } else {
-            "branch"
-        },
-        build.name,
-        build.commit.id,
-        build.commit.summary
-    ));
-    for archive in &archives {
-        log.line(format_args!(
-            "wrote {} ({} bytes, sha256 {})",
-            archive.name, archive.checksums.size, archive.checksums.sha256
-        ));
-    }
-    log.line(format_args!(
-        "packaged in {} ms",
-        started.elapsed().as_millis()
-    ));
-    Ok(Built {
-        build: build.clone(),
-        archives,
-        log,
-        composer_json,
-        notes,
-    })
-}
-
-/// Every tag release by version with its commit: those recorded, and those this job is about
-/// to build (so a release's notes start at the right tag even when several arrive at once).
-fn tag_releases(released: &[Released], steps: &[Step]) -> Vec<(String, LineVersion, String)> {
-    let recorded = released
-        .iter()
-        .filter(|r| r.published && r.kind == ReleaseKind::Tag)
-        .map(|r| (r.version.clone(), r.commit.clone()));
-    let coming = steps.iter().filter_map(|step| match step {
-        Step::Build(b) if b.kind == ReleaseKind::Tag => {
-            Some((b.version.version.clone(), b.commit.id.clone()))
-        }
-        _ => None,
-    });
-    let mut tags: Vec<(String, LineVersion, String)> = recorded
-        .chain(coming)
-        .filter_map(|(version, commit)| {
-            let line = LineVersion::parse(&version).filter(|l| !l.dev)?;
-            Some((version, line, commit))
-        })
-        .collect();
-    tags.sort_by(|a, b| a.1.newest_first(&b.1));
-    tags.dedup_by(|a, b| a.0 == b.0);
-    tags
-}
-
-/// The release whose commits a new release's notes start after: the newest older tag of the
-/// same line (`8.x-1.`, `2.0.`), else the newest older tag of any line. A dev snapshot starts
-/// after the newest tag of its line. `None` for a project's first release.
-fn previous_release<'t>(
-    tags: &'t [(String, LineVersion, String)],
-    version: &str,
-) -> Option<(&'t String, &'t String)> {
-    let line = LineVersion::parse(version);
-    let older: Vec<&(String, LineVersion, String)> = tags
-        .iter()
-        .filter(|(v, tag, _)| {
-            v != version
-                && line
-                    .as_ref()
-                    .is_none_or(|l| l.dev || tag.newest_first(l) == Ordering::Greater)
-        })
-        .collect();
-    let same_line = older
-        .iter()
-        .find(|(_, tag, _)| line.as_ref().is_some_and(|l| l.holds(tag)));
-    same_line
-        .or(older.first())
-        .map(|(v, _, commit)| (v, commit))
-}
-
-/// The release's `composer.json`, re-serialised compactly, when it holds a JSON object. A
-/// broken one is noted in the build log and left out: the release itself is still good, and
-/// the Composer repository then describes it from baler's own fields.
-fn composer_manifest(
-    mirror: &Mirror,
-    commit: &str,
-    log: &mut BuildLog,
-) -> Result<Option<String>, GitError> {
-    let Some(bytes) = mirror.read_file(commit, "composer.json")? else {
-        return Ok(None);
-    };
-    match serde_json::from_slice::<serde_json::Value>(&bytes) {
-        Ok(manifest @ serde_json::Value::Object(_)) => Ok(Some(manifest.to_string())),
-        Ok(_) => {
-            log.line("composer.json is not a JSON object; left out of the Composer repository");
-            Ok(None)
-        }
-        Err(e) => {
-            log.line(format_args!(
-                "composer.json is not valid JSON ({e}); left out of the Composer repository"
-            ));
-            Ok(None)
-        }
-    }
-}
-
 /// Carries out one decision behind the claim's fence.
 async fn carry_out(
     ctx: &JobContext,
     project: &Project,
-    claim: &Claim,
+    claim: &Lease,
     done: Done,
 ) -> Result<(), ReleaseError> {
     match done {
@@ -553,7 +390,7 @@ async fn carry_out(
 async fn set_published(
     ctx: &JobContext,
     project: &Project,
-    claim: &Claim,
+    claim: &Lease,
     version: &str,
     published: bool,
 ) -> Result<(), ReleaseError> {
@@ -576,7 +413,7 @@ async fn set_published(
 async fn store_and_record(
     ctx: &JobContext,
     project: &Project,
-    claim: &Claim,
+    claim: &Lease,
     built: Built,
 ) -> Result<(), ReleaseError> {
     let Built {

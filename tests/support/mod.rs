@@ -507,3 +507,28 @@ pub fn github_push_body(repo: &str, git_ref: &str, after: &str) -> Vec<u8> {
     payload["head_commit"]["id"] = after.into();
     serde_json::to_vec(&payload).unwrap()
 }
+
+/// A GitHub push deleting `git_ref` of repository `repo`, as GitHub sends it, with `delivery`
+/// as its id: the headers and the body.
+pub fn github_deletion(
+    repo: &str,
+    git_ref: &str,
+    delivery: &str,
+) -> (Vec<(&'static str, String)>, Vec<u8>) {
+    let mut payload: Value = serde_json::from_slice(&github_push_body(
+        repo,
+        git_ref,
+        "0000000000000000000000000000000000000000",
+    ))
+    .unwrap();
+    payload["deleted"] = true.into();
+    payload["head_commit"] = Value::Null;
+    let body = serde_json::to_vec(&payload).unwrap();
+    let headers = vec![
+        ("content-type", "application/json".to_string()),
+        ("x-github-event", "push".to_string()),
+        ("x-github-delivery", delivery.to_string()),
+        ("x-hub-signature-256", github_signature(SECRET, &body)),
+    ];
+    (headers, body)
+}
