@@ -9,6 +9,9 @@ use serde::Deserialize;
 
 use crate::git::RemoteAuth;
 
+mod http;
+pub use http::{HttpConfig, HttpLimits};
+
 /// Errors say which file or variable and which key is wrong, so a user can fix it at once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -258,6 +261,7 @@ struct FileConfig {
     max_attempts: Option<u32>,
     queue: Option<QueueConfig>,
     worker: Option<WorkerConfig>,
+    http: Option<HttpConfig>,
     storage: Option<StorageConfig>,
     #[serde(default)]
     projects: Vec<ProjectConfig>,
@@ -308,6 +312,7 @@ pub struct Config {
     pub max_attempts: u32,
     pub queue: QueueConfig,
     pub worker: WorkerConfig,
+    pub http: HttpLimits,
     pub storage: StorageConfig,
     pub projects: Vec<ProjectSettings>,
 }
@@ -472,6 +477,12 @@ impl Config {
             }
         }
 
+        let http = file
+            .http
+            .unwrap_or_default()
+            .check()
+            .map_err(|(key, message)| invalid(origin, &key, message))?;
+
         let mut projects: Vec<ProjectSettings> = Vec::new();
         for (index, project) in file.projects.into_iter().enumerate() {
             let settings = project_settings(project, index, origin, &var)?;
@@ -480,6 +491,18 @@ impl Config {
                     origin,
                     &format!("projects[{index}].name"),
                     format!("{:?} is used by two projects", settings.name),
+                ));
+            }
+            if let Some(name) = &settings.composer
+                && let Some(other) = projects.iter().find(|p| p.composer.as_ref() == Some(name))
+            {
+                return Err(invalid(
+                    origin,
+                    &format!("projects[{index}].composer"),
+                    format!(
+                        "{name:?} is already the Composer name of project {:?}; a name has one owner",
+                        other.name
+                    ),
                 ));
             }
             projects.push(settings);
@@ -495,6 +518,7 @@ impl Config {
             max_attempts,
             queue,
             worker,
+            http,
             storage: file.storage.unwrap_or(StorageConfig::Local),
             projects,
         })

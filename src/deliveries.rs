@@ -32,6 +32,36 @@ pub struct DeliveryRecord {
     pub response: String,
 }
 
+/// How many refused deliveries each client address may have kept one row each; past it they
+/// are only counted (`refusal_counts`). In memory, per process: a restart refills it.
+#[derive(Clone)]
+pub struct RefusalBudget {
+    limiter: Option<std::sync::Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>>,
+}
+
+impl RefusalBudget {
+    /// `per_hour` rows per address, refilled evenly over the hour; 0 keeps none.
+    pub fn new(per_hour: u32) -> RefusalBudget {
+        let limiter = std::num::NonZeroU32::new(per_hour).map(|n| {
+            std::sync::Arc::new(governor::RateLimiter::keyed(governor::Quota::per_hour(n)))
+        });
+        RefusalBudget { limiter }
+    }
+
+    /// Takes one kept row from `address`'s budget; false when it is spent.
+    pub fn keep(&self, address: std::net::IpAddr) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return false;
+        };
+        // The map of addresses is trimmed of full buckets now and then, so that many
+        // addresses cannot grow it for ever.
+        if limiter.len() > 10_000 {
+            limiter.retain_recent();
+        }
+        limiter.check_key(&address).is_ok()
+    }
+}
+
 /// `delivery-id:sha256(body)`.
 pub fn replay_key(delivery_id: &str, body: &[u8]) -> String {
     format!("{delivery_id}:{}", hex::encode(Sha256::digest(body)))

@@ -3,7 +3,6 @@
 //! workers until a shutdown signal, draining running jobs before exit.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,8 +13,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::queue::{Queue, QueueTuning};
 use crate::store::LocalStore;
-use crate::web::session::Sessions;
-use crate::web::{AppState, PublicUrl, router};
+use crate::web::{AppState, router};
 use crate::worker::{self, JobContext};
 use crate::{db, projects};
 
@@ -177,26 +175,14 @@ impl Application {
                     Some(url) => url.clone(),
                     None => format!("http://{}", listener.local_addr()?),
                 };
-                let session_key = crate::admin::keys::session_key(&self.db)
-                    .await
-                    .context("reading the admin session key")?;
-                let state = AppState {
-                    db: self.db.clone(),
-                    queue: self.queue.clone(),
+                let state = AppState::new(
+                    &self.config,
+                    self.db.clone(),
+                    self.queue.clone(),
                     store,
-                    public_url: PublicUrl(Arc::from(public_url.as_str())),
-                    tokens: crate::admin::AdminTokens::new(
-                        self.db.clone(),
-                        self.config.admin_token.as_deref(),
-                    ),
-                    actions: crate::admin::AdminActions::new(self.db.clone(), self.queue.clone()),
-                    sessions: Sessions::new(&session_key, public_url.starts_with("https://"))?,
-                    deliveries: crate::deliveries::DeliveryLog::start(
-                        self.db.clone(),
-                        self.queue.write_gate(),
-                    ),
-                    projects: crate::projects::ProjectCache::new(Duration::from_secs(2)),
-                };
+                    &public_url,
+                )
+                .await?;
                 tracing::info!(address = %listener.local_addr()?, %public_url, "listening");
                 let app = router::router(state);
                 let stop = stopped();

@@ -21,6 +21,8 @@ pub struct Model {
     pub item_id: Option<i64>,
     pub response: String,
     pub received_at: i64,
+    /// The client's address (see `[http] trusted_proxies`).
+    pub client_address: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

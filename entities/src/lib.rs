@@ -3,12 +3,14 @@
 
 pub mod api_token;
 pub mod audit_entry;
+pub mod auth_failure;
 pub mod delivery;
 pub mod ended_session;
 pub mod project;
 pub mod queue_control;
 pub mod queue_item;
 pub mod ref_problem;
+pub mod refusal_count;
 pub mod release;
 pub mod release_file;
 pub mod server_key;
@@ -16,12 +18,14 @@ pub mod server_key;
 pub mod prelude {
     pub use super::api_token::Entity as ApiToken;
     pub use super::audit_entry::Entity as AuditEntry;
+    pub use super::auth_failure::Entity as AuthFailure;
     pub use super::delivery::Entity as Delivery;
     pub use super::ended_session::Entity as EndedSession;
     pub use super::project::Entity as Project;
     pub use super::queue_control::Entity as QueueControl;
     pub use super::queue_item::Entity as QueueItem;
     pub use super::ref_problem::Entity as RefProblem;
+    pub use super::refusal_count::Entity as RefusalCount;
     pub use super::release::Entity as Release;
     pub use super::release_file::Entity as ReleaseFile;
     pub use super::server_key::Entity as ServerKey;

@@ -30,6 +30,10 @@ pub struct Model {
     pub host_repository_id: Option<String>,
     pub drupal_type: String,
     pub supported_branches: Option<String>,
+    /// Set when the project left the config file: it takes no webhooks and is in no listing,
+    /// feed or Composer repository, but its releases and files are kept. Cleared when the
+    /// project comes back.
+    pub disabled_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m20261122_000003_deliveries;
 mod m20261122_000004_publishing;
 mod m20261122_000005_admin;
 mod m20261202_000006_faults;
+mod m20261202_000007_abuse;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_publishing::Migration),
             Box::new(m20261122_000005_admin::Migration),
             Box::new(m20261202_000006_faults::Migration),
+            Box::new(m20261202_000007_abuse::Migration),
         ]
     }
 }

@@ -3,20 +3,17 @@
 //! the only state a delivery changes: a deletion is queued for the worker to check against the
 //! repository, never acted on here, so a replayed payload cannot unpublish a release.
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::instrument;
 
-use super::AppState;
+use super::{AppState, body};
 use crate::deliveries::{self, DeliveryRecord};
 use crate::hooks::{self, Decision, HookError, HookOutcome};
 use crate::projects::{self, Project};
-
-/// The largest body a host may send (GitHub caps deliveries at 25 MB).
-pub const MAX_BODY: usize = 25 * 1024 * 1024;
 
 /// An answer: status and JSON body, kept in the deliveries log as they were sent.
 struct Answer {
@@ -88,9 +85,9 @@ async fn handle(
         tracing::Span::current().record("delivery", id.as_str());
     }
 
-    let raw = match read_limited(headers, body).await {
+    let raw = match body::read_limited(&state.body_budget, headers, body).await {
         Ok(raw) => raw,
-        Err(answer) => return answer,
+        Err(refused) => return Answer::error(refused.status, refused.message),
     };
     let now = chrono::Utc::now().timestamp();
     let interpreted = match hooks::interpret(&project, headers, &raw, now) {
@@ -183,39 +180,6 @@ async fn earlier_answer(
         }
         Ok(None) => None,
         Err(e) => Some(unavailable(e.into())),
-    }
-}
-
-/// Reads the body, refusing (413) as soon as it passes `MAX_BODY`: a declared length over the
-/// limit is refused before reading anything, a streamed body once the limit is reached.
-async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, Answer> {
-    let too_large = || {
-        Answer::error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over the {} MiB limit", MAX_BODY >> 20),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY as u64) {
-        return Err(too_large());
-    }
-    match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => {
-            let over = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if over {
-                Err(too_large())
-            } else {
-                Err(Answer::error(
-                    StatusCode::BAD_REQUEST,
-                    format!("reading the body failed: {e}"),
-                ))
-            }
-        }
     }
 }
 

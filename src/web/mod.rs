@@ -4,6 +4,8 @@
 mod admin;
 mod api;
 pub mod auth;
+pub mod body;
+pub mod client;
 mod feeds;
 mod files;
 mod hooks;
@@ -33,6 +35,39 @@ pub struct AppState {
     pub sessions: session::Sessions,
     pub deliveries: crate::deliveries::DeliveryLog,
     pub projects: crate::projects::ProjectCache,
+    pub http: Arc<crate::config::HttpLimits>,
+    pub body_budget: body::BodyBudget,
+    pub refusals: crate::deliveries::RefusalBudget,
+}
+
+impl AppState {
+    /// The web server's state for `config`, its links based at `public_url`.
+    pub async fn new(
+        config: &crate::config::Config,
+        db: DatabaseConnection,
+        queue: Queue,
+        store: LocalStore,
+        public_url: &str,
+    ) -> anyhow::Result<AppState> {
+        use anyhow::Context;
+        let session_key = crate::admin::keys::session_key(&db)
+            .await
+            .context("reading the admin session key")?;
+        Ok(AppState {
+            tokens: crate::admin::AdminTokens::new(db.clone(), config.admin_token.as_deref()),
+            actions: crate::admin::AdminActions::new(db.clone(), queue.clone()),
+            sessions: session::Sessions::new(&session_key, public_url.starts_with("https://"))?,
+            deliveries: crate::deliveries::DeliveryLog::start(db.clone(), queue.write_gate()),
+            projects: crate::projects::ProjectCache::new(std::time::Duration::from_secs(2)),
+            http: Arc::new(config.http.clone()),
+            body_budget: body::BodyBudget::new(config.http.webhook_buffer_bytes),
+            refusals: crate::deliveries::RefusalBudget::new(config.http.kept_refusals_per_hour),
+            public_url: PublicUrl(Arc::from(public_url)),
+            db,
+            queue,
+            store,
+        })
+    }
 }
 
 /// The base of absolute links in the API and feeds (`public_url`).
