@@ -1,14 +1,18 @@
 //! baler's integration tests: one binary, everything through the front door (a real server on
 //! port 0, real git repositories, real HTTP).
 
+mod abuse;
 mod admin;
 mod admin_page;
 mod admin_tokens;
 mod archives;
+mod auth_throttle;
 mod burst;
 mod faults;
+mod http_limits;
 mod leases;
 mod problems;
+mod projects_leave;
 mod providers;
 mod publishing;
 mod queue;

@@ -12,6 +12,8 @@ pub const MAX_BODY: usize = 25 * 1024 * 1024;
 pub struct BodyRefusal {
     pub status: StatusCode,
     pub message: String,
+    /// Sent as `Retry-After` (a 503 for a full buffer).
+    pub retry_after_seconds: Option<u32>,
 }
 
 /// The webhook bytes all requests may hold in memory at once; cheap to clone.
@@ -40,6 +42,7 @@ pub async fn read_limited(
     let too_large = || BodyRefusal {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         message: format!("the body is over the {} MiB limit", MAX_BODY >> 20),
+        retry_after_seconds: None,
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -59,6 +62,7 @@ pub async fn read_limited(
                 Err(BodyRefusal {
                     status: StatusCode::BAD_REQUEST,
                     message: format!("reading the body failed: {e}"),
+                    retry_after_seconds: None,
                 })
             }
         }

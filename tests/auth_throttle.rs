@@ -1,0 +1,1 @@
+//! Guessing admin tokens: failed Bearer and login attempts are limited per client address.

@@ -1,0 +1,1 @@
+//! Projects removed from the config, and Composer names with one owner.
