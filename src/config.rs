@@ -735,8 +735,18 @@ impl std::fmt::Debug for ProjectSettings {
     }
 }
 
-/// Project names end up in URLs and file names, so they are kept to `[a-z0-9_]+`.
+/// The longest project name.
+pub const MAX_PROJECT_NAME: usize = 64;
+
+/// Project names end up in URLs and file names, so they are kept to `[a-z0-9_]+`, at most
+/// 64 characters.
 pub fn validate_project_name(name: &str) -> Result<(), String> {
+    if name.len() > MAX_PROJECT_NAME {
+        return Err(format!(
+            "must be at most {MAX_PROJECT_NAME} characters, not {}",
+            name.len()
+        ));
+    }
     if name.is_empty()
         || !name
             .bytes()

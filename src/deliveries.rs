@@ -1,13 +1,20 @@
-//! The deliveries log: every webhook delivery, accepted or refused, with the answer it got.
+//! The deliveries log: webhook deliveries, accepted or refused, with the answer they got.
 //! Accepted deliveries carry a replay key (the host's delivery id plus a hash of the body):
-//! a redelivery is answered with the first answer and changes nothing. Delivery ids are not
-//! signed, so the key always includes the body's hash, and it is only consulted after the
-//! signature holds. Admins read it through `GET /api/v1/deliveries` and `/admin/deliveries`.
+//! a redelivery is answered with the first answer and changes nothing. Delivery ids are
+//! mostly not signed, so the key always includes the body's hash, and it is only consulted
+//! after the signature holds. Admins read it through `GET /api/v1/deliveries` and
+//! `/admin/deliveries`.
+//!
+//! Refusals come from anyone on the internet, so what they store is bounded: a reason from a
+//! fixed set ([`Refusal`]), a delivery id of at most 128 characters, names of at most 64.
+//! Refusals for unknown projects are only counted, per minute, client address and reason
+//! (`refusal_counts`); refusals for a known project are kept one row each within the
+//! client address's budget ([`RefusalBudget`]) and counted past it.
 
-use entities::delivery;
+use entities::{delivery, refusal_count};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -16,6 +23,56 @@ use crate::db::WriteGate;
 
 /// How long deliveries are kept.
 pub const RETENTION_DAYS: i64 = 30;
+
+/// The longest delivery id kept (hosts send UUIDs; GitLab's `webhook-id` is shorter still).
+pub const MAX_DELIVERY_ID: usize = 128;
+/// The longest project or event name kept.
+pub const MAX_NAME: usize = 64;
+
+/// `text` cut to at most `max` characters.
+pub fn bounded(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text[..end].to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// Why a delivery was refused: a fixed set, so that a refused request stores no text of its
+/// own choosing. The client's answer carries the details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    UnknownProject,
+    TooLarge,
+    BufferFull,
+    UnreadableBody,
+    UnsupportedMediaType,
+    MissingSignature,
+    BadSignature,
+    StaleTimestamp,
+    MissingEvent,
+    MalformedPayload,
+    RepositoryMismatch,
+    StorageUnavailable,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::UnknownProject => "unknown project",
+            Refusal::TooLarge => "body too large",
+            Refusal::BufferFull => "webhook buffer full",
+            Refusal::UnreadableBody => "body could not be read",
+            Refusal::UnsupportedMediaType => "unsupported content type",
+            Refusal::MissingSignature => "missing signature",
+            Refusal::BadSignature => "signature does not match",
+            Refusal::StaleTimestamp => "stale or future timestamp",
+            Refusal::MissingEvent => "missing event header",
+            Refusal::MalformedPayload => "malformed payload",
+            Refusal::RepositoryMismatch => "payload names another repository",
+            Refusal::StorageUnavailable => "storage unavailable",
+        }
+    }
+}
 
 /// One delivery as the handler saw it.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +87,16 @@ pub struct DeliveryRecord {
     pub reason: String,
     pub item_id: Option<i64>,
     pub response: String,
+    pub client_address: Option<String>,
+}
+
+/// A refusal that is counted, not kept: one more in its minute's row.
+#[derive(Debug, Clone)]
+pub struct CountedRefusal {
+    pub address: std::net::IpAddr,
+    pub reason: Refusal,
+    /// The project name from the URL (cut to [`MAX_NAME`]).
+    pub name: String,
 }
 
 /// How many refused deliveries each client address may have kept one row each; past it they
@@ -69,13 +136,19 @@ pub fn replay_key(delivery_id: &str, body: &[u8]) -> String {
 
 type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
 
+enum Entry {
+    /// A delivery row, and whoever waits for its commit.
+    Delivery(DeliveryRecord, Waiter),
+    Counted(CountedRefusal),
+}
+
 /// The deliveries log's writer, shared by all handlers. Each handler waits until its record is
 /// committed before answering the host, but records arriving together are written together:
 /// one multi-row INSERT per batch (group commit), so the log does not halve webhook
 /// throughput on SQLite's single writer.
 #[derive(Clone)]
 pub struct DeliveryLog {
-    sender: tokio::sync::mpsc::Sender<(DeliveryRecord, Waiter)>,
+    sender: tokio::sync::mpsc::Sender<Entry>,
 }
 
 /// The most records one INSERT carries.
@@ -84,8 +157,7 @@ const BATCH: usize = 256;
 impl DeliveryLog {
     /// Starts the writer task; it ends when the last `DeliveryLog` clone is dropped.
     pub fn start(db: DatabaseConnection, gate: WriteGate) -> DeliveryLog {
-        let (sender, mut receiver) =
-            tokio::sync::mpsc::channel::<(DeliveryRecord, Waiter)>(4 * BATCH);
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Entry>(4 * BATCH);
         tokio::spawn(async move {
             while let Some(first) = receiver.recv().await {
                 let mut batch = vec![first];
@@ -96,7 +168,20 @@ impl DeliveryLog {
                     }
                 }
                 let _turn = gate.enter().await;
-                write_batch(&db, batch).await;
+                let (deliveries, counted): (Vec<Entry>, Vec<Entry>) = batch
+                    .into_iter()
+                    .partition(|e| matches!(e, Entry::Delivery(..)));
+                write_counts(&db, counted).await;
+                let deliveries = deliveries
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        Entry::Delivery(record, waiter) => Some((record, waiter)),
+                        Entry::Counted(_) => None,
+                    })
+                    .collect::<Vec<_>>();
+                if !deliveries.is_empty() {
+                    write_batch(&db, deliveries).await;
+                }
             }
         });
         DeliveryLog { sender }
@@ -106,12 +191,60 @@ impl DeliveryLog {
     pub async fn record(&self, record: DeliveryRecord) -> Result<(), String> {
         let (done, committed) = tokio::sync::oneshot::channel();
         self.sender
-            .send((record, done))
+            .send(Entry::Delivery(record, done))
             .await
             .map_err(|_| "the deliveries log has stopped".to_string())?;
         committed
             .await
             .map_err(|_| "the deliveries log has stopped".to_string())?
+    }
+
+    /// Counts a refusal in its minute's row, without waiting for its commit. When the writer
+    /// is far behind (storage that cannot commit) the count is dropped after a moment rather
+    /// than held in memory.
+    pub async fn count_refused(&self, refusal: CountedRefusal) {
+        let handed = tokio::time::timeout(REFUSAL_WAIT, self.sender.send(Entry::Counted(refusal)));
+        if !matches!(handed.await, Ok(Ok(()))) {
+            tracing::warn!("the deliveries log is behind; a refusal is not counted");
+        }
+    }
+}
+
+/// How long a refusal waits for room in the writer's queue before it is dropped.
+const REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Adds each minute's, address's and reason's refusals to its row in one upsert per row.
+async fn write_counts(db: &DatabaseConnection, counted: Vec<Entry>) {
+    let minute = chrono::Utc::now().timestamp() / 60;
+    let mut rows: std::collections::HashMap<(String, Refusal), (i64, String)> =
+        std::collections::HashMap::new();
+    for entry in counted {
+        if let Entry::Counted(c) = entry {
+            let row = rows
+                .entry((c.address.to_string(), c.reason))
+                .or_insert((0, String::new()));
+            row.0 += 1;
+            row.1 = c.name;
+        }
+    }
+    for ((address, reason), (count, last_name)) in rows {
+        let statement = Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO refusal_counts (minute, client_address, reason, count, last_name) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (minute, client_address, reason) DO UPDATE SET \
+               count = refusal_counts.count + excluded.count, last_name = excluded.last_name",
+            vec![
+                minute.into(),
+                address.into(),
+                reason.as_str().into(),
+                count.into(),
+                last_name.into(),
+            ],
+        );
+        if let Err(e) = db.execute_raw(statement).await {
+            tracing::warn!(error = %e, "could not count refused deliveries");
+        }
     }
 }
 
@@ -150,6 +283,7 @@ fn model(record: &DeliveryRecord, replay_key: Option<String>) -> delivery::Activ
         item_id: Set(record.item_id),
         response: Set(record.response.clone()),
         received_at: Set(chrono::Utc::now().timestamp_millis()),
+        client_address: Set(record.client_address.clone()),
         ..Default::default()
     }
 }
@@ -178,14 +312,53 @@ pub async fn replay(
         .await
 }
 
-/// Removes deliveries older than the retention window; returns how many.
+/// Removes deliveries and refusal counts older than the retention window; returns how many.
 pub async fn prune(db: &DatabaseConnection) -> Result<u64, DbErr> {
     let cutoff = chrono::Utc::now().timestamp_millis() - RETENTION_DAYS * 24 * 3600 * 1000;
     let result = delivery::Entity::delete_many()
         .filter(delivery::Column::ReceivedAt.lt(cutoff))
         .exec(db)
         .await?;
-    Ok(result.rows_affected)
+    let counts = refusal_count::Entity::delete_many()
+        .filter(refusal_count::Column::Minute.lt(cutoff / 60_000))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected + counts.rows_affected)
+}
+
+/// One row of the counted refusals on `/admin/deliveries`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusalCountView {
+    /// The minute's start, RFC 3339.
+    pub minute: String,
+    pub client_address: String,
+    pub reason: String,
+    pub count: i64,
+    pub last_name: String,
+}
+
+/// The latest `limit` rows of counted refusals, newest first.
+pub async fn recent_counts(
+    db: &DatabaseConnection,
+    limit: u64,
+) -> Result<Vec<RefusalCountView>, DbErr> {
+    Ok(refusal_count::Entity::find()
+        .order_by_desc(refusal_count::Column::Minute)
+        .order_by_desc(refusal_count::Column::Count)
+        .limit(limit)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| RefusalCountView {
+            minute: chrono::DateTime::from_timestamp(r.minute * 60, 0)
+                .unwrap_or_default()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            client_address: r.client_address,
+            reason: r.reason,
+            count: r.count,
+            last_name: r.last_name,
+        })
+        .collect())
 }
 
 /// One row of `GET /api/v1/deliveries`, like a host's "recent deliveries" view.

@@ -1,2 +1,315 @@
 //! Webhooks from the open internet: what unauthenticated input may store, replays of signed
 //! deliveries, numbers that would overflow, and a database that cannot commit.
+
+use std::time::{Duration, Instant};
+
+use baler::hooks::verify::standard_webhook_signature;
+use futures::StreamExt;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+
+use crate::on_both_databases;
+use crate::support::git::GitRepo;
+use crate::support::{ProjectSpec, TestApp, TestDb, fixture};
+
+const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// How much the database holds, in bytes: SQLite's pages (the WAL's included), or
+/// PostgreSQL's database size.
+async fn database_bytes(app: &TestApp) -> i64 {
+    match app.db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => {
+            app.count("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+                .await
+        }
+        _ => {
+            app.count("SELECT pg_database_size(current_database())")
+                .await
+        }
+    }
+}
+
+async fn refused_burst(db: TestDb) {
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[ProjectSpec::github("widget", "file:///nowhere".into())],
+        &format!("max_attempts = 1\n{database}"),
+    )
+    .await;
+    let before = database_bytes(&app).await;
+    let huge_id = "d".repeat(300 * 1024);
+    let huge_name = "x".repeat(60 * 1024);
+    let sent = futures::stream::iter(0..1000)
+        .map(|n| {
+            let (app, huge_id, huge_name) = (&app, &huge_id, &huge_name);
+            async move {
+                if n % 2 == 0 {
+                    // An unknown project with a 60 KB name, unsigned.
+                    app.post_hook(&format!("{huge_name}{n}"), &[], b"{}".to_vec())
+                        .await
+                        .status()
+                } else {
+                    // A known project, a 300 KB delivery id, a 20 KB event, a wrong signature.
+                    app.post_hook(
+                        "widget",
+                        &[
+                            ("content-type", "application/json".into()),
+                            ("x-github-event", format!("push{}", &huge_id[..20 * 1024])),
+                            ("x-github-delivery", format!("{huge_id}{n}")),
+                            ("x-hub-signature-256", format!("sha256={}", "00".repeat(32))),
+                        ],
+                        b"{}".to_vec(),
+                    )
+                    .await
+                    .status()
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(sent.iter().filter(|s| s.as_u16() == 404).count(), 500);
+    assert_eq!(sent.iter().filter(|s| s.as_u16() == 401).count(), 500);
+
+    // Every refusal is either kept (bounded) or counted; none is lost, none is kept whole.
+    crate::support::wait_until(10, "the refusals to be written", || async {
+        let kept = app
+            .count("SELECT COUNT(*) FROM deliveries WHERE project_name = 'widget'")
+            .await;
+        let counted = app
+            .count("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM refusal_counts")
+            .await;
+        kept + counted == 1000
+    })
+    .await;
+    let kept = app.count("SELECT COUNT(*) FROM deliveries").await;
+    assert!(
+        (1..=60).contains(&kept),
+        "one address keeps at most its hourly budget of rows: {kept}"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries WHERE project_id IS NULL")
+            .await,
+        0,
+        "unknown projects are counted, never kept"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM refusal_counts WHERE reason = 'unknown project'"
+        )
+        .await,
+        500
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM deliveries WHERE LENGTH(delivery_id) > 128 \
+             OR LENGTH(project_name) > 64 OR LENGTH(COALESCE(event, '')) > 64 \
+             OR reason <> 'signature does not match'"
+        )
+        .await,
+        0,
+        "kept refusals hold only bounded fields and a fixed reason"
+    );
+    assert_eq!(
+        app.count("SELECT CAST(MAX(LENGTH(last_name)) AS BIGINT) FROM refusal_counts")
+            .await,
+        64
+    );
+    let grown = database_bytes(&app).await - before;
+    assert!(
+        grown < 1024 * 1024,
+        "1,000 refused requests grew the database by {grown} bytes"
+    );
+}
+
+async fn signed_gitlab_replay(db: TestDb) {
+    let repo = GitRepo::standard();
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[ProjectSpec {
+            extra: "secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+            ..ProjectSpec::gitlab("widget", repo.url())
+        }],
+        &format!("max_attempts = 1\n{database}"),
+    )
+    .await;
+    app.queue.set_paused(true).await.unwrap();
+    let mut payload = fixture("webhooks/gitlab/push.json");
+    payload["project"]["git_http_url"] = repo.url().into();
+    let body = serde_json::to_vec(&payload).unwrap();
+    let timestamp = chrono::Utc::now().timestamp();
+    let id = "msg_2hX7a9";
+    let signature = standard_webhook_signature(WHSEC, id, timestamp, &body);
+    // The same signed request twice, with a different unsigned Idempotency-Key each time.
+    let mut answers = Vec::new();
+    for key in ["first-key", "second-key"] {
+        let response = app
+            .post_hook(
+                "widget",
+                &[
+                    ("content-type", "application/json".into()),
+                    ("x-gitlab-event", "Push Hook".into()),
+                    ("idempotency-key", key.into()),
+                    ("webhook-id", id.into()),
+                    ("webhook-timestamp", timestamp.to_string()),
+                    ("webhook-signature", signature.clone()),
+                ],
+                body.clone(),
+            )
+            .await;
+        answers.push((response.status().as_u16(), response.text().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, 202, "{answers:?}");
+    assert_eq!(answers[1], answers[0], "the replay gets the first answer");
+    assert_eq!(
+        app.count("SELECT CAST(MAX(revision) AS BIGINT) FROM queue_items")
+            .await,
+        1,
+        "the replay changed nothing"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries WHERE reason LIKE 'redelivery of delivery%'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM deliveries WHERE delivery_id = '{id}'"
+        ))
+        .await,
+        2,
+        "both are logged under the signed id"
+    );
+}
+
+async fn extreme_timestamps(db: TestDb) {
+    let repo = GitRepo::standard();
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[ProjectSpec {
+            extra: "secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
+            ..ProjectSpec::gitlab("widget", repo.url())
+        }],
+        &format!("max_attempts = 1\n{database}"),
+    )
+    .await;
+    let body = b"{}".to_vec();
+    // A debug build (this one) panics on an overflowing subtraction: before the fix the
+    // handler died and the connection closed with no answer.
+    for timestamp in [i64::MIN, i64::MIN + 1, i64::MAX] {
+        let response = app
+            .post_hook(
+                "widget",
+                &[
+                    ("content-type", "application/json".into()),
+                    ("x-gitlab-event", "Push Hook".into()),
+                    ("webhook-id", "msg_1".into()),
+                    ("webhook-timestamp", timestamp.to_string()),
+                    (
+                        "webhook-signature",
+                        standard_webhook_signature(WHSEC, "msg_1", timestamp, &body),
+                    ),
+                ],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(response.status(), 401, "timestamp {timestamp}");
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("webhook-timestamp"),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 0);
+}
+
+/// The app's own database, opened separately to hold its write lock.
+async fn second_connection(db: &TestDb, app: &TestApp, database_line: &str) -> DatabaseConnection {
+    let url = match db {
+        TestDb::Sqlite => format!("sqlite://{}/baler.db", app.data_dir.display()),
+        TestDb::Postgres(_) => database_line
+            .trim()
+            .trim_start_matches("database_url = \"")
+            .trim_end_matches('"')
+            .to_string(),
+    };
+    let mut options = sea_orm::ConnectOptions::new(url);
+    options.max_connections(1).sqlx_logging(false);
+    sea_orm::Database::connect(options).await.unwrap()
+}
+
+async fn locked_database(db: TestDb) {
+    let repo = GitRepo::standard();
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[ProjectSpec::github("widget", repo.url())],
+        &format!("max_attempts = 1\n{database}\n[http]\ncommit_timeout_seconds = 2\n"),
+    )
+    .await;
+    app.queue.set_paused(true).await.unwrap();
+    let locker = second_connection(&db, &app, &database).await;
+    let lock = locker.begin().await.unwrap();
+    match db {
+        // A write takes SQLite's one write lock until the transaction ends.
+        TestDb::Sqlite => lock
+            .execute_raw(Statement::from_string(
+                sea_orm::DatabaseBackend::Sqlite,
+                "UPDATE queue_control SET paused = paused",
+            ))
+            .await
+            .map(|_| ())
+            .unwrap(),
+        TestDb::Postgres(_) => lock
+            .execute_unprepared("LOCK TABLE queue_items IN ACCESS EXCLUSIVE MODE")
+            .await
+            .map(|_| ())
+            .unwrap(),
+    }
+
+    let started = Instant::now();
+    let response = app
+        .github_push("widget", "refs/heads/main", &repo.head())
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert!(
+        response.headers().contains_key("retry-after"),
+        "{:?}",
+        response.headers()
+    );
+    assert!(
+        waited < Duration::from_secs(8),
+        "answered after {waited:?}; hosts give up at 10 s"
+    );
+    lock.rollback().await.unwrap();
+    // Whatever was waiting for the lock gets it now, and must write nothing of the refused
+    // delivery. (SQLite's writer waits out its busy timeout before giving up.)
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    crate::support::wait_until(15, "the refused delivery to be logged", || async {
+        app.count("SELECT COUNT(*) FROM deliveries WHERE status = 503")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM queue_items").await,
+        0,
+        "a 503 leaves nothing queued"
+    );
+
+    // With the lock gone, the host's retry is queued.
+    let retry = app
+        .github_push("widget", "refs/heads/main", &repo.head())
+        .await;
+    assert_eq!(retry.status(), 202);
+    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 1);
+}
+
+on_both_databases!(
+    refused_burst,
+    signed_gitlab_replay,
+    extreme_timestamps,
+    locked_database
+);

@@ -96,7 +96,10 @@ impl HttpConfig {
         at_least_one("webhook_buffer_mib", self.webhook_buffer_mib)?;
         at_least_one("max_connections", self.max_connections as u64)?;
         at_least_one("commit_timeout_seconds", self.commit_timeout_seconds)?;
-        at_least_one("auth_failures_per_minute", self.auth_failures_per_minute.into())?;
+        at_least_one(
+            "auth_failures_per_minute",
+            self.auth_failures_per_minute.into(),
+        )?;
         if self.webhook_buffer_mib > 64 * 1024 {
             return Err((
                 "http.webhook_buffer_mib".into(),
@@ -176,6 +179,9 @@ mod tests {
             body_idle_timeout_seconds: 0,
             ..HttpConfig::default()
         };
-        assert_eq!(zero.check().unwrap_err().0, "http.body_idle_timeout_seconds");
+        assert_eq!(
+            zero.check().unwrap_err().0,
+            "http.body_idle_timeout_seconds"
+        );
     }
 }

@@ -56,13 +56,19 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The host's delivery id: the same on every redelivery of one event.
+/// The host's delivery id: the same on every redelivery of one event. Where the host signs an
+/// id, that id is the one used, so that a replay cannot pass as a new delivery by changing an
+/// unsigned header.
 pub fn delivery_id(provider: Provider, headers: &HeaderMap) -> Option<String> {
     let names: &[&str] = match provider {
         Provider::Github => &["x-github-delivery"],
-        // `X-Gitlab-Webhook-UUID` changes on every attempt and `X-Gitlab-Event-UUID` is not a
-        // delivery id; `Idempotency-Key` (and Standard Webhooks' `webhook-id`) is stable.
-        Provider::Gitlab => &["idempotency-key", "webhook-id"],
+        // A GitLab signing token sends Standard Webhooks headers, whose signature covers
+        // `webhook-id`: only that id is used then.
+        Provider::Gitlab if headers.contains_key("webhook-signature") => &["webhook-id"],
+        // With a plain secret token nothing is signed. `X-Gitlab-Webhook-UUID` changes on
+        // every attempt and `X-Gitlab-Event-UUID` is not a delivery id; `Idempotency-Key` is
+        // stable.
+        Provider::Gitlab => &["idempotency-key"],
         Provider::Gitea => &["x-gitea-delivery", "x-forgejo-delivery"],
         Provider::Bitbucket => &["x-request-uuid"],
     };
@@ -333,6 +339,8 @@ mod tests {
             composer: None,
             drupal_type: "project_module".into(),
             supported_branches: None,
+            disabled_at: None,
+            updated_at: chrono::Utc::now(),
         }
     }
 

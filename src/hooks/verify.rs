@@ -149,8 +149,11 @@ pub fn verify_standard_webhook<'a>(
         .trim()
         .parse()
         .map_err(|_| SignatureError::Malformed("webhook-timestamp"))?;
-    if (now - seconds).abs() > 300 {
-        return Err(SignatureError::Stale(now - seconds));
+    // Both numbers may be anything a client sends: the difference saturates instead of
+    // wrapping (or panicking), and its size is taken without `abs`, which overflows at MIN.
+    let skew = now.saturating_sub(seconds);
+    if skew.unsigned_abs() > 300 {
+        return Err(SignatureError::Stale(skew));
     }
     let offered: Vec<Vec<u8>> = signature
         .split_whitespace()
@@ -363,6 +366,22 @@ mod tests {
             verify_standard_webhook(one(SW_KEY), &sw("v2,abc"), SW_BODY, SW_TS),
             Err(SignatureError::Malformed("webhook-signature"))
         );
+        // Timestamps at the ends of i64 are refused as stale, never wrapped into a small
+        // difference (or a panic in a debug build), whatever the clock says.
+        for extreme in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let text = extreme.to_string();
+            let headers = StandardWebhook {
+                timestamp: Some(&text),
+                ..sw(SW_SIG)
+            };
+            for now in [SW_TS, 0, -1, i64::MAX - 100, i64::MIN + 100] {
+                let result = verify_standard_webhook(one(SW_KEY), &headers, SW_BODY, now);
+                assert!(
+                    matches!(result, Err(SignatureError::Stale(_))),
+                    "{extreme} at {now}: {result:?}"
+                );
+            }
+        }
         let no_id = StandardWebhook {
             id: None,
             ..sw(SW_SIG)

@@ -37,8 +37,14 @@ pub(super) fn start(queue: Queue) -> mpsc::Sender<Request> {
     sender
 }
 
-async fn write_batch(queue: &Queue, batch: Vec<Request>) {
+async fn write_batch(queue: &Queue, mut batch: Vec<Request>) {
     let _turn = queue.gate.enter().await;
+    // A webhook that gave up waiting (it answered 503 at its commit timeout) is not written:
+    // its host retries, and the retry is what gets queued.
+    batch.retain(|request| !request.done.is_closed());
+    if batch.is_empty() {
+        return;
+    }
     match in_one_transaction(queue, &queue.db, &batch).await {
         Ok(answers) => {
             for (request, answer) in batch.into_iter().zip(answers) {
@@ -49,6 +55,9 @@ async fn write_batch(queue: &Queue, batch: Vec<Request>) {
         // cannot fail the others.
         Err(_) => {
             for request in batch {
+                if request.done.is_closed() {
+                    continue;
+                }
                 let answer = queue
                     .enqueue_with(
                         &queue.db,
@@ -72,6 +81,12 @@ async fn in_one_transaction(
     let txn = crate::db::begin_write(db).await?;
     let mut answers = Vec::with_capacity(batch.len());
     for request in batch {
+        // Checked again with the write lock held: waiting for it may have outlasted the
+        // webhook's commit timeout.
+        if request.done.is_closed() {
+            answers.push(None);
+            continue;
+        }
         answers.push(
             queue
                 .enqueue_with(

@@ -142,6 +142,7 @@ impl Queue {
         project_id: i64,
         refs: &PendingRefs,
         replay_key: Option<&str>,
+        commit_timeout: std::time::Duration,
     ) -> Result<Option<Enqueued>, QueueError> {
         let queued = match self.backend() {
             DatabaseBackend::Sqlite => {
@@ -159,9 +160,20 @@ impl Queue {
                     .map_err(|_| stopped())?;
                 answer.await.map_err(|_| stopped())??
             }
+            // The upsert waits for row locks at most `commit_timeout`: the server gives up on
+            // it, so an upsert whose webhook was already answered 503 cannot commit later.
             _ => {
-                self.enqueue_with(&self.db, project_id, refs, false, replay_key)
-                    .await?
+                let txn = crate::db::begin_write(&self.db).await?;
+                txn.execute_unprepared(&format!(
+                    "SET LOCAL statement_timeout = {}",
+                    commit_timeout.as_millis().max(1)
+                ))
+                .await?;
+                let queued = self
+                    .enqueue_with(&txn, project_id, refs, false, replay_key)
+                    .await?;
+                txn.commit().await?;
+                queued
             }
         };
         if let Some(queued) = queued {
