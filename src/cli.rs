@@ -199,16 +199,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let conn = open(&config).await?;
             projects::sync_from_config(&conn, &config.projects).await?;
-            let list = projects::list(&conn).await?;
+            // Disabled ones too: they left the config file, but their releases are kept.
+            let list = projects::list_all(&conn).await?;
             if list.is_empty() {
                 println!("no projects; add [[projects]] to the config file");
             }
             for p in list {
+                let state = match p.disabled_at {
+                    Some(since) => format!(
+                        "disabled since {}",
+                        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    None => "enabled".to_string(),
+                };
                 println!(
-                    "{:<20} {:<7} {:<6} {}",
+                    "{:<20} {:<7} {:<6} {:<36} {}",
                     p.name,
                     p.provider.as_str(),
                     p.layout.as_str(),
+                    state,
                     crate::startup::redact(&p.repo)
                 );
             }

@@ -2,10 +2,10 @@
 //! Internal errors are logged once with their cause chain; users see no internals.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::admin::AdminError;
+use crate::admin::{AdminError, RetryAfter};
 use crate::queue::QueueError;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,12 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// 429 with `Retry-After` (whole seconds) in both faces.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_seconds: u64,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -52,6 +58,20 @@ impl From<AdminError> for AppError {
     }
 }
 
+/// An address over its budget of failed admin authentications.
+impl From<RetryAfter> for AppError {
+    fn from(wait: RetryAfter) -> Self {
+        let seconds = wait.seconds();
+        AppError::TooManyRequests {
+            message: format!(
+                "too many failed admin authentications from your address: no token from it is \
+                 checked for {seconds} s"
+            ),
+            retry_after_seconds: seconds,
+        }
+    }
+}
+
 impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -60,7 +80,21 @@ impl AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Sets the headers the status needs (`Retry-After` for a 429) on either face.
+    fn headers(&self, response: &mut Response) {
+        if let AppError::TooManyRequests {
+            retry_after_seconds,
+            ..
+        } = self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
         }
     }
 
@@ -89,10 +123,12 @@ impl IntoResponse for AppError {
             code: status.as_u16(),
             message: self.to_string(),
         };
-        match askama::Template::render(&page) {
+        let mut response = match askama::Template::render(&page) {
             Ok(html) => (status, Html(html)).into_response(),
             Err(_) => (status, page.message).into_response(),
-        }
+        };
+        self.headers(&mut response);
+        response
     }
 }
 
@@ -110,10 +146,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.0.log();
         let status = self.0.status();
-        (
+        let mut response = (
             status,
             Json(serde_json::json!({ "error": self.0.to_string() })),
         )
-            .into_response()
+            .into_response();
+        self.0.headers(&mut response);
+        response
     }
 }

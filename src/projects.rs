@@ -1,9 +1,17 @@
 //! The project registry: projects from the config file are synced into the database at start;
 //! `baler project add` writes the same rows. Everything else reads [`Project`].
+//!
+//! A config project that leaves the config file is disabled, not deleted: its releases and
+//! files stay (lock files point at them), and it comes back with its history when the config
+//! names it again. [`find`], [`list`] and [`ProjectCache`] see enabled projects only: they
+//! serve webhooks, public pages, feeds and the Composer repository. Admin views and the CLI use
+//! [`find_including_disabled`] and [`list_all`]; the worker reads by id ([`find_by_id`]) and
+//! checks [`Project::disabled_at`] itself.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use entities::project;
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, TryIntoModel,
@@ -34,6 +42,11 @@ pub struct Project {
     pub drupal_type: String,
     /// The feed's `supported_branches`; `None` supports every release line.
     pub supported_branches: Option<Vec<String>>,
+    /// When the project left the config file; `None` while it is enabled. Only the lookups
+    /// that include disabled projects return one with it set.
+    pub disabled_at: Option<DateTime<Utc>>,
+    /// When the row last changed (every start rewrites the config's projects).
+    pub updated_at: DateTime<Utc>,
 }
 
 /// Secrets are left out, so a stray `{:?}` never writes one to a log.
@@ -44,6 +57,7 @@ impl std::fmt::Debug for Project {
             .field("name", &self.name)
             .field("repo", &self.repo)
             .field("provider", &self.provider)
+            .field("disabled_at", &self.disabled_at)
             .finish_non_exhaustive()
     }
 }
@@ -61,6 +75,10 @@ impl Project {
     /// The secrets deliveries may be signed with: the current one, then the one rotated out.
     pub fn secrets(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.secret.as_str()).chain(self.previous_secret.as_deref())
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
     }
 
     pub fn releases_branch(&self, branch: &str) -> bool {
@@ -106,6 +124,8 @@ impl Project {
             composer: m.composer,
             supported_branches,
             drupal_type: m.drupal_type,
+            disabled_at: m.disabled_at,
+            updated_at: m.updated_at,
         })
     }
 }
@@ -115,7 +135,8 @@ fn json_list<T: AsRef<str>>(items: &[T]) -> String {
         .expect("strings serialise")
 }
 
-/// Inserts or updates one project by name. `source` is `config` or `cli`.
+/// Inserts or updates one project by name. `source` is `config` or `cli`. A disabled project
+/// is enabled again: adding it back brings back its releases.
 pub async fn upsert(
     db: &DatabaseConnection,
     settings: &ProjectSettings,
@@ -149,12 +170,14 @@ pub async fn upsert(
     model.drupal_type = Set(settings.drupal_type.clone());
     model.supported_branches = Set(settings.supported_branches.as_deref().map(json_list));
     model.source = Set(source.to_string());
+    model.disabled_at = Set(None);
     model.updated_at = Set(now);
     Project::from_model(model.save(db).await?.try_into_model()?)
 }
 
-/// Brings the database in line with the config file's projects. Projects added with the CLI
-/// are left alone.
+/// Brings the database in line with the config file's projects: each is written (and enabled
+/// again if it had left), and config projects the file no longer names are disabled, keeping
+/// their rows. Projects added with the CLI are left alone.
 pub async fn sync_from_config(
     db: &DatabaseConnection,
     projects: &[ProjectSettings],
@@ -162,23 +185,63 @@ pub async fn sync_from_config(
     for settings in projects {
         upsert(db, settings, "config").await?;
     }
+    let named: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
+    let now = Utc::now();
+    // Only those not disabled yet: "disabled since" stays the first start without them.
+    let left = project::Entity::update_many()
+        .col_expr(project::Column::DisabledAt, Expr::value(now))
+        .col_expr(project::Column::UpdatedAt, Expr::value(now))
+        .filter(project::Column::Source.eq("config"))
+        .filter(project::Column::Name.is_not_in(named))
+        .filter(project::Column::DisabledAt.is_null())
+        .exec(db)
+        .await?;
+    if left.rows_affected > 0 {
+        tracing::info!(
+            projects = left.rows_affected,
+            "projects that left the config file are disabled; their releases and files are kept"
+        );
+    }
     Ok(())
 }
 
-/// The project called `name`. A name no project can have (a NUL byte from a URL, say) is
-/// not looked up at all.
+/// Whether a lookup sees disabled projects too.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Disabled {
+    Hidden,
+    Included,
+}
+
+/// The enabled project called `name`: what webhooks, public pages and feeds may serve.
 pub async fn find(db: &DatabaseConnection, name: &str) -> Result<Option<Project>, DbErr> {
+    find_by_name(db, name, Disabled::Hidden).await
+}
+
+/// The project called `name`, disabled or not: for admin views, the CLI and downloads.
+pub async fn find_including_disabled(
+    db: &DatabaseConnection,
+    name: &str,
+) -> Result<Option<Project>, DbErr> {
+    find_by_name(db, name, Disabled::Included).await
+}
+
+/// A name no project can have (a NUL byte from a URL, say) is not looked up at all.
+async fn find_by_name(
+    db: &DatabaseConnection,
+    name: &str,
+    disabled: Disabled,
+) -> Result<Option<Project>, DbErr> {
     if crate::config::validate_project_name(name).is_err() {
         return Ok(None);
     }
-    project::Entity::find()
-        .filter(project::Column::Name.eq(name))
-        .one(db)
-        .await?
-        .map(Project::from_model)
-        .transpose()
+    let mut query = project::Entity::find().filter(project::Column::Name.eq(name));
+    if disabled == Disabled::Hidden {
+        query = query.filter(project::Column::DisabledAt.is_null());
+    }
+    query.one(db).await?.map(Project::from_model).transpose()
 }
 
+/// The project with this id, disabled or not (the worker checks, and says why it stops).
 pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> Result<Option<Project>, DbErr> {
     project::Entity::find_by_id(id)
         .one(db)
@@ -187,9 +250,22 @@ pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> Result<Option<Proje
         .transpose()
 }
 
+/// Every enabled project, by name: what listings, feeds and the Composer repository show.
 pub async fn list(db: &DatabaseConnection) -> Result<Vec<Project>, DbErr> {
-    project::Entity::find()
-        .order_by_asc(project::Column::Name)
+    list_where(db, Disabled::Hidden).await
+}
+
+/// Every project, disabled ones too, by name: for admin views and `baler project list`.
+pub async fn list_all(db: &DatabaseConnection) -> Result<Vec<Project>, DbErr> {
+    list_where(db, Disabled::Included).await
+}
+
+async fn list_where(db: &DatabaseConnection, disabled: Disabled) -> Result<Vec<Project>, DbErr> {
+    let mut query = project::Entity::find().order_by_asc(project::Column::Name);
+    if disabled == Disabled::Hidden {
+        query = query.filter(project::Column::DisabledAt.is_null());
+    }
+    query
         .all(db)
         .await?
         .into_iter()
@@ -204,10 +280,7 @@ pub async fn remember_host_repository_id(
     id: &str,
 ) -> Result<(), DbErr> {
     project::Entity::update_many()
-        .col_expr(
-            project::Column::HostRepositoryId,
-            sea_orm::sea_query::Expr::value(id),
-        )
+        .col_expr(project::Column::HostRepositoryId, Expr::value(id))
         .filter(project::Column::Id.eq(project_id))
         .filter(project::Column::HostRepositoryId.is_null())
         .exec(db)
@@ -217,7 +290,8 @@ pub async fn remember_host_repository_id(
 
 /// Project lookups for the webhook path, kept for a moment: a burst of deliveries for one
 /// project reads its row once per `ttl` instead of once per delivery. Changes (a project added
-/// with the CLI, a new secret) are seen within `ttl`.
+/// with the CLI, a new secret) are seen within `ttl`. Like [`find`], it sees enabled projects
+/// only, so a disabled project's webhooks answer 404.
 /// A cached lookup: when it was read, and what (None: no such project).
 type CachedProject = (std::time::Instant, Option<Project>);
 

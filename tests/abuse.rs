@@ -8,10 +8,12 @@ use futures::StreamExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 
 use crate::on_both_databases;
+use crate::support::browser::AdminBrowser;
 use crate::support::git::GitRepo;
 use crate::support::{ProjectSpec, TestApp, TestDb, fixture};
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ADMIN_TOKEN: &str = "abuse-admin-token-5e1d9c0b7a3f";
 
 /// How much the database holds, in bytes: SQLite's pages (the WAL's included), or
 /// PostgreSQL's database size.
@@ -32,7 +34,7 @@ async fn refused_burst(db: TestDb) {
     let database = TestApp::database_line(&db).await;
     let app = TestApp::spawn_with(
         &[ProjectSpec::github("widget", "file:///nowhere".into())],
-        &format!("max_attempts = 1\n{database}"),
+        &format!("max_attempts = 1\nadmin_token = \"{ADMIN_TOKEN}\"\n{database}"),
     )
     .await;
     let before = database_bytes(&app).await;
@@ -114,6 +116,18 @@ async fn refused_burst(db: TestDb) {
             .await,
         64
     );
+    // Admins see the counts; the page stays small.
+    let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
+    let page = browser.get("/admin/deliveries").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.len() < 200 * 1024, "{} bytes", page.body.len());
+    let counted: i64 = page
+        .rows("#counted-refusals")
+        .iter()
+        .filter(|row| row.contains("127.0.0.1 | unknown project"))
+        .map(|row| row.split(" | ").nth(3).unwrap().parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(counted, 500);
     let grown = database_bytes(&app).await - before;
     assert!(
         grown < 1024 * 1024,

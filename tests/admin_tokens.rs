@@ -7,7 +7,7 @@ use baler::startup::Role;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::admin::{TOKEN, admin_app};
+use crate::admin::TOKEN;
 use crate::on_both_databases;
 use crate::support::browser::AdminBrowser;
 use crate::support::git::GitRepo;
@@ -49,7 +49,17 @@ const PAGE_POSTS: [&str; 7] = [
 
 async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = admin_app(&db, &[ProjectSpec::github("widget", repo.url())]).await;
+    // 44 wrong tokens from one address, more than the default budget of failures allows
+    // (tests/auth_throttle.rs tests the limit).
+    let database = TestApp::database_line(&db).await;
+    let app = TestApp::spawn_with(
+        &[ProjectSpec::github("widget", repo.url())],
+        &format!(
+            "max_attempts = 1\nadmin_token = \"{TOKEN}\"\n{database}\
+             [http]\nauth_failures_per_minute = 100\n"
+        ),
+    )
+    .await;
     let actions = AdminActions::new(app.db.clone(), app.queue.clone());
     let retired = actions
         .create_token(&Actor::token("test"), "retired")

@@ -80,11 +80,20 @@ impl AdminActions {
         Ok(queued)
     }
 
-    /// Queues a rescan of every branch and tag of `project` that its patterns match.
+    /// Queues a rescan of every branch and tag of `project` that its patterns match. A
+    /// disabled project is refused: nothing builds for a project that left the config.
     pub async fn rebuild(&self, actor: &Actor, project: &str) -> Result<Enqueued, AdminError> {
-        let found = projects::find(&self.db, project)
+        let found = projects::find_including_disabled(&self.db, project)
             .await?
             .ok_or_else(|| AdminError::NotFound(format!("no project named {project:?}")))?;
+        if let Some(since) = found.disabled_at {
+            return Err(AdminError::Conflict(format!(
+                "project {} is disabled (it left the config file on {}); add it back to the \
+                 config and restart baler to build it again",
+                found.name,
+                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
         let txn = begin_write(&self.db).await?;
         let queued = self.queue.rebuild_on(&txn, found.id).await?;
         let detail = format!("item {} at position {}", queued.item, queued.position);

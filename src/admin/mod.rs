@@ -1,10 +1,11 @@
-//! Administration: who may act (admin tokens), what admins do (the audited actions that the
-//! API, the admin page and `baler queue`/`baler token` share), and the record of it (the audit
-//! log).
+//! Administration: who may act (admin tokens), how often a wrong token may be tried (the
+//! throttle), what admins do (the audited actions that the API, the admin page and `baler
+//! queue`/`baler token` share), and the record of it (the audit log).
 
 pub mod actions;
 pub mod audit;
 pub mod keys;
+pub mod throttle;
 pub mod tokens;
 
 use sea_orm::DbErr;
@@ -12,6 +13,7 @@ use sea_orm::DbErr;
 use crate::queue::QueueError;
 
 pub use actions::AdminActions;
+pub use throttle::{AuthThrottle, FailureKind, RetryAfter};
 pub use tokens::AdminTokens;
 
 /// Who did an admin action, as the audit log names them: a token's name (`admin_token` for

@@ -4,73 +4,43 @@
 //! package's), with baler's `name`, `version`, `time` and a `dist` pointing at the zip: its
 //! `shasum` is the file's sha1 and its `reference` the commit.
 //!
-//! A project is in the repository when it sets `composer = "vendor/package"`, or when its
-//! newest release has a `composer.json` with a `name`.
+//! A name has one owner: the project that configures it with `composer =`, else the one that
+//! published it first ([`owners`] has the whole rule). [`all_packages`] (`/packages.json`) and
+//! [`find_package`] (`/p2/…`) both read [`Repository`], so they cannot disagree.
 
+pub mod owners;
+
+use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Map, Value, json};
 
+pub use owners::{Entry, Repository, Standing};
+
 use super::{LineVersion, published_newest_first};
-use crate::projects::{self, Project};
-use crate::releases::{self, ReleaseWithFiles};
+use crate::projects::Project;
+use crate::releases::ReleaseWithFiles;
 
 /// A project as a Composer package: its name and releases.
 pub struct Package {
     pub name: String,
     pub project: Project,
     pub releases: Vec<ReleaseWithFiles>,
+    /// The newest change to any row the owner was decided from (see [`last_modified`]).
+    changed: Option<DateTime<Utc>>,
 }
 
-/// Every project that is a Composer package, by package name.
+/// Every published package, by name (`/packages.json`).
 pub async fn all_packages(db: &DatabaseConnection) -> Result<Vec<Package>, DbErr> {
-    let mut packages = Vec::new();
-    for project in projects::list(db).await? {
-        let releases = releases::for_project(db, project.id).await?;
-        if let Some(name) = package_name(&project, &releases) {
-            packages.push(Package {
-                name,
-                project,
-                releases,
-            });
-        }
-    }
-    packages.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(packages)
+    Ok(Repository::load(db).await?.into_packages())
 }
 
-/// The package called `name`, if a project is. A project configured with that name is found
-/// without reading anyone's releases; only projects that take their name from `composer.json`
-/// need their releases read.
+/// The published package called `name` (`/p2/…`): one of [`all_packages`], so `/p2/…` serves
+/// exactly the names `/packages.json` lists.
 pub async fn find_package(db: &DatabaseConnection, name: &str) -> Result<Option<Package>, DbErr> {
-    let projects = projects::list(db).await?;
-    let (configured, unnamed): (Vec<Project>, Vec<Project>) =
-        projects.into_iter().partition(|p| p.composer.is_some());
-    let candidates = configured
+    Ok(all_packages(db)
+        .await?
         .into_iter()
-        .filter(|p| p.composer.as_deref() == Some(name))
-        .chain(unnamed);
-    for project in candidates {
-        let releases = releases::for_project(db, project.id).await?;
-        if package_name(&project, &releases).as_deref() == Some(name) {
-            return Ok(Some(Package {
-                name: name.to_string(),
-                project,
-                releases,
-            }));
-        }
-    }
-    Ok(None)
-}
-
-/// The configured name, else the `name` of the newest release's `composer.json`.
-pub fn package_name(project: &Project, releases: &[ReleaseWithFiles]) -> Option<String> {
-    if let Some(name) = &project.composer {
-        return Some(name.clone());
-    }
-    let newest = published_newest_first(releases).into_iter().next()?;
-    let manifest: Value = serde_json::from_str(newest.release.composer_json.as_deref()?).ok()?;
-    let name = manifest.get("name")?.as_str()?.to_ascii_lowercase();
-    crate::config::valid_composer_name(&name).then_some(name)
+        .find(|package| package.name == name))
 }
 
 /// The version Composer sees: `8.x-1.2` → `1.2.0`, `2.0.3` stays; branch `1.x` → `1.x-dev`,
@@ -175,9 +145,10 @@ fn version_entry(
     Some(Value::Object(entry))
 }
 
-/// When the package's metadata last changed: its newest release row update.
-pub fn last_modified(package: &Package) -> Option<chrono::DateTime<chrono::Utc>> {
-    package.releases.iter().map(|r| r.release.updated_at).max()
+/// When the package's metadata may last have changed: the newest change to any project or
+/// release row, since any of them can change who owns the name.
+pub fn last_modified(package: &Package) -> Option<DateTime<Utc>> {
+    package.changed
 }
 
 #[cfg(test)]

@@ -1,22 +1,24 @@
 //! The admin pages: `/admin/queue` (the queue, running jobs, actions, refs that failed on
-//! their own, the audit log), `/admin/deliveries`, and per project `/admin/projects/{project}`
-//! (its failed refs and releases) and `…/releases/{version}` (a release's whole build log),
-//! behind a login with an admin token. Every action goes through `admin::AdminActions`, as
+//! their own, the audit log, failed sign-ins), `/admin/deliveries`, and per project
+//! `/admin/projects/{project}` (its failed refs and releases) and `…/releases/{version}` (a
+//! release's whole build log), behind a login with an admin token. Every action goes through `admin::AdminActions`, as
 //! the API's and the CLI's do, then redirects back (303) with a message. The queue and
 //! deliveries pages reload themselves.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::AppState;
+use super::client::ClientAddress;
 use super::pages::{Page, find_project, find_release};
 use super::session::{AdminForm, AdminSession, CheckedForm, Flash, Session};
 use super::views::ProjectView;
-use crate::admin::AdminError;
 use crate::admin::audit::{self, AuditEntryView};
-use crate::deliveries::{self, DeliveryView};
+use crate::admin::throttle::{self, AuthFailureView};
+use crate::admin::{AdminError, FailureKind};
+use crate::deliveries::{self, DeliveryView, RefusalCountView};
 use crate::error::AppError;
 use crate::problems::{self, Problem};
 use crate::queue::QueueItemView;
@@ -26,11 +28,15 @@ use crate::{projects, releases};
 const REFRESH_SECONDS: u32 = 10;
 /// Audit entries on the queue page.
 const AUDIT_SHOWN: u64 = 50;
+/// Addresses on the queue page's failed sign-ins.
+const AUTH_FAILURES_SHOWN: u64 = 50;
 /// Failed refs on the queue page (a project's page shows all of its own).
 const PROBLEMS_SHOWN: u64 = 50;
 /// Deliveries per project on the deliveries page; with `?project=` one project shows more.
 const DELIVERIES_PER_PROJECT: u64 = 20;
 const DELIVERIES_OF_ONE_PROJECT: u64 = 200;
+/// Rows of counted refusals (per minute, address and reason) on the deliveries page.
+const COUNTED_SHOWN: u64 = 100;
 
 pub async fn home() -> Redirect {
     Redirect::to("/admin/queue")
@@ -57,24 +63,60 @@ pub async fn login_form(
     Ok((session.into_jar(), Page(page)).into_response())
 }
 
-/// Checks the token like `Authorization: Bearer` does; a good one opens a session.
-pub async fn login(State(state): State<AppState>, form: CheckedForm) -> Result<Response, AppError> {
+/// Checks the token like `Authorization: Bearer` does, under the same budget of failures per
+/// client address (`admin::throttle`); a good one opens a session. An empty field is no
+/// attempt, so it spends nothing.
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    form: CheckedForm,
+) -> Result<Response, AppError> {
     let presented = form.fields.get("token").unwrap_or_default();
-    let Some(who) = state.tokens.authenticate(presented).await? else {
-        let page = LoginPage {
-            csrf: form.session.csrf(),
-            error: Some("That token is not valid: unknown, revoked, or not configured.".into()),
-        };
-        return Ok((
-            StatusCode::UNAUTHORIZED,
-            form.session.into_jar(),
-            Page(page),
-        )
-            .into_response());
+    if presented.trim().is_empty() {
+        let error = "Enter an admin token.".to_string();
+        return Ok(login_again(form.session, StatusCode::UNAUTHORIZED, error));
+    }
+    let attempt = match state.auth_throttle.check(address, FailureKind::Login).await {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            let seconds = wait.seconds();
+            let error = format!(
+                "Too many failed sign-ins from your address: no token from it is checked for \
+                 {seconds} s. Try again then."
+            );
+            let mut answer = login_again(form.session, StatusCode::TOO_MANY_REQUESTS, error);
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return Ok(answer);
+        }
     };
+    let who = match state.tokens.authenticate(presented).await {
+        Ok(Some(who)) => who,
+        Ok(None) => {
+            attempt.failed();
+            let error = "That token is not valid: unknown, revoked, or not configured.".into();
+            return Ok(login_again(form.session, StatusCode::UNAUTHORIZED, error));
+        }
+        // Not proven is a failure too (see `web::auth`).
+        Err(e) => {
+            attempt.failed();
+            return Err(e.into());
+        }
+    };
+    drop(attempt);
     state.actions.record_login(&who.actor).await?;
     let session = form.session.sign_in(&who, &state.tokens)?;
     Ok((session.into_jar(), Redirect::to("/admin/queue")).into_response())
+}
+
+/// The login form again, with why the last try did not sign in.
+fn login_again(session: Session, status: StatusCode, error: String) -> Response {
+    let page = LoginPage {
+        csrf: session.csrf(),
+        error: Some(error),
+    };
+    (status, session.into_jar(), Page(page)).into_response()
 }
 
 pub async fn logout(State(state): State<AppState>, form: AdminForm) -> Result<Response, AppError> {
@@ -99,6 +141,8 @@ pub struct QueuePage {
     /// (project, problem), newest first.
     problems: Vec<(String, Problem)>,
     audit: Vec<AuditEntryView>,
+    /// Per client address, newest first.
+    auth_failures: Vec<AuthFailureView>,
 }
 
 pub async fn queue(
@@ -112,6 +156,7 @@ pub async fn queue(
         .map(|p| p.name)
         .collect();
     let audit = audit::recent(&state.db, AUDIT_SHOWN).await?;
+    let auth_failures = throttle::recent_failures(&state.db, AUTH_FAILURES_SHOWN).await?;
     let problems = problems::recent(&state.db, PROBLEMS_SHOWN).await?;
     let count = |state: &str| listing.items.iter().filter(|i| i.state == state).count();
     let page = QueuePage {
@@ -132,6 +177,7 @@ pub async fn queue(
         projects,
         problems,
         audit,
+        auth_failures,
     };
     Ok((session.into_jar(), Page(page)).into_response())
 }
@@ -250,6 +296,8 @@ pub struct DeliveriesPage {
     /// Set when the page shows one project.
     project: Option<String>,
     groups: Vec<DeliveryGroup>,
+    /// Refusals that were counted rather than kept, newest first (on the all-projects page).
+    counted: Vec<RefusalCountView>,
 }
 
 #[derive(serde::Deserialize)]
@@ -283,6 +331,10 @@ pub async fn deliveries(
         actor: actor.to_string(),
         csrf: session.csrf(),
         refresh_seconds: REFRESH_SECONDS,
+        counted: match &query.project {
+            Some(_) => Vec::new(),
+            None => deliveries::recent_counts(&state.db, COUNTED_SHOWN).await?,
+        },
         project: query.project,
         groups,
     };
@@ -305,13 +357,23 @@ pub async fn project(
     AdminSession { session, actor }: AdminSession,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
+    // Disabled projects too: admins still see their releases and problems.
     let project = find_project(&state, &name).await?;
     let problems = problems::for_project(&state.db, project.id).await?;
     let rows = releases::for_project(&state.db, project.id).await?;
+    // Its Composer standing depends on the other projects' rows too (who owns the name).
+    let standing = crate::publish::composer::Repository::load(&state.db)
+        .await?
+        .standing_of(project.id);
+    let entry = crate::publish::composer::Entry {
+        project,
+        releases: rows,
+        standing,
+    };
     let page = ProjectPage {
         actor: actor.to_string(),
         csrf: session.csrf(),
-        project: ProjectView::new(&project, &rows, &state.public_url),
+        project: ProjectView::new(&entry, &state.public_url),
         problems,
     };
     Ok((session.into_jar(), Page(page)).into_response())

@@ -1,12 +1,16 @@
 //! Admin API authentication: `Authorization: Bearer TOKEN`, where TOKEN is the configured
-//! `admin_token` or a named token that is not revoked (see `admin::tokens`). Anything else,
-//! or no header, is 401 on every admin route.
+//! `admin_token` or a named token that is not revoked (see `admin::tokens`). No token at all
+//! is 401; a wrong one is 401 and spends one of the client address's failures
+//! (`admin::throttle`); an address past its budget is 429 with `Retry-After` for every token,
+//! the right one included, which is then not checked at all.
 
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
-use crate::admin::{Actor, AdminTokens};
+use super::AppState;
+use super::client::ClientAddress;
+use crate::admin::{Actor, FailureKind};
 use crate::error::{ApiError, AppError};
 
 /// Proof that the request carried a valid admin token, and whose it is (for the audit log);
@@ -15,28 +19,42 @@ pub struct Admin {
     pub actor: Actor,
 }
 
-impl<S> FromRequestParts<S> for Admin
-where
-    AdminTokens: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Admin, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
+        let Ok(ClientAddress(address)) = ClientAddress::from_request_parts(parts, state).await;
         let presented = parts
             .headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|token| !token.trim().is_empty())
             .ok_or_else(|| AppError::Unauthorized("send Authorization: Bearer TOKEN".into()))?;
-        match AdminTokens::from_ref(state).authenticate(presented).await? {
-            Some(authenticated) => Ok(Admin {
+        let attempt = state
+            .auth_throttle
+            .check(address, FailureKind::Bearer)
+            .await
+            .map_err(AppError::from)?;
+        match state.tokens.authenticate(presented).await {
+            Ok(Some(authenticated)) => Ok(Admin {
                 actor: authenticated.actor,
             }),
-            None => Err(AppError::Unauthorized(
-                "the token is not valid: unknown, revoked, or no admin token is configured".into(),
-            )
-            .into()),
+            Ok(None) => {
+                attempt.failed();
+                Err(AppError::Unauthorized(
+                    "the token is not valid: unknown, revoked, or no admin token is configured"
+                        .into(),
+                )
+                .into())
+            }
+            // Not proven is a failure too: else, while the database is down, wrong guesses
+            // (500) would cost nothing and the configured token (checked without it) would
+            // still show as right.
+            Err(e) => {
+                attempt.failed();
+                Err(e.into())
+            }
         }
     }
 }

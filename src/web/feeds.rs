@@ -1,6 +1,7 @@
 //! What other programs read: Drupal's update-status XML, the Composer repository and Atom
 //! feeds. Each handler loads the rows, calls `crate::publish` and sets the caching headers;
 //! everything is computed on read, so a release appears or leaves the moment its row changes.
+//! Disabled projects (gone from the config file) are in none of them.
 
 use askama::Template;
 use axum::Json;
@@ -10,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use super::pages::find_project;
+use super::pages::find_public_project;
 use crate::error::AppError;
 use crate::projects::{self, Project};
 use crate::publish::{atom, composer, drupal};
@@ -26,6 +27,7 @@ pub async fn release_history(
     let xml = |status: StatusCode, body: String| {
         (status, [(header::CONTENT_TYPE, XML)], body).into_response()
     };
+    // Enabled projects only: a disabled one is unknown here.
     let Some(project) = projects::find(&state.db, &name).await? else {
         return Ok(xml(StatusCode::NOT_FOUND, drupal::unknown_project(&name)));
     };
@@ -118,7 +120,7 @@ pub async fn project_atom(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
-    let project = find_project(&state, &name).await?;
+    let project = find_public_project(&state, &name).await?;
     let releases = releases::for_project(&state.db, project.id).await?;
     let pairs: Vec<(&Project, &ReleaseWithFiles)> =
         releases.iter().map(|r| (&project, r)).collect();

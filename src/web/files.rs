@@ -15,7 +15,7 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::AppState;
-use super::pages::find_project;
+use super::pages::{find_project, find_public_project};
 use crate::config::ArchiveFormat;
 use crate::error::AppError;
 use crate::releases::{self, ReleaseWithFiles};
@@ -25,6 +25,7 @@ pub async fn download(
     Path((name, file)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, AppError> {
+    // A disabled project's files too: its releases are kept, and lock files still point here.
     let project = find_project(&state, &name).await?;
     let not_found = || AppError::NotFound(format!("{name} has no file {file:?}"));
     if let Some(archive) = file.strip_suffix(".sha256") {
@@ -88,7 +89,9 @@ pub async fn sha256sums(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
-    let project = find_project(&state, &name).await?;
+    // Beside the release page, and gone with it when the project is disabled; the files and
+    // their `.sha256` stay under `/files/`.
+    let project = find_public_project(&state, &name).await?;
     let ReleaseWithFiles { files, .. } = releases::find(&state.db, project.id, &version)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("{name} has no release {version:?}")))?;

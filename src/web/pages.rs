@@ -1,4 +1,8 @@
 //! The maintainers' pages: home, project, release. Typed templates, no JavaScript.
+//!
+//! Public pages, the API and feeds show enabled projects only ([`find_public_project`]): a
+//! project that left the config file is gone from them (404 where the URL names it). Admin
+//! views and downloads find disabled projects too ([`find_project`]).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -8,6 +12,7 @@ use super::AppState;
 use super::views::{ProjectView, ReleaseView, human_size};
 use crate::error::AppError;
 use crate::projects::{self, Project};
+use crate::publish::composer::{Entry, Repository};
 use crate::queue::QueueCounts;
 use crate::releases::{self, ReleaseWithFiles};
 
@@ -30,14 +35,16 @@ pub struct IndexPage {
     counts: QueueCounts,
 }
 
-/// Every project with its releases, for the home page and `GET /api/v1/projects`.
+/// Every enabled project with its releases, for the home page and `GET /api/v1/projects`.
 pub async fn all_projects(state: &AppState) -> Result<Vec<ProjectView>, AppError> {
-    let mut views = Vec::new();
-    for project in projects::list(&state.db).await? {
-        let releases = releases::for_project(&state.db, project.id).await?;
-        views.push(ProjectView::new(&project, &releases, &state.public_url));
-    }
-    Ok(views)
+    // Read with every project: a project's Composer name depends on the others'.
+    let repository = Repository::load(&state.db).await?;
+    Ok(repository
+        .entries()
+        .iter()
+        .filter(|entry| !entry.project.is_disabled())
+        .map(|entry| ProjectView::new(entry, &state.public_url))
+        .collect())
 }
 
 pub async fn index(State(state): State<AppState>) -> Result<Page<IndexPage>, AppError> {
@@ -52,17 +59,38 @@ pub struct ProjectPage {
     project: ProjectView,
 }
 
-pub async fn find_project(state: &AppState, name: &str) -> Result<Project, AppError> {
-    projects::find(&state.db, name)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no project named {name:?}")))
+fn no_project(name: &str) -> AppError {
+    AppError::NotFound(format!("no project named {name:?}"))
 }
 
-/// A project with every release (unpublished ones too, marked), newest first.
+/// The enabled project called `name`, for public pages, the API and feeds.
+pub async fn find_public_project(state: &AppState, name: &str) -> Result<Project, AppError> {
+    projects::find(&state.db, name)
+        .await?
+        .ok_or_else(|| no_project(name))
+}
+
+/// The project called `name`, disabled or not: for admin views, and for downloads, which
+/// outlive the project's leaving (lock files point at its files, which are kept).
+pub async fn find_project(state: &AppState, name: &str) -> Result<Project, AppError> {
+    projects::find_including_disabled(&state.db, name)
+        .await?
+        .ok_or_else(|| no_project(name))
+}
+
+/// A project already found, with its releases and Composer standing.
+async fn project_entry(state: &AppState, project: &Project) -> Result<Entry, AppError> {
+    Repository::load(&state.db)
+        .await?
+        .into_entry(project.id)
+        .ok_or_else(|| no_project(&project.name))
+}
+
+/// An enabled project with every release (unpublished ones too, marked), newest first.
 pub async fn project_view(state: &AppState, name: &str) -> Result<ProjectView, AppError> {
-    let project = find_project(state, name).await?;
-    let releases = releases::for_project(&state.db, project.id).await?;
-    Ok(ProjectView::new(&project, &releases, &state.public_url))
+    let project = find_public_project(state, name).await?;
+    let entry = project_entry(state, &project).await?;
+    Ok(ProjectView::new(&entry, &state.public_url))
 }
 
 pub async fn project(
@@ -82,26 +110,36 @@ pub struct ReleasePage {
     release: ReleaseView,
 }
 
-/// One release's rows, unpublished or not; 404 for an unknown project or version.
+/// One release's rows, unpublished or not, of a project disabled or not (for admins); 404
+/// for an unknown project or version.
 pub async fn find_release(
     state: &AppState,
     name: &str,
     version: &str,
 ) -> Result<(Project, ReleaseWithFiles), AppError> {
     let project = find_project(state, name).await?;
-    let release = releases::find(&state.db, project.id, version)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name} has no release {version:?}")))?;
+    let release = release_of(state, &project, version).await?;
     Ok((project, release))
 }
 
-/// One release as the public sees it, unpublished or not.
+async fn release_of(
+    state: &AppState,
+    project: &Project,
+    version: &str,
+) -> Result<ReleaseWithFiles, AppError> {
+    releases::find(&state.db, project.id, version)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("{} has no release {version:?}", project.name)))
+}
+
+/// One release of an enabled project as the public sees it, unpublished or not.
 pub async fn release_view(
     state: &AppState,
     name: &str,
     version: &str,
 ) -> Result<(Project, ReleaseView), AppError> {
-    let (project, release) = find_release(state, name, version).await?;
+    let project = find_public_project(state, name).await?;
+    let release = release_of(state, &project, version).await?;
     let view = ReleaseView::new(&project.name, &release, &state.public_url);
     Ok((project, view))
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
-use super::{AppState, admin, api, feeds, files, hooks, pages, queue_api};
+use super::{AppState, admin, admin_projects, api, feeds, files, hooks, pages, queue_api};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/queue/{id}/delete", post(admin::delete))
         .route("/admin/queue/{id}/retry", post(admin::retry))
         .route("/admin/deliveries", get(admin::deliveries))
+        .route("/admin/projects", get(admin_projects::projects))
         .route("/admin/projects/{project}", get(admin::project))
         .route(
             "/admin/projects/{project}/releases/{version}",

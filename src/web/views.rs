@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::PublicUrl;
-use crate::projects::Project;
+use crate::publish::composer::Entry;
 use crate::releases::{ReleaseNotes, ReleaseWithFiles, public_log};
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +96,11 @@ impl ReleaseView {
     }
 }
 
+/// A time as pages show it: RFC 3339 to the second.
+pub fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// `1234567` → `1.2 MiB`.
 pub fn human_size(bytes: &i64) -> String {
     let bytes = *bytes as f64;
@@ -135,14 +140,26 @@ pub struct ProjectView {
     pub atom: String,
     /// Drupal's update-status feed (`/release-history/{project}/current`).
     pub update_feed: String,
-    /// The package name in the Composer repository, when the project is one.
+    /// The package name in the Composer repository, when the project is published there.
     pub composer: Option<String>,
     #[serde(skip)]
     pub releases: Vec<ReleaseView>,
+    /// For admins: why the name it claims is not published (another project owns it).
+    #[serde(skip)]
+    pub composer_problem: Option<String>,
+    /// For admins: when it left the config file (RFC 3339); public views never show a
+    /// disabled project.
+    #[serde(skip)]
+    pub disabled_since: Option<String>,
 }
 
 impl ProjectView {
-    pub fn new(project: &Project, rows: &[ReleaseWithFiles], url: &PublicUrl) -> ProjectView {
+    pub fn new(entry: &Entry, url: &PublicUrl) -> ProjectView {
+        let Entry {
+            project,
+            releases: rows,
+            standing,
+        } = entry;
         let mut ordered: Vec<&ReleaseWithFiles> = rows.iter().collect();
         crate::publish::sort_newest_first(&mut ordered);
         let releases: Vec<ReleaseView> = ordered
@@ -160,8 +177,10 @@ impl ProjectView {
                 .map(|r| r.version.clone()),
             atom: format!("{}/releases.atom", url.project(&project.name)),
             update_feed: format!("{}/release-history/{}/current", url.0, project.name),
-            composer: crate::publish::composer::package_name(project, rows),
+            composer: standing.published_name().map(str::to_string),
             releases,
+            composer_problem: standing.problem(),
+            disabled_since: project.disabled_at.map(rfc3339),
         }
     }
 

@@ -75,6 +75,15 @@ pub async fn release_job(
         .await?
         .ok_or(ReleaseError::ProjectGone(item.project_id))?;
     tracing::Span::current().record("project", project.name.as_str());
+    // Queued before its project left the config: nothing is built for a disabled project.
+    // Acknowledged (not failed), so it is not retried; its releases stay as they are.
+    if let Some(since) = project.disabled_at {
+        tracing::info!(
+            disabled_since = %since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "the project is disabled (it left the config file); nothing built, nothing changed"
+        );
+        return Ok(());
+    }
     let started = Instant::now();
     // The claim this job holds: its item, its token (the fence) and its stop signal.
     let claim: Lease = (*lease).clone();
