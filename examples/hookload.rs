@@ -20,7 +20,7 @@ use baler::startup::{Application, Role};
 use futures::StreamExt;
 
 const SECRET: &str = "load-secret";
-const TOKEN: &str = "load-admin";
+const TOKEN: &str = "load-admin-token-0123456789";
 
 struct Options {
     requests: usize,

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::queue::{Queue, QueueTuning};
 use crate::store::LocalStore;
-use crate::web::{AppState, router};
+use crate::web::{AppState, router, server};
 use crate::worker::{self, JobContext};
 use crate::{db, projects};
 
@@ -51,6 +51,9 @@ impl Application {
         role: Role,
         tuning: QueueTuning,
     ) -> anyhow::Result<Application> {
+        if matches!(role, Role::Serve | Role::Web) {
+            refuse_weak_admin_token(config.admin_token.as_deref())?;
+        }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
@@ -146,7 +149,8 @@ impl Application {
             ))
         });
 
-        // Old deliveries are pruned hourly wherever webhooks are received.
+        // Old deliveries, refusal counts and failed sign-ins are pruned hourly wherever webhooks
+        // are received.
         if self.listener.is_some() {
             let db = self.db.clone();
             let stop = stopped();
@@ -159,6 +163,11 @@ impl Application {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(deliveries = n, "pruned old deliveries"),
                             Err(e) => tracing::warn!(error = %e, "pruning deliveries failed"),
+                        }
+                        match crate::admin::throttle::prune(&db).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(addresses = n, "pruned old failed sign-ins"),
+                            Err(e) => tracing::warn!(error = %e, "pruning failed sign-ins failed"),
                         }
                     }
                 };
@@ -185,11 +194,10 @@ impl Application {
                 .await?;
                 tracing::info!(address = %listener.local_addr()?, %public_url, "listening");
                 let app = router::router(state);
+                let limits = self.config.http.clone();
                 let stop = stopped();
                 Some(tokio::spawn(async move {
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(stop)
-                        .await
+                    server::serve(listener, app, &limits, stop).await
                 }))
             }
             None => None,
@@ -203,7 +211,7 @@ impl Application {
         let _ = stop_tx.send(true);
         let finished = async {
             if let Some(server) = server {
-                server.await?.context("web server")?;
+                server.await.context("web server")?;
             }
             if let Some(workers) = workers {
                 workers.await?.context("workers")?;
@@ -219,6 +227,33 @@ impl Application {
         self.db.close().await.ok();
         Ok(())
     }
+}
+
+/// The example config's admin token, which a server must never accept.
+const EXAMPLE_ADMIN_TOKEN: &str = "change-me";
+
+/// Shorter than this, an admin token could be guessed; `openssl rand -hex 32` gives 64.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// A server faces the network, so its `admin_token` must not be guessable. Other commands
+/// (`baler token create`, `baler worker`, `baler queue …`) open no listener and still run with
+/// such a config, so that it can be fixed with them.
+fn refuse_weak_admin_token(token: Option<&str>) -> anyhow::Result<()> {
+    let Some(token) = token else {
+        return Ok(()); // only named tokens (`baler token create`) open the admin pages
+    };
+    let weakness = if token == EXAMPLE_ADMIN_TOKEN {
+        format!("is the example's {EXAMPLE_ADMIN_TOKEN:?}")
+    } else if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+        format!("is shorter than {MIN_ADMIN_TOKEN_CHARS} characters")
+    } else {
+        return Ok(());
+    };
+    anyhow::bail!(
+        "refusing to serve: admin_token (or BALER_ADMIN_TOKEN) {weakness}, which anyone could \
+         guess. Set it to a random one, made with `openssl rand -hex 32`; or remove it and \
+         log in with a named token from `baler token create --name NAME`"
+    )
 }
 
 /// A URL without its credentials, for messages and logs: `user:pw@` keeps the user,
@@ -260,6 +295,23 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn weak_admin_tokens_are_refused() {
+        for weak in ["change-me", "short", "fifteen-chars-x", "ééééééééééééééé"] {
+            let message = super::refuse_weak_admin_token(Some(weak))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.contains("openssl rand -hex 32") && message.contains("baler token create"),
+                "{message}"
+            );
+        }
+        for good in ["sixteen-chars-xx", "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"] {
+            super::refuse_weak_admin_token(Some(good)).unwrap();
+        }
+        super::refuse_weak_admin_token(None).unwrap();
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(

@@ -237,7 +237,11 @@ async fn sessions_survive_a_restart_but_not_a_new_admin_token() {
     assert_eq!(browser.get("/admin/queue").await.status, 200);
     drop(restarted);
 
-    let changed = TestApp::spawn_with(&[], &format!("{data}admin_token = \"another\"\n")).await;
+    let changed = TestApp::spawn_with(
+        &[],
+        &format!("{data}admin_token = \"another-admin-token\"\n"),
+    )
+    .await;
     let mut browser = AdminBrowser::new(&changed);
     browser.cookie = Some(cookie);
     let answer = browser.get("/admin/queue").await;

@@ -24,7 +24,10 @@ use governor::nanos::Nanos;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde::Serialize;
 use tokio::sync::{OwnedMutexGuard, mpsc};
 
@@ -458,6 +461,19 @@ pub async fn recent_failures(
             last_kind: row.last_kind,
         })
         .collect())
+}
+
+/// How long an address's failures are kept after its last one.
+pub const RETENTION_DAYS: i64 = 30;
+
+/// Removes addresses whose last failure is older than [`RETENTION_DAYS`]; returns how many.
+pub async fn prune(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    let cutoff = chrono::Utc::now().timestamp_millis() - RETENTION_DAYS * 24 * 3600 * 1000;
+    let result = auth_failure::Entity::delete_many()
+        .filter(auth_failure::Column::LastAt.lt(cutoff))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 #[cfg(test)]

@@ -13,15 +13,19 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// A client must send a request's whole header within this long (also the keep-alive
-    /// idle limit between requests); else the connection is closed.
+    /// A client must send a request's whole head (request line and headers) within this
+    /// long, else the connection is closed without an answer. The same timer runs while a
+    /// connection waits for its first request and between requests on a kept-alive one, so
+    /// it is also the idle limit of a connection.
     pub header_read_timeout_seconds: u64,
-    /// A request body must keep arriving: this long without a byte closes the request.
+    /// A request body must keep arriving: this long without a byte ends the request (408).
     pub body_idle_timeout_seconds: u64,
-    /// No request may take longer than this in all (reading, handling, answering is 408).
+    /// A request must be read and handled within this long, else it is answered 408. It ends
+    /// when the answer starts: streaming a large download may take longer.
     pub request_timeout_seconds: u64,
     /// Webhook bodies held in memory at once, over all requests, in MiB; past it a webhook
-    /// is answered 503 with `Retry-After` without reading its body.
+    /// is answered 503 with `Retry-After` without reading its body (413 for a declared body
+    /// larger than the whole buffer, which could never fit).
     pub webhook_buffer_mib: u64,
     /// Open connections at once; more wait in the kernel's backlog until one closes.
     pub max_connections: usize,

@@ -374,7 +374,7 @@ mod tests {
                 timestamp: Some(&text),
                 ..sw(SW_SIG)
             };
-            for now in [SW_TS, 0, -1, i64::MAX - 100, i64::MIN + 100] {
+            for now in [SW_TS, 0, -1, i64::MAX / 2, i64::MIN / 2] {
                 let result = verify_standard_webhook(one(SW_KEY), &headers, SW_BODY, now);
                 assert!(
                     matches!(result, Err(SignatureError::Stale(_))),

@@ -1,11 +1,25 @@
 //! Reading a webhook's body into memory, within `MAX_BODY` per request and the shared
 //! `[http] webhook_buffer_mib` over all requests at once.
+//!
+//! The shared budget is a semaphore of bytes. A body with a `Content-Length` reserves its whole
+//! length before a byte is read, so a full budget is answered 503 at once and the body is never
+//! read; a body without one (chunked) takes bytes as its buffer grows and is refused the moment
+//! the budget runs out. What a body holds is given back when the handler drops the bytes.
+
+use std::ops::Deref;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The largest body a host may send (GitHub caps deliveries at 25 MB).
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
+
+/// `Retry-After` for a full budget. Bodies are normally read in milliseconds, so a full budget
+/// is a burst or clients that stall, and `[http] body_idle_timeout_seconds` closes those.
+pub const FULL_RETRY_AFTER_SECONDS: u32 = 10;
 
 /// Why a body was not read.
 #[derive(Debug)]
@@ -16,55 +30,274 @@ pub struct BodyRefusal {
     pub retry_after_seconds: Option<u32>,
 }
 
-/// The webhook bytes all requests may hold in memory at once; cheap to clone.
+/// The webhook bytes all requests may hold in memory at once; cheap to clone (clones share it).
 #[derive(Clone)]
 pub struct BodyBudget {
     bytes: usize,
+    available: Arc<Semaphore>,
 }
 
 impl BodyBudget {
     pub fn new(bytes: usize) -> BodyBudget {
-        BodyBudget { bytes }
+        // `[http]` allows at most 64 GiB, far below the semaphore's limit; the cap only keeps a
+        // hand-built budget from panicking.
+        let bytes = bytes.min(Semaphore::MAX_PERMITS);
+        BodyBudget {
+            bytes,
+            available: Arc::new(Semaphore::new(bytes)),
+        }
     }
 
+    /// The whole budget.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Bytes no body holds right now.
+    pub fn available(&self) -> usize {
+        self.available.available_permits()
+    }
+
+    /// `bytes` more for `held`, or `None` (and `held` unchanged) when the budget has no room.
+    fn hold(&self, held: &mut Option<OwnedSemaphorePermit>, bytes: usize) -> Option<()> {
+        if bytes == 0 {
+            return Some(());
+        }
+        // Never more than `MAX_BODY` at once, which fits the semaphore's u32.
+        let count = u32::try_from(bytes).ok()?;
+        let more = self.available.clone().try_acquire_many_owned(count).ok()?;
+        match held {
+            Some(permit) => permit.merge(more),
+            None => *held = Some(more),
+        }
+        Some(())
+    }
 }
 
-/// Reads the body, refusing (413) as soon as it passes `MAX_BODY`: a declared length over the
-/// limit is refused before reading anything, a streamed body once the limit is reached.
+/// A body read into memory; it holds its share of the budget until dropped, so keep it for as
+/// long as its bytes are in use.
+#[derive(Debug)]
+pub struct BufferedBody {
+    bytes: Bytes,
+    _held: Option<OwnedSemaphorePermit>,
+}
+
+impl Deref for BufferedBody {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads the body within `budget`. Refused before reading anything: a declared length over
+/// `MAX_BODY` or over the whole budget (413), or one the budget cannot hold now (503 with
+/// `Retry-After`). Refused while reading: a body that passes `MAX_BODY` (413), outgrows the
+/// budget (503), or stalls past `[http] body_idle_timeout_seconds` (408).
 pub async fn read_limited(
-    _budget: &BodyBudget,
+    budget: &BodyBudget,
     headers: &HeaderMap,
-    body: Body,
-) -> Result<Bytes, BodyRefusal> {
-    let too_large = || BodyRefusal {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        message: format!("the body is over the {} MiB limit", MAX_BODY >> 20),
-        retry_after_seconds: None,
-    };
+    mut body: Body,
+) -> Result<BufferedBody, BodyRefusal> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY as u64) {
-        return Err(too_large());
-    }
-    match axum::body::to_bytes(body, MAX_BODY).await {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => {
-            let over = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if over {
-                Err(too_large())
-            } else {
-                Err(BodyRefusal {
-                    status: StatusCode::BAD_REQUEST,
-                    message: format!("reading the body failed: {e}"),
-                    retry_after_seconds: None,
-                })
-            }
+    if let Some(len) = declared {
+        if len > MAX_BODY as u64 {
+            return Err(too_large());
         }
+        if len > budget.bytes() as u64 {
+            return Err(refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is over the server's webhook buffer of {} KiB \
+                     ([http] webhook_buffer_mib)",
+                    budget.bytes() >> 10
+                ),
+            ));
+        }
+    }
+    // hyper holds a body to its Content-Length, so a declared body never grows past it.
+    let mut buffer = Vec::new();
+    let mut held = None;
+    let reserve = declared.map_or(0, |len| len as usize);
+    if budget.hold(&mut held, reserve).is_none() {
+        return Err(full());
+    }
+    buffer.reserve_exact(reserve);
+
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(read_failed)?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers carry nothing a webhook uses
+        };
+        let len = buffer.len() + chunk.len();
+        if len > MAX_BODY {
+            return Err(too_large());
+        }
+        if len > buffer.capacity() {
+            // Grow by doubling (a body of many small chunks is copied a few times, not once per
+            // chunk), and hold the whole new capacity: that is the memory the body takes.
+            let capacity = len.max(buffer.capacity() * 2).min(MAX_BODY);
+            let held_now = held.as_ref().map_or(0, |p| p.num_permits());
+            if budget
+                .hold(&mut held, capacity.saturating_sub(held_now))
+                .is_none()
+            {
+                return Err(full());
+            }
+            buffer.reserve_exact(capacity - buffer.len());
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(BufferedBody {
+        bytes: Bytes::from(buffer),
+        _held: held,
+    })
+}
+
+fn refusal(status: StatusCode, message: String) -> BodyRefusal {
+    BodyRefusal {
+        status,
+        message,
+        retry_after_seconds: None,
+    }
+}
+
+fn too_large() -> BodyRefusal {
+    refusal(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is over the {} MiB limit", MAX_BODY >> 20),
+    )
+}
+
+fn full() -> BodyRefusal {
+    BodyRefusal {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: "too many webhook bodies are being received at once; try again later".into(),
+        retry_after_seconds: Some(FULL_RETRY_AFTER_SECONDS),
+    }
+}
+
+/// A stalled body (tower-http's `TimeoutBody`, see `web::server`) is 408; anything else, such
+/// as a client that went away mid-body, 400.
+fn read_failed(e: axum::Error) -> BodyRefusal {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body stopped arriving ([http] body_idle_timeout_seconds)".into(),
+            );
+        }
+        source = error.source();
+    }
+    refusal(
+        StatusCode::BAD_REQUEST,
+        format!("reading the body failed: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use futures::StreamExt;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    fn declared(len: usize) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        headers
+    }
+
+    /// A chunked body: `chunks` pieces of `size` bytes.
+    fn chunked(chunks: usize, size: usize) -> Body {
+        let frames = futures::stream::iter(0..chunks)
+            .map(move |_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'x'; size]))));
+        Body::new(StreamBody::new(frames))
+    }
+
+    #[tokio::test]
+    async fn a_declared_body_holds_its_length_until_dropped() {
+        let budget = BodyBudget::new(1000);
+        let first = read_limited(&budget, &declared(600), Body::from(vec![1u8; 600]))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 600);
+        assert_eq!(budget.available(), 400);
+
+        // 500 does not fit beside it: refused before reading, with Retry-After.
+        let refused = read_limited(&budget, &declared(500), Body::from(vec![2u8; 500]))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.retry_after_seconds, Some(FULL_RETRY_AFTER_SECONDS));
+        assert_eq!(budget.available(), 400, "a refusal holds nothing");
+
+        drop(first);
+        assert_eq!(budget.available(), 1000);
+        let second = read_limited(&budget, &declared(500), Body::from(vec![2u8; 500]))
+            .await
+            .unwrap();
+        assert_eq!(&second[..3], &[2, 2, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_refused_when_it_outgrows_the_budget() {
+        let budget = BodyBudget::new(64 * 1024);
+        let small = read_limited(&budget, &HeaderMap::new(), chunked(10, 1000))
+            .await
+            .unwrap();
+        assert_eq!(small.len(), 10_000);
+        assert!(budget.available() <= 64 * 1024 - 10_000);
+        drop(small);
+        assert_eq!(budget.available(), 64 * 1024);
+
+        let refused = read_limited(&budget, &HeaderMap::new(), chunked(100, 1000))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.retry_after_seconds.is_some());
+        assert_eq!(budget.available(), 64 * 1024, "what it took is given back");
+    }
+
+    #[tokio::test]
+    async fn sizes_over_the_limits_are_413() {
+        let budget = BodyBudget::new(64 * 1024 * 1024);
+        let refused = read_limited(&budget, &declared(MAX_BODY + 1), Body::empty())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+        let refused = read_limited(&budget, &HeaderMap::new(), chunked(26, 1024 * 1024))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(budget.available(), 64 * 1024 * 1024);
+
+        // A declared body the whole budget could never hold is not worth a retry.
+        let small = BodyBudget::new(1024);
+        let refused = read_limited(&small, &declared(2048), Body::empty())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(refused.retry_after_seconds, None);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_408() {
+        let budget = BodyBudget::new(1024);
+        let stalled = tower_http::timeout::TimeoutBody::new(
+            std::time::Duration::from_millis(50),
+            StreamBody::new(futures::stream::pending::<
+                Result<Frame<Bytes>, std::io::Error>,
+            >()),
+        );
+        let refused = read_limited(&budget, &HeaderMap::new(), Body::new(stalled))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::REQUEST_TIMEOUT);
     }
 }

@@ -2,16 +2,19 @@
 //! domain and render; they never touch git.
 
 mod admin;
+mod admin_projects;
 mod api;
 pub mod auth;
 pub mod body;
 pub mod client;
 mod feeds;
 mod files;
+mod headers;
 mod hooks;
 mod pages;
 mod queue_api;
 pub mod router;
+pub mod server;
 pub mod session;
 mod views;
 
@@ -38,6 +41,7 @@ pub struct AppState {
     pub http: Arc<crate::config::HttpLimits>,
     pub body_budget: body::BodyBudget,
     pub refusals: crate::deliveries::RefusalBudget,
+    pub auth_throttle: crate::admin::AuthThrottle,
 }
 
 impl AppState {
@@ -62,6 +66,12 @@ impl AppState {
             http: Arc::new(config.http.clone()),
             body_budget: body::BodyBudget::new(config.http.webhook_buffer_bytes),
             refusals: crate::deliveries::RefusalBudget::new(config.http.kept_refusals_per_hour),
+            auth_throttle: crate::admin::AuthThrottle::new(
+                db.clone(),
+                queue.write_gate(),
+                std::num::NonZeroU32::new(config.http.auth_failures_per_minute)
+                    .context("http.auth_failures_per_minute must be at least 1")?,
+            ),
             public_url: PublicUrl(Arc::from(public_url)),
             db,
             queue,
