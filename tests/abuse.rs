@@ -283,9 +283,13 @@ async fn locked_database(db: TestDb) {
     }
 
     let started = Instant::now();
-    let response = app
-        .github_push("widget", "refs/heads/main", &repo.head())
-        .await;
+    // Bounded here too: before the fix, PostgreSQL's upsert waited for the lock for ever.
+    let response = tokio::time::timeout(
+        Duration::from_secs(20),
+        app.github_push("widget", "refs/heads/main", &repo.head()),
+    )
+    .await
+    .expect("the webhook answered while the database was locked");
     let waited = started.elapsed();
     assert_eq!(response.status(), 503);
     assert!(

@@ -4,15 +4,16 @@
 //! Time limits here are 1–2 s and each wait for them allows 5 s or more, so a slow machine
 //! makes the tests slower, not flaky.
 
-use std::io::{BufRead, BufReader, Write};
 use std::time::{Duration, Instant};
 
+use fantoccini::Locator;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::admin::{TOKEN, admin_app};
 use crate::support::browser::AdminBrowser;
+use crate::support::chromium::Chromium;
 use crate::support::{ProjectSpec, TestApp, TestDb};
 
 /// An app with project `widget` (whose pushes queue and are never built: the queue is paused)
@@ -344,6 +345,11 @@ async fn every_page_has_security_headers_and_admin_pages_more() {
 
 /// The admin pages under their policy in a real browser: logging in (a form), the queue page
 /// styled by its inline `<style>`s, an action's form, and no CSP violation on the way.
+///
+/// Violations are watched twice: every page gets a `securitypolicyviolation` listener before
+/// its own content runs (`Page.addScriptToEvaluateOnNewDocument`, through chromedriver), and
+/// Chromium writes each refusal to its console, which the browser log keeps. A violation
+/// provoked at the end shows that both watches see one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_pages_work_under_their_policy_in_chromium() {
     let app = admin_app(
@@ -351,229 +357,126 @@ async fn the_admin_pages_work_under_their_policy_in_chromium() {
         &[ProjectSpec::github("widget", "file:///nowhere".into())],
     )
     .await;
-    let url = app.url.clone();
-    let session = tokio::task::spawn_blocking(move || {
-        let mut browser = Chromium::launch();
-        browser.open(&format!("{url}/admin/login"));
-        browser.wait_for("document.querySelector('input[name=token]') !== null");
-        browser.eval(&format!(
-            "document.querySelector('input[name=token]').value = {}; \
-             document.querySelector('form[action=\"/admin/login\"] button').click()",
-            json!(TOKEN)
-        ));
-        browser.wait_for("location.pathname === '/admin/queue'");
-        let queue = browser.eval(
-            "({ actions: getComputedStyle(document.querySelector('div.actions')).display, \
-                width: getComputedStyle(document.body).maxWidth, \
-                violations: window.baler_violations })",
-        );
-
+    let browser = Chromium::launch().await;
+    let session = async {
+        // Every page records its CSP violations, from before its first style is applied.
+        let watch = "window.baler_violations = []; \
+            document.addEventListener('securitypolicyviolation', e => \
+              window.baler_violations.push(e.violatedDirective + ' ' + e.blockedURI));";
         browser
-            .eval("document.querySelector('form[action=\"/admin/queue/pause\"] button').click()");
-        browser.wait_for(
-            "(document.querySelector('p.flash') || {}).textContent?.includes('Paused') === true",
-        );
-        let after_action = browser.eval("window.baler_violations");
+            .cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": watch }),
+            )
+            .await;
+        let client = &browser.client;
+        client
+            .goto(&format!("{}/admin/login", app.url))
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css("input[name=token]"))
+            .await
+            .unwrap()
+            .send_keys(TOKEN)
+            .await
+            .unwrap();
+        client
+            .find(Locator::Css(r#"form[action="/admin/login"] button"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait_for("location.pathname === '/admin/queue'")
+            .await;
+        let queue = browser
+            .eval(
+                "const style = s => getComputedStyle(document.querySelector(s)); \
+                 return { actions: style('div.actions').display, width: style('body').maxWidth, \
+                   violations: window.baler_violations }",
+            )
+            .await;
 
-        // The watch itself works: an image from `data:` is outside `img-src 'self'` (in the
-        // document, so that the event reaches it).
-        browser.eval(
-            "const image = document.body.appendChild(new Image()); \
-             image.src = 'data:image/gif;base64,R0lGODlhAQABAAAAACw='",
-        );
-        browser.wait_for("window.baler_violations.length > 0");
-        let provoked = browser.eval("window.baler_violations");
-        (queue, after_action, provoked, browser.console.clone())
-    });
-    let (queue, after_action, provoked, console) =
+        client
+            .find(Locator::Css(r#"form[action="/admin/queue/pause"] button"#))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        browser
+            .wait_for("document.querySelector('p.flash')?.textContent.includes('Paused')")
+            .await;
+        let after_action = browser
+            .eval(
+                "const style = s => getComputedStyle(document.querySelector(s)); \
+                 return { flash: style('p.flash').borderLeftWidth, \
+                   violations: window.baler_violations }",
+            )
+            .await;
+        let mut log = browser.browser_log().await;
+        let before_provoked = log.len();
+
+        // The watches themselves work: an image from `data:` is outside `img-src 'self'` (in
+        // the document, so that the event reaches it).
+        browser
+            .eval(
+                "const image = document.body.appendChild(new Image()); \
+                 image.src = 'data:image/gif;base64,R0lGODlhAQABAAAAACw='; return null",
+            )
+            .await;
+        browser.wait_for("window.baler_violations.length > 0").await;
+        let provoked = browser.eval("return window.baler_violations").await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !log[before_provoked..].iter().any(is_provoked) {
+            assert!(
+                Instant::now() < deadline,
+                "the provoked violation is not in the browser log: {log:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            log.extend(browser.browser_log().await);
+        }
+        (queue, after_action, provoked, log)
+    };
+    let (queue, after_action, provoked, log) =
         tokio::time::timeout(Duration::from_secs(90), session)
             .await
-            .expect("the browser session ends")
-            .unwrap();
+            .expect("the browser session ends within 90 s");
+    browser.close().await;
 
-    // Both inline styles apply: admin-style's flex actions, and its body width over base's.
-    assert_eq!(queue["actions"], "flex", "{queue} {console:?}");
-    assert_eq!(queue["width"], "1536px", "96rem: {queue} {console:?}");
-    assert_eq!(queue["violations"], json!([]), "{console:?}");
-    assert_eq!(after_action, json!([]), "{console:?}");
+    // The inline styles apply: admin-style's flex actions, its body width over base's, and
+    // its flash's border (only admin-style sets any of these).
+    assert_eq!(queue["actions"], "flex", "{queue} {log:?}");
+    assert_eq!(queue["width"], "1536px", "96rem: {queue} {log:?}");
+    assert_eq!(after_action["flash"], "4px", "{after_action} {log:?}");
+    assert_eq!(queue["violations"], json!([]), "{log:?}");
+    assert_eq!(after_action["violations"], json!([]), "{log:?}");
     assert!(app.queue.counts().await.unwrap().paused);
     assert!(
         provoked.to_string().contains("img-src"),
         "the provoked violation is seen: {provoked}"
     );
-    let unexpected: Vec<&String> = console
+    let unexpected: Vec<&Value> = log
         .iter()
-        .filter(|line| line.contains("Content Security Policy") && !line.contains("data:image"))
+        .filter(|entry| is_csp_report(entry) && !is_provoked(entry))
         .collect();
     assert!(unexpected.is_empty(), "{unexpected:?}");
 }
 
-/// Headless Chromium driven over the DevTools protocol on a pair of pipes
-/// (`--remote-debugging-pipe`: commands in on fd 3, answers out on fd 4, each message
-/// NUL-terminated), so no WebSocket client is needed.
-struct Chromium {
-    child: std::process::Child,
-    commands: std::fs::File,
-    answers: BufReader<std::fs::File>,
-    session: Option<String>,
-    next_id: u64,
-    /// The browser's console messages (`Log.entryAdded`), CSP reports among them.
-    console: Vec<String>,
-    _profile: tempfile::TempDir,
+/// Whether a browser log entry is Chromium's report of a refusal under the policy (or of any
+/// other security problem: its `source` is `security`).
+fn is_csp_report(entry: &Value) -> bool {
+    entry["source"] == "security"
+        || entry["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("Content Security Policy"))
 }
 
-impl Chromium {
-    fn launch() -> Chromium {
-        let program = std::env::var("BALER_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-        std::process::Command::new(&program)
-            .arg("--version")
-            .output()
-            .expect("Chromium runs (Debian's `chromium` package; .ci/run installs it)");
-        let profile = tempfile::tempdir().unwrap();
-        let commands_path = profile.path().join("cdp-in");
-        let answers_path = profile.path().join("cdp-out");
-        for fifo in [&commands_path, &answers_path] {
-            let made = std::process::Command::new("mkfifo")
-                .arg(fifo)
-                .status()
-                .unwrap();
-            assert!(made.success());
-        }
-        // The shell opens the pipes as fds 3 and 4 and becomes Chromium.
-        let child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(r#"exec "$BROWSER" "$@" 3<"$CDP_IN" 4>"$CDP_OUT""#)
-            .arg("sh")
-            .args([
-                "--headless",
-                "--no-sandbox", // tests run as root in CI
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--no-first-run",
-                "--remote-debugging-pipe",
-                &format!(
-                    "--user-data-dir={}",
-                    profile.path().join("profile").display()
-                ),
-                "about:blank",
-            ])
-            .env("BROWSER", &program)
-            .env("CDP_IN", &commands_path)
-            .env("CDP_OUT", &answers_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Each open waits for the other end, in the order the shell opens them.
-        let commands = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&commands_path)
-            .unwrap();
-        let answers = BufReader::new(std::fs::File::open(&answers_path).unwrap());
-        let mut browser = Chromium {
-            child,
-            commands,
-            answers,
-            session: None,
-            next_id: 0,
-            console: Vec::new(),
-            _profile: profile,
-        };
-        let target = browser.call("Target.createTarget", json!({ "url": "about:blank" }));
-        let attached = browser.call(
-            "Target.attachToTarget",
-            json!({ "targetId": target["targetId"], "flatten": true }),
-        );
-        browser.session = Some(
-            attached["sessionId"]
-                .as_str()
-                .expect("a session id")
-                .to_string(),
-        );
-        browser.call("Page.enable", json!({}));
-        browser.call("Log.enable", json!({}));
-        browser.call("Runtime.enable", json!({}));
-        // Every page records its CSP violations, from before its first style is applied.
-        browser.call(
-            "Page.addScriptToEvaluateOnNewDocument",
-            json!({ "source": "window.baler_violations = []; \
-                document.addEventListener('securitypolicyviolation', \
-                  e => window.baler_violations.push(e.violatedDirective + ' ' + e.blockedURI));" }),
-        );
-        browser
-    }
-
-    fn call(&mut self, method: &str, params: Value) -> Value {
-        self.next_id += 1;
-        let id = self.next_id;
-        let mut message = json!({ "id": id, "method": method, "params": params });
-        if let Some(session) = &self.session {
-            message["sessionId"] = session.as_str().into();
-        }
-        let mut bytes = message.to_string().into_bytes();
-        bytes.push(0);
-        self.commands.write_all(&bytes).unwrap();
-        loop {
-            let mut raw = Vec::new();
-            let read = self.answers.read_until(0, &mut raw).unwrap();
-            assert!(read > 0, "Chromium closed its pipe");
-            raw.pop();
-            let answer: Value = serde_json::from_slice(&raw).unwrap();
-            if answer["id"] == id {
-                assert!(answer.get("error").is_none(), "{method}: {answer}");
-                return answer["result"].clone();
-            }
-            if answer["method"] == "Log.entryAdded" {
-                let entry = &answer["params"]["entry"];
-                self.console
-                    .push(format!("{}: {}", entry["level"], entry["text"]));
-            }
-        }
-    }
-
-    fn open(&mut self, url: &str) {
-        self.call("Page.navigate", json!({ "url": url }));
-    }
-
-    /// The value of `expression` in the page.
-    fn eval(&mut self, expression: &str) -> Value {
-        let result = self.call(
-            "Runtime.evaluate",
-            json!({ "expression": expression, "returnByValue": true }),
-        );
-        assert!(
-            result.get("exceptionDetails").is_none(),
-            "{expression}: {result}"
-        );
-        result["result"]["value"].clone()
-    }
-
-    /// Waits until `condition` holds in the page (across navigations), failing after 10 s.
-    fn wait_for(&mut self, condition: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let result = self.call(
-                "Runtime.evaluate",
-                json!({ "expression": condition, "returnByValue": true }),
-            );
-            if result["result"]["value"] == true {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {condition}; console: {:?}",
-                self.console
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Chromium {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Whether a browser log entry reports the test's own `data:` image.
+fn is_provoked(entry: &Value) -> bool {
+    is_csp_report(entry) && entry["message"].to_string().contains("data:image")
 }
 
 /// A config for the real `baler` binary with `admin_token = token`, in `dir`.

@@ -2,6 +2,7 @@
 
 pub mod archive_listing;
 pub mod browser;
+pub mod chromium;
 pub mod git;
 pub mod hung;
 pub mod smart_http;
