@@ -1,6 +1,6 @@
 //! Payload parsers and signature-header parsers on arbitrary input: nothing may panic.
 //!
-//!     RUSTC_BOOTSTRAP=1 cargo fuzz run --debug-assertions webhooks -- -max_total_time=60
+//!     cargo +nightly fuzz run --debug-assertions webhooks corpus/webhooks seeds/webhooks -- -max_total_time=60
 //!
 //! `--debug-assertions` turns integer overflow into a panic, so a wrap is found, not hidden.
 //!
