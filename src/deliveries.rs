@@ -93,7 +93,8 @@ pub struct DeliveryRecord {
 /// A refusal that is counted, not kept: one more in its minute's row.
 #[derive(Debug, Clone)]
 pub struct CountedRefusal {
-    pub address: std::net::IpAddr,
+    /// The client's address as budgets see it (an IPv6 client as its /64).
+    pub address: String,
     pub reason: Refusal,
     /// The project name from the URL (cut to [`MAX_NAME`]).
     pub name: String,
@@ -104,6 +105,7 @@ pub struct CountedRefusal {
 #[derive(Clone)]
 pub struct RefusalBudget {
     limiter: Option<std::sync::Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl RefusalBudget {
@@ -112,17 +114,24 @@ impl RefusalBudget {
         let limiter = std::num::NonZeroU32::new(per_hour).map(|n| {
             std::sync::Arc::new(governor::RateLimiter::keyed(governor::Quota::per_hour(n)))
         });
-        RefusalBudget { limiter }
+        RefusalBudget {
+            limiter,
+            calls: Default::default(),
+        }
     }
 
-    /// Takes one kept row from `address`'s budget; false when it is spent.
+    /// Takes one kept row from `address`'s budget (pass an IPv6 client's /64, which one host
+    /// can fill with addresses); false when it is spent.
     pub fn keep(&self, address: std::net::IpAddr) -> bool {
         let Some(limiter) = &self.limiter else {
             return false;
         };
-        // The map of addresses is trimmed of full buckets now and then, so that many
-        // addresses cannot grow it for ever.
-        if limiter.len() > 10_000 {
+        // Once the map is large, it is trimmed of full buckets every 1,024th call, so that
+        // many addresses cannot grow it for ever, nor make every call scan it.
+        let calls = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if calls % 1024 == 0 && limiter.len() > 10_000 {
             limiter.retain_recent();
         }
         limiter.check_key(&address).is_ok()
@@ -215,18 +224,29 @@ const REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Adds each minute's, address's and reason's refusals to its row in one upsert per row.
 async fn write_counts(db: &DatabaseConnection, counted: Vec<Entry>) {
+    if counted.is_empty() {
+        return;
+    }
     let minute = chrono::Utc::now().timestamp() / 60;
     let mut rows: std::collections::HashMap<(String, Refusal), (i64, String)> =
         std::collections::HashMap::new();
     for entry in counted {
         if let Entry::Counted(c) = entry {
             let row = rows
-                .entry((c.address.to_string(), c.reason))
+                .entry((c.address, c.reason))
                 .or_insert((0, String::new()));
             row.0 += 1;
             row.1 = c.name;
         }
     }
+    // One transaction for the batch: one commit, however many addresses it names.
+    let txn = match crate::db::begin_write(db).await {
+        Ok(txn) => txn,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count refused deliveries");
+            return;
+        }
+    };
     for ((address, reason), (count, last_name)) in rows {
         let statement = Statement::from_sql_and_values(
             db.get_database_backend(),
@@ -242,9 +262,13 @@ async fn write_counts(db: &DatabaseConnection, counted: Vec<Entry>) {
                 last_name.into(),
             ],
         );
-        if let Err(e) = db.execute_raw(statement).await {
+        if let Err(e) = txn.execute_raw(statement).await {
             tracing::warn!(error = %e, "could not count refused deliveries");
+            return;
         }
+    }
+    if let Err(e) = txn.commit().await {
+        tracing::warn!(error = %e, "could not count refused deliveries");
     }
 }
 

@@ -325,6 +325,33 @@ async fn locked_database(db: TestDb) {
     assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 1);
 }
 
+/// The login form is open to anyone: its body is read whole before its CSRF token is checked,
+/// so it must be small. (axum's default let it buffer 2 MiB per connection.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_form_takes_small_bodies_only() {
+    let app = TestApp::spawn_with(&[], &format!("admin_token = \"{ADMIN_TOKEN}\"\n")).await;
+    let big = format!("csrf=x&token={}", "a".repeat(1024 * 1024));
+    let response = app
+        .client
+        .post(format!("{}/admin/login", app.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    // A form of the right size is read (and refused for its CSRF token, as always).
+    let small = app
+        .client
+        .post(format!("{}/admin/login", app.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=x&token=y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 403);
+}
+
 on_both_databases!(
     refused_burst,
     signed_gitlab_replay,

@@ -172,9 +172,13 @@ async fn a_full_webhook_buffer_answers_503_without_reading() {
         .write_all(webhook_head(900 * 1024).as_bytes())
         .await
         .unwrap();
-    first.write_all(&[b' '; 100 * 1024]).await.unwrap();
-    // The first body's reservation is made as soon as its handler runs (a few milliseconds);
-    // a second sent before that would take the budget instead.
+    first.write_all(&[b' '; 600 * 1024]).await.unwrap();
+    // A head with no body holds nothing: it cannot shut the others out.
+    let mut idle = connect(&app).await;
+    idle.write_all(webhook_head(900 * 1024).as_bytes())
+        .await
+        .unwrap();
+    // The first body holds what has arrived once its handler has read it (milliseconds).
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Only the head of the second: the answer must not wait for its body.

@@ -60,6 +60,11 @@ impl AddressKey {
             v4 => AddressKey(v4),
         }
     }
+
+    /// The address itself (IPv4), or the /64's first address (IPv6).
+    pub fn network(self) -> IpAddr {
+        self.0
+    }
 }
 
 /// `192.0.2.7`, or `2001:db8:1:2::/64`: as the admin page and `auth_failures` name it.

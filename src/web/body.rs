@@ -1,10 +1,10 @@
 //! Reading a webhook's body into memory, within `MAX_BODY` per request and the shared
 //! `[http] webhook_buffer_mib` over all requests at once.
 //!
-//! The shared budget is a semaphore of bytes. A body with a `Content-Length` reserves its whole
-//! length before a byte is read, so a full budget is answered 503 at once and the body is never
-//! read; a body without one (chunked) takes bytes as its buffer grows and is refused the moment
-//! the budget runs out. What a body holds is given back when the handler drops the bytes.
+//! The shared budget is a semaphore of bytes. A body takes bytes from it as they arrive and is
+//! refused (503) the moment the budget runs out; a declared `Content-Length` that does not fit
+//! what is free is answered 503 at once, without reading the body. What a body holds is given
+//! back when the handler drops the bytes.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -118,14 +118,22 @@ pub async fn read_limited(
             ));
         }
     }
-    // hyper holds a body to its Content-Length, so a declared body never grows past it.
-    let mut buffer = Vec::new();
-    let mut held = None;
-    let reserve = declared.map_or(0, |len| len as usize);
-    if budget.hold(&mut held, reserve).is_none() {
+    // A declared length that does not fit what is free now is refused before reading. Nothing
+    // is reserved for it, though: a body holds only the bytes that have arrived, so clients
+    // that send heads and no bodies hold nothing (they could otherwise fill the budget for
+    // everyone with a few headers).
+    if let Some(len) = declared
+        && len > budget.available() as u64
+    {
         return Err(full());
     }
-    buffer.reserve_exact(reserve);
+    let mut buffer = Vec::new();
+    let mut held = None;
+    if let Some(len) = declared {
+        // hyper holds a body to its Content-Length, so a declared body never grows past it;
+        // untouched capacity costs address space, not memory.
+        buffer.reserve_exact(len as usize);
+    }
 
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(read_failed)?;
@@ -136,18 +144,8 @@ pub async fn read_limited(
         if len > MAX_BODY {
             return Err(too_large());
         }
-        if len > buffer.capacity() {
-            // Grow by doubling (a body of many small chunks is copied a few times, not once per
-            // chunk), and hold the whole new capacity: that is the memory the body takes.
-            let capacity = len.max(buffer.capacity() * 2).min(MAX_BODY);
-            let held_now = held.as_ref().map_or(0, |p| p.num_permits());
-            if budget
-                .hold(&mut held, capacity.saturating_sub(held_now))
-                .is_none()
-            {
-                return Err(full());
-            }
-            buffer.reserve_exact(capacity - buffer.len());
+        if budget.hold(&mut held, chunk.len()).is_none() {
+            return Err(full());
         }
         buffer.extend_from_slice(&chunk);
     }
@@ -218,6 +216,48 @@ mod tests {
         let frames = futures::stream::iter(0..chunks)
             .map(move |_| Ok::<_, std::io::Error>(Frame::data(Bytes::from(vec![b'x'; size]))));
         Body::new(StreamBody::new(frames))
+    }
+
+    #[tokio::test]
+    async fn a_head_without_its_body_holds_nothing() {
+        let budget = BodyBudget::new(1000);
+        let (frames, mut arriving) =
+            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
+        let body = Body::new(StreamBody::new(futures::stream::poll_fn(move |cx| {
+            arriving.poll_recv(cx)
+        })));
+        let reading = tokio::spawn({
+            let budget = budget.clone();
+            async move { read_limited(&budget, &declared(900), body).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(
+            budget.available(),
+            1000,
+            "nothing has arrived, nothing is held"
+        );
+        frames
+            .send(Ok(Frame::data(Bytes::from(vec![0u8; 300]))))
+            .await
+            .unwrap();
+        // Held as it arrives: a second body of 800 no longer fits.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while budget.available() != 700 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "300 bytes were not held"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let refused = read_limited(&budget, &declared(800), Body::empty())
+            .await
+            .unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        drop(frames);
+        let read = reading.await.unwrap().unwrap();
+        assert_eq!(read.len(), 300);
+        drop(read);
+        assert_eq!(budget.available(), 1000);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use tracing::instrument;
 
 use super::client::ClientAddress;
 use super::{AppState, body};
+use crate::admin::throttle::AddressKey;
 use crate::deliveries::{self, CountedRefusal, DeliveryRecord, MAX_NAME, Refusal};
 use crate::hooks::verify::SignatureError;
 use crate::hooks::{self, Decision, HookError, HookOutcome};
@@ -69,23 +70,30 @@ pub async fn receive(
         client_address: Some(client.to_string()),
         ..DeliveryRecord::default()
     };
-    let started = tokio::time::Instant::now();
-    let answer = handle(&state, &name, &headers, body, &mut record).await;
+    // Storage gets `commit_timeout` in all for this delivery; the time its body takes to
+    // arrive is added (that is the client's, not storage's).
+    let mut deadline = tokio::time::Instant::now() + state.http.commit_timeout;
+    let answer = handle(&state, &name, &headers, body, &mut record, &mut deadline).await;
     tracing::info!(status = answer.status.as_u16(), reason = %answer.reason, "delivery");
-    log(&state, client, &name, record, &answer, started).await;
+    log(&state, client, &name, record, &answer, deadline).await;
     answer.into_response()
 }
 
-/// Logs the delivery, committed before the host is answered, within what is left of the
-/// commit timeout. A refusal is kept (bounded) while the client's address has budget left,
-/// and otherwise only counted; refusals for unknown projects are always only counted.
+/// A delivery's log row waits at least this long for its commit, even when queueing used up
+/// the deadline: the row holds the replay key of an accepted delivery.
+const LOG_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Logs the delivery, committed before the host is answered when storage can commit it by
+/// `deadline` (plus [`LOG_GRACE`]). A refusal is kept (bounded) while the client's address has
+/// budget left, and otherwise only counted; refusals for unknown projects are always only
+/// counted. Budgets and counts take an IPv6 client as its /64, which one host can fill.
 async fn log(
     state: &AppState,
     client: ClientAddress,
     name: &str,
     mut record: DeliveryRecord,
     answer: &Answer,
-    started: tokio::time::Instant,
+    deadline: tokio::time::Instant,
 ) {
     record.status = answer.status.as_u16();
     record.reason = answer.reason.clone();
@@ -96,9 +104,10 @@ async fn log(
     }
     if let Some(refusal) = answer.refusal {
         record.response = json!({ "error": refusal.as_str() }).to_string();
-        if refusal == Refusal::UnknownProject || !state.refusals.keep(client.0) {
+        let key = AddressKey::of(client.0);
+        if refusal == Refusal::UnknownProject || !state.refusals.keep(key.network()) {
             let counted = CountedRefusal {
-                address: client.0,
+                address: key.to_string(),
                 reason: refusal,
                 name: deliveries::bounded(name, MAX_NAME),
             };
@@ -106,7 +115,7 @@ async fn log(
             return;
         }
     }
-    let deadline = started + state.http.commit_timeout;
+    let deadline = deadline.max(tokio::time::Instant::now() + LOG_GRACE);
     match tokio::time::timeout_at(deadline, state.deliveries.record(record)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "could not log the delivery"),
@@ -121,13 +130,13 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
     record: &mut DeliveryRecord,
+    deadline: &mut tokio::time::Instant,
 ) -> Answer {
-    let commit_timeout = state.http.commit_timeout;
     // A name no project can have (too long, say) is not looked up, nor kept in the cache.
     let found = if name.chars().count() > MAX_NAME {
         Ok(Ok(None))
     } else {
-        tokio::time::timeout(commit_timeout, state.projects.find(&state.db, name)).await
+        tokio::time::timeout_at(*deadline, state.projects.find(&state.db, name)).await
     };
     let project = match found {
         Ok(Ok(Some(project))) => project,
@@ -149,6 +158,7 @@ async fn handle(
         tracing::Span::current().record("delivery", id.as_str());
     }
 
+    let reading = tokio::time::Instant::now();
     let raw = match body::read_limited(&state.body_budget, headers, body).await {
         Ok(raw) => raw,
         Err(refused) => {
@@ -162,8 +172,7 @@ async fn handle(
             return answer;
         }
     };
-    // Storage gets the commit timeout from here: the body's own time does not count.
-    let deadline = tokio::time::Instant::now() + commit_timeout;
+    *deadline += reading.elapsed();
     let now = chrono::Utc::now().timestamp();
     let interpreted = match hooks::interpret(&project, headers, &raw, now) {
         Ok(interpreted) => interpreted,
@@ -179,19 +188,45 @@ async fn handle(
         .delivery_id
         .as_deref()
         .map(|id| deliveries::replay_key(id, &raw));
-    let stored = tokio::time::timeout_at(
-        deadline,
-        store(state, &project, interpreted, commit_timeout, record),
-    )
-    .await;
-    // A timed-out transaction is rolled back when dropped (and a queued upsert that has not
-    // begun is skipped by the writer), so a 503 leaves nothing behind; one that commits in
-    // the last instant is merged into by the host's retry, which changes nothing twice.
-    stored.unwrap_or_else(|_| unavailable(anyhow::anyhow!("storage did not commit in time")))
+    let learned = interpreted.learned_repository_id.clone();
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let stored =
+        tokio::time::timeout_at(*deadline, store(state, &project, interpreted, left, record)).await;
+    // A timed-out transaction is rolled back when dropped, PostgreSQL cancels the upsert at
+    // the same moment, and SQLite's writer skips a webhook that stopped waiting; so a 503
+    // leaves nothing queued, except an upsert that commits in the very last instant, which the
+    // host's retry merges into without changing anything twice.
+    let answer =
+        stored.unwrap_or_else(|_| unavailable(anyhow::anyhow!("storage did not commit in time")));
+    if answer.status.is_success()
+        && let Some(id) = learned
+    {
+        remember_repository_id(state, &project, id).await;
+    }
+    answer
 }
 
-/// What a verified delivery changes: its redelivery check, the host's repository id, and the
-/// queue.
+/// Records the host's repository id that a verified delivery carried, once the delivery has
+/// been acted on: a 503 then learns nothing. It waits at most [`LOG_GRACE`] and then goes on
+/// in the background, so a slow update never turns an accepted delivery into a 503. It only
+/// ever fills an empty column, so a retry or a race writes the same.
+async fn remember_repository_id(state: &AppState, project: &Project, id: String) {
+    let (db, cache, project_id, name) = (
+        state.db.clone(),
+        state.projects.clone(),
+        project.id,
+        project.name.clone(),
+    );
+    let update = tokio::spawn(async move {
+        match projects::remember_host_repository_id(&db, project_id, &id).await {
+            Ok(()) => cache.forget(&name),
+            Err(e) => tracing::warn!(error = %e, "could not remember the repository id"),
+        }
+    });
+    let _ = tokio::time::timeout(LOG_GRACE, update).await;
+}
+
+/// What a verified delivery changes: its redelivery check and the queue.
 async fn store(
     state: &AppState,
     project: &Project,
@@ -205,12 +240,6 @@ async fn store(
     );
     if !checked_in_upsert && let Some(answer) = earlier_answer(state, project, record).await {
         return answer;
-    }
-    if let Some(id) = &interpreted.learned_repository_id {
-        if let Err(e) = projects::remember_host_repository_id(&state.db, project.id, id).await {
-            return unavailable(e.into());
-        }
-        state.projects.forget(&project.name);
     }
     match interpreted.outcome {
         HookOutcome::Ping => Answer {

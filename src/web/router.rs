@@ -8,6 +8,9 @@ use tower_http::trace::TraceLayer;
 
 use super::{AppState, admin, admin_projects, api, feeds, files, hooks, pages, queue_api};
 
+/// The largest body of any request but a webhook: admin forms and JSON actions.
+pub const MAX_FORM_BODY: usize = 64 * 1024;
+
 pub fn router(state: AppState) -> Router {
     Router::new()
         // The handler reads the body itself, with its own limit, so that a refusal for size
@@ -85,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        // Everything but the webhook (which reads its body under its own limits) takes small
+        // bodies only: forms and JSON actions. The login form is open to anyone, so without
+        // this a stranger could make it buffer axum's default of 2 MiB per connection.
+        .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
