@@ -260,17 +260,24 @@ fn claim(project: &Project, releases: &[ReleaseWithFiles]) -> Option<Claim> {
     }
     let newest = published_newest_first(releases).into_iter().next()?;
     let name = manifest_name(&newest.release)?;
-    let since = releases
+    // The claim dates from the start of the project's latest unbroken run of releases naming
+    // the package: a project that named it once long ago and then something else cannot come
+    // back and take it from the project that owned it meanwhile.
+    let written = |r: &ReleaseWithFiles| {
+        if r.release.kind == "tag" {
+            r.release.created_at
+        } else {
+            r.release.updated_at
+        }
+    };
+    let mut by_time: Vec<&ReleaseWithFiles> = releases.iter().collect();
+    by_time.sort_by_key(|r| std::cmp::Reverse(written(r)));
+    let since = by_time
         .iter()
-        .filter(|r| manifest_name(&r.release).as_deref() == Some(name.as_str()))
-        .map(|r| {
-            if r.release.kind == "tag" {
-                r.release.created_at
-            } else {
-                r.release.updated_at
-            }
-        })
-        .min();
+        .take_while(|r| manifest_name(&r.release).as_deref() == Some(name.as_str()))
+        .map(|r| written(r))
+        .last()
+        .or(Some(written(newest)));
     Some(Claim {
         name,
         configured: false,
@@ -363,6 +370,29 @@ mod tests {
             owner: owner.into(),
             configured: false,
         }
+    }
+
+    #[test]
+    fn a_name_named_again_after_a_break_dates_from_its_return() {
+        // old named the package at 10, then something else at 20, then the package again at
+        // 40; owner has named it without a break since 30, so it keeps it.
+        let old = vec![
+            naming("1.0.0", "tag", "acme/widget", 10, 10),
+            naming("2.0.0", "tag", "acme/other", 20, 20),
+            naming("3.0.0", "tag", "acme/widget", 40, 40),
+        ];
+        let owner = vec![naming("1.0.0", "tag", "acme/widget", 30, 30)];
+        let loaded = vec![
+            (project(1, "old", None), old),
+            (project(2, "owner", None), owner),
+        ];
+        assert_eq!(
+            standings(loaded),
+            [
+                conflict("acme/widget", "owner"),
+                Standing::Published("acme/widget".into())
+            ]
+        );
     }
 
     #[test]
