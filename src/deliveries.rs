@@ -131,7 +131,7 @@ impl RefusalBudget {
         let calls = self
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if calls % 1024 == 0 && limiter.len() > 10_000 {
+        if calls.is_multiple_of(1024) && limiter.len() > 10_000 {
             limiter.retain_recent();
         }
         limiter.check_key(&address).is_ok()
