@@ -135,9 +135,10 @@ async fn refused_burst(db: TestDb) {
     );
 }
 
-async fn signed_gitlab_replay(db: TestDb) {
+/// Project `widget` on GitLab with a signing token (Standard Webhooks), and its repository.
+async fn gitlab_with_signing_token(db: &TestDb) -> (GitRepo, TestApp) {
     let repo = GitRepo::standard();
-    let database = TestApp::database_line(&db).await;
+    let database = TestApp::database_line(db).await;
     let app = TestApp::spawn_with(
         &[ProjectSpec {
             extra: "secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
@@ -146,6 +147,11 @@ async fn signed_gitlab_replay(db: TestDb) {
         &format!("max_attempts = 1\n{database}"),
     )
     .await;
+    (repo, app)
+}
+
+async fn signed_gitlab_replay(db: TestDb) {
+    let (repo, app) = gitlab_with_signing_token(&db).await;
     app.queue.set_paused(true).await.unwrap();
     let mut payload = fixture("webhooks/gitlab/push.json");
     payload["project"]["git_http_url"] = repo.url().into();
@@ -196,16 +202,7 @@ async fn signed_gitlab_replay(db: TestDb) {
 }
 
 async fn extreme_timestamps(db: TestDb) {
-    let repo = GitRepo::standard();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[ProjectSpec {
-            extra: "secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
-            ..ProjectSpec::gitlab("widget", repo.url())
-        }],
-        &format!("max_attempts = 1\n{database}"),
-    )
-    .await;
+    let (_repo, app) = gitlab_with_signing_token(&db).await;
     let body = b"{}".to_vec();
     // A debug build (this one) panics on an overflowing subtraction: before the fix the
     // handler died and the connection closed with no answer.

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use entities::auth_failure;
-use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use reqwest::header::RETRY_AFTER;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::admin::TOKEN;
@@ -88,80 +88,36 @@ async fn failures_of(app: &TestApp, address: &str, count: i64) -> auth_failure::
     row
 }
 
-/// The admin login form as one client (`from`, sent as `X-Forwarded-For`) sees it, keeping
-/// its session cookie and not following redirects.
+/// The admin login form as one client (`from`, sent as `X-Forwarded-For`) sees it.
 struct LoginClient {
-    client: reqwest::Client,
-    url: String,
-    from: String,
-    cookie: Option<String>,
+    browser: AdminBrowser,
     csrf: String,
 }
 
 impl LoginClient {
     async fn open(app: &TestApp, from: &str) -> LoginClient {
-        let mut login = LoginClient {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            url: app.url.clone(),
-            from: from.to_string(),
-            cookie: None,
-            csrf: String::new(),
-        };
-        let (form, _) = login
-            .send(login.client.get(format!("{}/admin/login", login.url)))
-            .await;
+        let mut browser = AdminBrowser::new(app);
+        browser.forwarded_for = Some(from.to_string());
+        let form = browser.get("/admin/login").await;
         assert_eq!(form.status, 200, "{}", form.body);
-        login.csrf = form.csrf();
-        login
+        LoginClient {
+            csrf: form.csrf(),
+            browser,
+        }
     }
 
     /// Submits the form with `token`: the answer and its `Retry-After`.
     async fn try_token(&mut self, token: &str) -> (Answer, Option<u64>) {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([("csrf", self.csrf.as_str()), ("token", token)])
-            .finish();
-        let request = self
-            .client
-            .post(format!("{}/admin/login", self.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
-        self.send(request).await
+        let answer = self
+            .browser
+            .post("/admin/login", &[("csrf", &self.csrf), ("token", token)])
+            .await;
+        let wait = answer.retry_after;
+        (answer, wait)
     }
 
     async fn get(&mut self, path: &str) -> Answer {
-        let request = self.client.get(format!("{}{path}", self.url));
-        self.send(request).await.0
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> (Answer, Option<u64>) {
-        let request = request.header("x-forwarded-for", &self.from);
-        let request = match &self.cookie {
-            Some(cookie) => request.header(COOKIE, cookie),
-            None => request,
-        };
-        let response = request.send().await.unwrap();
-        let header = |name| {
-            response
-                .headers()
-                .get(name)
-                .map(|v: &reqwest::header::HeaderValue| v.to_str().unwrap().to_string())
-        };
-        let set_cookie = header(SET_COOKIE);
-        let location = header(LOCATION);
-        let wait = retry_after(&response);
-        if let Some(line) = &set_cookie {
-            self.cookie = Some(line.split(';').next().unwrap().trim().to_string());
-        }
-        let answer = Answer {
-            status: response.status().as_u16(),
-            location,
-            set_cookie,
-            body: response.text().await.unwrap(),
-        };
-        (answer, wait)
+        self.browser.get(path).await
     }
 }
 

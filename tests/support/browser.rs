@@ -1,7 +1,7 @@
 //! `AdminBrowser`: the admin pages as a browser sees them, keeping the session cookie and
 //! not following redirects, so every answer can be checked.
 
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 
 use super::TestApp;
 
@@ -10,6 +10,8 @@ pub struct AdminBrowser {
     url: String,
     /// `baler_admin=VALUE`, as the last Set-Cookie left it.
     pub cookie: Option<String>,
+    /// Sent as `X-Forwarded-For`, to play one of several clients behind a trusted proxy.
+    pub forwarded_for: Option<String>,
 }
 
 /// An answer: status, where it redirects, the Set-Cookie line, and the body.
@@ -17,6 +19,8 @@ pub struct Answer {
     pub status: u16,
     pub location: Option<String>,
     pub set_cookie: Option<String>,
+    /// `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
     pub body: String,
 }
 
@@ -68,6 +72,7 @@ impl AdminBrowser {
                 .unwrap(),
             url: app.url.clone(),
             cookie: None,
+            forwarded_for: None,
         }
     }
 
@@ -88,6 +93,10 @@ impl AdminBrowser {
     }
 
     async fn send(&mut self, request: reqwest::RequestBuilder) -> Answer {
+        let request = match &self.forwarded_for {
+            Some(from) => request.header("x-forwarded-for", from),
+            None => request,
+        };
         let request = match &self.cookie {
             Some(cookie) => request.header(COOKIE, cookie),
             None => request,
@@ -101,6 +110,7 @@ impl AdminBrowser {
         };
         let set_cookie = header(SET_COOKIE);
         let location = header(LOCATION);
+        let retry_after = header(RETRY_AFTER).map(|v| v.parse().unwrap());
         if let Some(line) = &set_cookie {
             let pair = line.split(';').next().unwrap().trim().to_string();
             self.cookie = pair
@@ -112,6 +122,7 @@ impl AdminBrowser {
             status: response.status().as_u16(),
             location,
             set_cookie,
+            retry_after,
             body: response.text().await.unwrap(),
         }
     }
