@@ -129,6 +129,7 @@ async fn refused_burst(db: TestDb) {
         .sum();
     assert_eq!(counted, 500);
     let grown = database_bytes(&app).await - before;
+    eprintln!("1,000 refused requests grew the database by {grown} bytes");
     assert!(
         grown < 1024 * 1024,
         "1,000 refused requests grew the database by {grown} bytes"
