@@ -7,8 +7,10 @@
 //! 2. A name configured with `composer =` belongs to the project that configures it. (The
 //!    config refuses two projects configuring one name; should two rows still do, the lower
 //!    project id owns it.)
-//! 3. Otherwise the name belongs to the claimer that published it first: the one whose earliest
-//!    release naming it is oldest, ties by project id. A tag release counts from when it was
+//! 3. Otherwise the name belongs to the claimer that published it first: the one whose latest
+//!    unbroken run of releases naming it (newest first, back to the first release that named
+//!    something else) began earliest, ties by project id. So a project that named the package
+//!    long ago, then another, cannot come back and take it. A tag release counts from when it was
 //!    recorded (`created_at`: a tag release and its `composer.json` never change). A dev
 //!    snapshot counts from its last build (`updated_at`): a rebuild replaces its
 //!    `composer.json` but keeps its first date, which must not let a project that renames its
