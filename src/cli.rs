@@ -198,7 +198,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: ProjectCommand::List,
         } => {
             let conn = open(&config).await?;
-            projects::sync_from_config(&conn, &config.projects).await?;
+            projects::sync_from_config(&conn, &config.projects, projects::Departures::Disable)
+                .await?;
             // Disabled ones too: they left the config file, but their releases are kept.
             let list = projects::list_all(&conn).await?;
             if list.is_empty() {

@@ -175,15 +175,30 @@ pub async fn upsert(
     Project::from_model(model.save(db).await?.try_into_model()?)
 }
 
+/// What a config sync does with config projects the file no longer names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departures {
+    /// Disable them (the web server and `baler project list`: the config they read decides
+    /// which projects exist).
+    Disable,
+    /// Leave them as they are (`baler worker`: a worker's config may list fewer projects, and
+    /// must not take the others off the web).
+    Keep,
+}
+
 /// Brings the database in line with the config file's projects: each is written (and enabled
-/// again if it had left), and config projects the file no longer names are disabled, keeping
-/// their rows. Projects added with the CLI are left alone.
+/// again if it had left), and, with [`Departures::Disable`], config projects the file no
+/// longer names are disabled, keeping their rows. Projects added with the CLI are left alone.
 pub async fn sync_from_config(
     db: &DatabaseConnection,
     projects: &[ProjectSettings],
+    departures: Departures,
 ) -> Result<(), DbErr> {
     for settings in projects {
         upsert(db, settings, "config").await?;
+    }
+    if departures == Departures::Keep {
+        return Ok(());
     }
     let named: Vec<&str> = projects.iter().map(|p| p.name.as_str()).collect();
     let now = Utc::now();

@@ -61,7 +61,11 @@ impl Application {
             .await
             .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
         db::migrate(&db).await.context("applying migrations")?;
-        projects::sync_from_config(&db, &config.projects)
+        let departures = match role {
+            Role::Serve | Role::Web => projects::Departures::Disable,
+            Role::Worker => projects::Departures::Keep,
+        };
+        projects::sync_from_config(&db, &config.projects, departures)
             .await
             .context("syncing projects from the config file")?;
         let queue = Queue::new(db.clone(), tuning);

@@ -476,7 +476,41 @@ async fn an_unconfigured_composer_name_belongs_to_who_published_it_first(db: Tes
     }
 }
 
+/// A `baler worker` whose config lists fewer projects (a worker for some of them only, or one
+/// configured with the database alone) takes no project off the web: only the config that
+/// serves decides which projects exist.
+async fn a_worker_with_fewer_projects_disables_none(db: TestDb) {
+    let install = Installation::new(&db).await;
+    let app = install
+        .start(&[ProjectSpec::github("widget", "file:///nowhere".into())])
+        .await;
+    let worker_config = install.data_dir.path().join("worker.toml");
+    std::fs::write(
+        &worker_config,
+        format!(
+            "data_dir = \"{}\"\n{}",
+            install.data_dir.path().join("data").display(),
+            install.database
+        ),
+    )
+    .unwrap();
+    let mut worker = crate::support::Child::baler(&["worker"], &worker_config);
+    crate::support::wait_until(60, "the worker to start", || async {
+        worker.log().contains("workers started")
+    })
+    .await;
+    worker.kill();
+    let listed = app.get_json("/api/v1/projects").await;
+    assert_eq!(project_names(&listed), ["widget"], "{}", worker.log());
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM projects WHERE disabled_at IS NOT NULL")
+            .await,
+        0
+    );
+}
+
 on_both_databases!(
+    a_worker_with_fewer_projects_disables_none,
     a_removed_project_leaves_and_comes_back_with_its_history,
     a_configured_composer_name_is_not_taken_by_another_composer_json,
     an_unconfigured_composer_name_belongs_to_who_published_it_first,
