@@ -20,7 +20,7 @@ pub async fn admin_app(db: &TestDb, projects: &[ProjectSpec]) -> TestApp {
     .await
 }
 
-async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Value) {
+pub(crate) async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Value) {
     let response = app
         .client
         .request(method, format!("{}{path}", app.url))

@@ -6,7 +6,6 @@
 //! the project that configures it, else the one that published it first.
 
 use std::path::Path;
-use std::process::Command;
 
 use baler::hooks::verify::github_signature;
 use serde_json::{Value, json};
@@ -58,18 +57,6 @@ async fn signed_push(app: &TestApp, project: &str, repo: &str, git_ref: &str) ->
     .await
     .status()
     .as_u16()
-}
-
-async fn bearer(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, String) {
-    let response = app
-        .client
-        .request(method, format!("{}{path}", app.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap())
 }
 
 fn project_names(projects: &Value) -> Vec<String> {
@@ -217,21 +204,21 @@ async fn a_removed_project_leaves_and_comes_back_with_its_history(db: TestDb) {
     );
     let log = browser.get("/admin/projects/widget/releases/1.0.0").await;
     assert_eq!(log.status, 200);
-    let (status, _) = bearer(
+    let (status, _) = crate::admin::admin(
         &app,
         reqwest::Method::GET,
         "/api/v1/projects/widget/problems",
     )
     .await;
     assert_eq!(status, 200);
-    let (status, answer) = bearer(
+    let (status, answer) = crate::admin::admin(
         &app,
         reqwest::Method::POST,
         "/api/v1/projects/widget/rebuild",
     )
     .await;
     assert_eq!(status, 409, "{answer}");
-    assert!(answer.contains("disabled"), "{answer}");
+    assert!(answer.to_string().contains("disabled"), "{answer}");
     assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, queued);
     drop(browser);
     drop(app);
@@ -300,26 +287,7 @@ fn composer_install(dir: &Path, base: &str, package: &str) -> Value {
         serde_json::to_vec_pretty(&manifest).unwrap(),
     )
     .unwrap();
-    let home = dir.join(".composer-home");
-    let output = Command::new("composer")
-        .args([
-            "install",
-            "--no-interaction",
-            "--no-progress",
-            "--no-plugins",
-        ])
-        .current_dir(dir)
-        .env("COMPOSER_HOME", &home)
-        .env("COMPOSER_CACHE_DIR", home.join("cache"))
-        .env("COMPOSER_ALLOW_SUPERUSER", "1")
-        .output()
-        .expect("`composer` runs (Debian's `composer` package; .ci/run installs it)");
-    assert!(
-        output.status.success(),
-        "composer install failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    crate::publishing::composer(dir, &["install"]);
     serde_json::from_slice(&std::fs::read(dir.join("composer.lock")).unwrap()).unwrap()
 }
 

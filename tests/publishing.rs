@@ -51,7 +51,7 @@ fn php_library() -> GitRepo {
 }
 
 /// Runs the real `composer` in `dir` (Packagist off, plain HTTP allowed).
-fn composer(dir: &Path, args: &[&str]) {
+pub(crate) fn composer(dir: &Path, args: &[&str]) {
     let home = dir.join(".composer-home");
     let output = Command::new("composer")
         .args(args)
