@@ -87,11 +87,11 @@ pub struct PackageArgs {
     /// The project name in file names and the top directory (default: the repository's name).
     #[arg(long)]
     pub name: Option<String>,
-    #[arg(long, default_value = "plain", value_parser = ["plain", "drupal"])]
-    pub layout: String,
+    #[arg(long, value_enum, default_value_t = Layout::Plain)]
+    pub layout: Layout,
     /// Formats to write (default: both).
-    #[arg(long = "format", value_parser = ["tar.gz", "zip"])]
-    pub formats: Vec<String>,
+    #[arg(long = "format", value_enum)]
+    pub formats: Vec<ArchiveFormat>,
     /// A private repository over HTTPS: the environment variable holding an access token.
     #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
@@ -143,103 +143,111 @@ pub enum TokenCommand {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    // Offline packaging needs no configuration, so a broken config file does not stop it.
-    if let Command::Package(args) = cli.command {
-        return tokio::task::spawn_blocking(move || package_command(*args)).await?;
-    }
-    if let Command::FetchMirror = cli.command {
-        let code = tokio::task::spawn_blocking(crate::git::run_fetch_child).await?;
-        std::process::exit(code);
-    }
-    let mut config = Config::load(cli.config.as_deref())?;
-    match cli.command {
-        Command::Serve { demo, no_worker } => {
-            let demo_tag = if demo {
-                Some(demo::prepare(&mut config)?)
-            } else {
-                None
-            };
-            let configured_url = config.public_url.clone();
-            let role = if no_worker { Role::Web } else { Role::Serve };
-            let app = Application::build(config, role).await?;
-            let public_url = configured_url.unwrap_or_else(|| {
-                format!(
-                    "http://{}",
-                    app.local_addr().expect("serving binds a listener")
-                )
-            });
-            if let Some(tag) = demo_tag {
-                let project = projects::find(app.db(), demo::DEMO_PROJECT)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("the demo project was not registered"))?;
-                demo::queue_demo(app.queue(), project.id, &tag).await?;
-                eprintln!(
-                    "demo: project `demo` queued; open {public_url}/projects/demo\n\
-                     demo: its webhook is {public_url}/hooks/demo, secret `{}`",
-                    demo::DEMO_SECRET
-                );
-            }
-            app.run_until(shutdown_signal()).await
+    let Cli {
+        config: config_file,
+        command,
+    } = cli;
+    // Offline packaging and the fetch child need no configuration, so a broken config file
+    // does not stop them; every other command reads it first.
+    let config = || Config::load(config_file.as_deref());
+    match command {
+        Command::Package(args) => {
+            tokio::task::spawn_blocking(move || package_command(*args)).await?
         }
-        Command::Worker => {
-            let app = Application::build(config, Role::Worker).await?;
-            app.run_until(shutdown_signal()).await
-        }
-        Command::Migrate => {
-            let conn = db::connect(&config.database_url).await?;
-            db::migrate(&conn).await?;
-            println!(
-                "migrations applied to {}",
-                crate::startup::redact(&config.database_url)
-            );
-            Ok(())
-        }
+        Command::FetchMirror => fetch_mirror().await,
+        Command::Serve { demo, no_worker } => serve(config()?, demo, no_worker).await,
+        Command::Worker => work(config()?).await,
+        Command::Migrate => migrate(&config()?).await,
         Command::Project {
             command: ProjectCommand::List,
-        } => {
-            let conn = open(&config).await?;
-            projects::sync_from_config(&conn, &config.projects, projects::Departures::Disable)
-                .await?;
-            // Disabled ones too: they left the config file, but their releases are kept.
-            let list = projects::list_all(&conn).await?;
-            if list.is_empty() {
-                println!("no projects; add [[projects]] to the config file");
-            }
-            for p in list {
-                let state = match p.disabled_at {
-                    Some(since) => format!(
-                        "disabled since {}",
-                        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    ),
-                    None => "enabled".to_string(),
-                };
-                println!(
-                    "{:<20} {:<7} {:<6} {:<36} {}",
-                    p.name,
-                    p.provider.as_str(),
-                    p.layout.as_str(),
-                    state,
-                    crate::startup::redact(&p.repo)
-                );
-            }
-            Ok(())
-        }
-        Command::Queue { command } => {
-            let conn = open(&config).await?;
-            let queue = Queue::new(conn.clone(), config.queue_tuning());
-            let actions = AdminActions::new(conn, queue.clone());
-            queue_command(&queue, &actions, command).await
-        }
-        Command::Token { command } => {
-            let conn = open(&config).await?;
-            let queue = Queue::new(conn.clone(), config.queue_tuning());
-            let actions = AdminActions::new(conn.clone(), queue);
-            token_command(&conn, &actions, command).await
-        }
-        Command::Package(_) | Command::FetchMirror => {
-            unreachable!("handled before the config is read")
-        }
+        } => list_projects(&config()?).await,
+        Command::Queue { command } => queue_command(&config()?, command).await,
+        Command::Token { command } => token_command(&config()?, command).await,
     }
+}
+
+/// `baler serve`: with `--demo`, a demo project is registered and its tag queued first.
+async fn serve(mut config: Config, with_demo: bool, no_worker: bool) -> anyhow::Result<()> {
+    let demo_tag = if with_demo {
+        Some(demo::prepare(&mut config)?)
+    } else {
+        None
+    };
+    let configured_url = config.public_url.clone();
+    let role = if no_worker { Role::Web } else { Role::Serve };
+    let app = Application::build(config, role).await?;
+    if let Some(tag) = demo_tag {
+        let public_url = configured_url.unwrap_or_else(|| {
+            format!(
+                "http://{}",
+                app.local_addr().expect("serving binds a listener")
+            )
+        });
+        queue_demo(&app, &tag, &public_url).await?;
+    }
+    app.run_until(shutdown_signal()).await
+}
+
+async fn queue_demo(app: &Application, tag: &str, public_url: &str) -> anyhow::Result<()> {
+    let project = projects::find(app.db(), demo::DEMO_PROJECT)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the demo project was not registered"))?;
+    demo::queue_demo(app.queue(), project.id, tag).await?;
+    eprintln!(
+        "demo: project `demo` queued; open {public_url}/projects/demo\n\
+         demo: its webhook is {public_url}/hooks/demo, secret `{}`",
+        demo::DEMO_SECRET
+    );
+    Ok(())
+}
+
+/// `baler worker`.
+async fn work(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config, Role::Worker).await?;
+    app.run_until(shutdown_signal()).await
+}
+
+/// `baler fetch-mirror`, the workers' fetch child: its exit code is its answer.
+async fn fetch_mirror() -> anyhow::Result<()> {
+    let code = tokio::task::spawn_blocking(crate::git::run_fetch_child).await?;
+    std::process::exit(code);
+}
+
+/// `baler migrate`.
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let conn = db::connect(&config.database_url).await?;
+    db::migrate(&conn).await?;
+    println!(
+        "migrations applied to {}",
+        crate::redact::redact(&config.database_url)
+    );
+    Ok(())
+}
+
+/// `baler project list`.
+async fn list_projects(config: &Config) -> anyhow::Result<()> {
+    let conn = open(config).await?;
+    projects::sync_from_config(&conn, &config.projects, projects::Departures::Disable).await?;
+    // Disabled ones too: they left the config file, but their releases are kept.
+    let list = projects::list_all(&conn).await?;
+    if list.is_empty() {
+        println!("no projects; add [[projects]] to the config file");
+    }
+    for p in list {
+        let state = match p.disabled_at {
+            Some(since) => format!("disabled since {}", crate::time::rfc3339(since)),
+            None => "enabled".to_string(),
+        };
+        println!(
+            "{:<20} {:<7} {:<6} {:<36} {}",
+            p.name,
+            p.provider.as_str(),
+            p.layout.as_str(),
+            state,
+            crate::redact::redact(&p.repo)
+        );
+    }
+    Ok(())
 }
 
 fn package_command(args: PackageArgs) -> anyhow::Result<()> {
@@ -249,17 +257,19 @@ fn package_command(args: PackageArgs) -> anyhow::Result<()> {
         })?),
         None => None,
     };
+    let name = match args.name {
+        Some(name) => name,
+        None => offline::default_name(&args.source)?,
+    };
+    crate::config::validate_project_name(&name)
+        .map_err(|e| anyhow::anyhow!("--name {name:?}: {e}"))?;
     let request = OfflineRequest {
         source: args.source,
         reference: args.reference,
         out: args.out,
-        name: args.name,
-        layout: Layout::parse(&args.layout).expect("clap checked the layout"),
-        formats: args
-            .formats
-            .iter()
-            .map(|f| ArchiveFormat::parse(f).expect("clap checked the format"))
-            .collect(),
+        name,
+        layout: args.layout,
+        formats: args.formats,
         auth: RemoteAuth {
             http_user: args.http_user,
             token,
@@ -285,46 +295,14 @@ async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
     Ok(conn)
 }
 
-async fn queue_command(
-    queue: &Queue,
-    actions: &AdminActions,
-    command: QueueCommand,
-) -> anyhow::Result<()> {
+/// `baler queue …`: the admin actions, audited as `cli:$USER`.
+async fn queue_command(config: &Config, command: QueueCommand) -> anyhow::Result<()> {
+    let conn = open(config).await?;
+    let queue = Queue::new(conn.clone(), config.queue_tuning());
+    let actions = AdminActions::new(conn, queue.clone());
     let actor = Actor::cli();
     match command {
-        QueueCommand::List => {
-            let listing = queue.list().await?;
-            println!(
-                "queue {}",
-                if listing.paused { "paused" } else { "running" }
-            );
-            println!(
-                "{:>6} {:>4} {:<20} {:<8} {:>4} {:>4} refs",
-                "id", "pos", "project", "state", "rev", "try"
-            );
-            for item in listing.items {
-                println!(
-                    "{:>6} {:>4} {:<20} {:<8} {:>4} {:>4} {}{}{}",
-                    item.id,
-                    item.position
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    item.project,
-                    item.state,
-                    item.revision,
-                    item.attempts,
-                    item.ref_names().join(" "),
-                    item.lease_owner
-                        .as_deref()
-                        .map(|owner| format!("  lease: {owner}"))
-                        .unwrap_or_default(),
-                    item.last_error
-                        .as_deref()
-                        .map(|e| format!("  error: {e}"))
-                        .unwrap_or_default(),
-                );
-            }
-        }
+        QueueCommand::List => print_queue(&queue).await?,
         QueueCommand::Pause => {
             actions.pause(&actor).await?;
             println!("queue paused: no new jobs start; webhooks still queue");
@@ -349,11 +327,47 @@ async fn queue_command(
     Ok(())
 }
 
-async fn token_command(
-    conn: &DatabaseConnection,
-    actions: &AdminActions,
-    command: TokenCommand,
-) -> anyhow::Result<()> {
+/// `baler queue list`: one line per item, in queue order.
+async fn print_queue(queue: &Queue) -> anyhow::Result<()> {
+    let listing = queue.list().await?;
+    println!(
+        "queue {}",
+        if listing.paused { "paused" } else { "running" }
+    );
+    println!(
+        "{:>6} {:>4} {:<20} {:<8} {:>4} {:>4} refs",
+        "id", "pos", "project", "state", "rev", "try"
+    );
+    for item in listing.items {
+        println!(
+            "{:>6} {:>4} {:<20} {:<8} {:>4} {:>4} {}{}{}",
+            item.id,
+            item.position
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            item.project,
+            item.state,
+            item.revision,
+            item.attempts,
+            item.ref_names().join(" "),
+            item.lease_owner
+                .as_deref()
+                .map(|owner| format!("  lease: {owner}"))
+                .unwrap_or_default(),
+            item.last_error
+                .as_deref()
+                .map(|e| format!("  error: {e}"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+/// `baler token …`: named admin tokens, created and revoked as audited actions.
+async fn token_command(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
+    let conn = open(config).await?;
+    let queue = Queue::new(conn.clone(), config.queue_tuning());
+    let actions = AdminActions::new(conn.clone(), queue);
     let actor = Actor::cli();
     match command {
         TokenCommand::Create { name } => {
@@ -365,31 +379,35 @@ async fn token_command(
                 token.id, token.name
             );
         }
-        TokenCommand::List => {
-            let list = tokens::list(conn).await?;
-            if list.is_empty() {
-                println!("no named tokens; make one with `baler token create --name NAME`");
-                return Ok(());
-            }
-            println!(
-                "{:>4}  {:<24} {:<20} {:<20} revoked",
-                "id", "name", "created", "last used"
-            );
-            for t in list {
-                println!(
-                    "{:>4}  {:<24} {:<20} {:<20} {}",
-                    t.id,
-                    t.name,
-                    t.created_at,
-                    t.last_used_at.as_deref().unwrap_or("never"),
-                    t.revoked_at.as_deref().unwrap_or("-"),
-                );
-            }
-        }
+        TokenCommand::List => print_tokens(&conn).await?,
         TokenCommand::Revoke { id } => {
             let name = actions.revoke_token(&actor, id).await?;
             println!("revoked token {id} ({name})");
         }
+    }
+    Ok(())
+}
+
+/// `baler token list`.
+async fn print_tokens(conn: &DatabaseConnection) -> anyhow::Result<()> {
+    let list = tokens::list(conn).await?;
+    if list.is_empty() {
+        println!("no named tokens; make one with `baler token create --name NAME`");
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:<24} {:<20} {:<20} revoked",
+        "id", "name", "created", "last used"
+    );
+    for t in list {
+        println!(
+            "{:>4}  {:<24} {:<20} {:<20} {}",
+            t.id,
+            t.name,
+            t.created_at,
+            t.last_used_at.as_deref().unwrap_or("never"),
+            t.revoked_at.as_deref().unwrap_or("-"),
+        );
     }
     Ok(())
 }

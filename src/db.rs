@@ -1,6 +1,9 @@
 //! Opening the database and applying migrations. SQLite runs in WAL mode with synchronous at
 //! NORMAL (a committed transaction survives a process crash; apalis-sqlite's `synchronous=OFF`
-//! is never used) and a busy timeout so concurrent writers wait instead of failing.
+//! is never used) and a busy timeout so concurrent writers wait instead of failing. Hot
+//! writes go through [`GroupCommit`] and this process's [`WriteGate`].
+
+mod group_commit;
 
 use std::time::Duration;
 
@@ -10,6 +13,8 @@ use sea_orm::{
     ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
+
+pub use group_commit::{BatchWriter, GroupCommit, Reply, Submission, WriterStopped};
 
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if let Some(path) = sqlite_file(url)

@@ -19,7 +19,8 @@ use sea_orm::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::db::WriteGate;
+use crate::db::{BatchWriter, GroupCommit, Reply, Submission, WriteGate};
+use crate::time::{from_millis, from_seconds, now_millis, rfc3339, rfc3339_millis};
 
 /// How long deliveries are kept.
 pub const RETENTION_DAYS: i64 = 30;
@@ -143,77 +144,57 @@ pub fn replay_key(delivery_id: &str, body: &[u8]) -> String {
     format!("{delivery_id}:{}", hex::encode(Sha256::digest(body)))
 }
 
-type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+/// Why a delivery could not be logged.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryLogError {
+    #[error("the deliveries log has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
 
-enum Entry {
-    /// A delivery row, and whoever waits for its commit.
-    Delivery(DeliveryRecord, Waiter),
+/// What the deliveries log's writer is handed.
+pub enum LogEntry {
+    /// A delivery row; its handler waits for the commit.
+    Delivery(DeliveryRecord),
+    /// A refusal to count; nobody waits for it.
     Counted(CountedRefusal),
 }
 
 /// The deliveries log's writer, shared by all handlers. Each handler waits until its record is
 /// committed before answering the host, but records arriving together are written together:
-/// one multi-row INSERT per batch (group commit), so the log does not halve webhook
+/// one multi-row INSERT per batch ([`GroupCommit`]), so the log does not halve webhook
 /// throughput on SQLite's single writer.
 #[derive(Clone)]
 pub struct DeliveryLog {
-    sender: tokio::sync::mpsc::Sender<Entry>,
+    writer: GroupCommit<LogWriter>,
 }
-
-/// The most records one INSERT carries.
-const BATCH: usize = 256;
 
 impl DeliveryLog {
     /// Starts the writer task; it ends when the last `DeliveryLog` clone is dropped.
     pub fn start(db: DatabaseConnection, gate: WriteGate) -> DeliveryLog {
-        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Entry>(4 * BATCH);
-        tokio::spawn(async move {
-            while let Some(first) = receiver.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match receiver.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                let _turn = gate.enter().await;
-                let (deliveries, counted): (Vec<Entry>, Vec<Entry>) = batch
-                    .into_iter()
-                    .partition(|e| matches!(e, Entry::Delivery(..)));
-                write_counts(&db, counted).await;
-                let deliveries = deliveries
-                    .into_iter()
-                    .filter_map(|e| match e {
-                        Entry::Delivery(record, waiter) => Some((record, waiter)),
-                        Entry::Counted(_) => None,
-                    })
-                    .collect::<Vec<_>>();
-                if !deliveries.is_empty() {
-                    write_batch(&db, deliveries).await;
-                }
-            }
-        });
-        DeliveryLog { sender }
+        DeliveryLog {
+            writer: GroupCommit::start(LogWriter { db }, gate),
+        }
     }
 
     /// Records a delivery and waits until it is committed.
-    pub async fn record(&self, record: DeliveryRecord) -> Result<(), String> {
-        let (done, committed) = tokio::sync::oneshot::channel();
-        self.sender
-            .send(Entry::Delivery(record, done))
+    pub async fn record(&self, record: DeliveryRecord) -> Result<(), DeliveryLogError> {
+        self.writer
+            .submit(LogEntry::Delivery(record))
             .await
-            .map_err(|_| "the deliveries log has stopped".to_string())?;
-        committed
-            .await
-            .map_err(|_| "the deliveries log has stopped".to_string())?
+            .map_err(|_| DeliveryLogError::Stopped)?
     }
 
     /// Counts a refusal in its minute's row, without waiting for its commit. When the writer
     /// is far behind (storage that cannot commit) the count is dropped after a moment rather
     /// than held in memory.
     pub async fn count_refused(&self, refusal: CountedRefusal) {
-        let handed = tokio::time::timeout(REFUSAL_WAIT, self.sender.send(Entry::Counted(refusal)));
-        if !matches!(handed.await, Ok(Ok(()))) {
+        let handed = self
+            .writer
+            .submit_detached(LogEntry::Counted(refusal), REFUSAL_WAIT)
+            .await;
+        if !handed {
             tracing::warn!("the deliveries log is behind; a refusal is not counted");
         }
     }
@@ -222,22 +203,64 @@ impl DeliveryLog {
 /// How long a refusal waits for room in the writer's queue before it is dropped.
 const REFUSAL_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Writes the deliveries log in batches: the batch's refusal counts first, then its delivery
+/// rows.
+struct LogWriter {
+    db: DatabaseConnection,
+}
+
+impl BatchWriter for LogWriter {
+    type Job = LogEntry;
+    type Answer = Result<(), DeliveryLogError>;
+    /// The most records one INSERT carries.
+    const MAX_BATCH: usize = 256;
+
+    async fn write(&self, batch: Vec<Submission<LogEntry, Self::Answer>>) {
+        let mut counted = Vec::new();
+        let mut deliveries = Vec::new();
+        for Submission { job, reply } in batch {
+            match job {
+                LogEntry::Delivery(record) => deliveries.push(WaitingRow { record, reply }),
+                LogEntry::Counted(refusal) => counted.push(refusal),
+            }
+        }
+        write_counts(&self.db, counted).await;
+        if !deliveries.is_empty() {
+            write_deliveries(&self.db, deliveries).await;
+        }
+    }
+}
+
+/// A delivery row waiting to be written, and the way back to its handler.
+struct WaitingRow {
+    record: DeliveryRecord,
+    reply: Reply<Result<(), DeliveryLogError>>,
+}
+
+/// One minute's refusals from one address for one reason, as its `refusal_counts` row grows.
+struct RefusalTally {
+    count: i64,
+    /// The project name of the latest of them.
+    last_name: String,
+}
+
 /// Adds each minute's, address's and reason's refusals to its row in one upsert per row.
-async fn write_counts(db: &DatabaseConnection, counted: Vec<Entry>) {
+async fn write_counts(db: &DatabaseConnection, counted: Vec<CountedRefusal>) {
     if counted.is_empty() {
         return;
     }
     let minute = chrono::Utc::now().timestamp() / 60;
-    let mut rows: std::collections::HashMap<(String, Refusal), (i64, String)> =
+    let mut tallies: std::collections::HashMap<(String, Refusal), RefusalTally> =
         std::collections::HashMap::new();
-    for entry in counted {
-        if let Entry::Counted(c) = entry {
-            let row = rows
-                .entry((c.address, c.reason))
-                .or_insert((0, String::new()));
-            row.0 += 1;
-            row.1 = c.name;
-        }
+    for refusal in counted {
+        let tally = tallies
+            .entry((refusal.address, refusal.reason))
+            .or_insert(RefusalTally {
+                count: 0,
+                last_name: String::new(),
+            });
+        tally.count += 1;
+        tally.last_name = refusal.name;
     }
     // One transaction for the batch: one commit, however many addresses it names.
     let txn = match crate::db::begin_write(db).await {
@@ -247,7 +270,7 @@ async fn write_counts(db: &DatabaseConnection, counted: Vec<Entry>) {
             return;
         }
     };
-    for ((address, reason), (count, last_name)) in rows {
+    for ((address, reason), tally) in tallies {
         let statement = Statement::from_sql_and_values(
             db.get_database_backend(),
             "INSERT INTO refusal_counts (minute, client_address, reason, count, last_name) \
@@ -258,8 +281,8 @@ async fn write_counts(db: &DatabaseConnection, counted: Vec<Entry>) {
                 minute.into(),
                 address.into(),
                 reason.as_str().into(),
-                count.into(),
-                last_name.into(),
+                tally.count.into(),
+                tally.last_name.into(),
             ],
         );
         if let Err(e) = txn.execute_raw(statement).await {
@@ -272,23 +295,27 @@ async fn write_counts(db: &DatabaseConnection, counted: Vec<Entry>) {
     }
 }
 
-async fn write_batch(db: &DatabaseConnection, batch: Vec<(DeliveryRecord, Waiter)>) {
+async fn write_deliveries(db: &DatabaseConnection, batch: Vec<WaitingRow>) {
     let models: Vec<delivery::ActiveModel> = batch
         .iter()
-        .map(|(r, _)| model(r, r.replay_key.clone()))
+        .map(|row| model(&row.record, row.record.replay_key.clone()))
         .collect();
     let result = delivery::Entity::insert_many(models).exec(db).await;
     match result {
         Ok(_) => {
-            for (_, done) in batch {
-                let _ = done.send(Ok(()));
+            for row in batch {
+                row.reply.send(Ok(()));
             }
         }
         // A replay key already taken (redeliveries racing) fails the whole statement: fall
         // back to one row at a time, where the conflict is handled row by row.
         Err(_) => {
-            for (record, done) in batch {
-                let _ = done.send(insert_one(db, record).await.map_err(|e| e.to_string()));
+            for WaitingRow { record, reply } in batch {
+                reply.send(
+                    insert_one(db, &record)
+                        .await
+                        .map_err(DeliveryLogError::from),
+                );
             }
         }
     }
@@ -306,7 +333,7 @@ fn model(record: &DeliveryRecord, replay_key: Option<String>) -> delivery::Activ
         reason: Set(record.reason.clone()),
         item_id: Set(record.item_id),
         response: Set(record.response.clone()),
-        received_at: Set(chrono::Utc::now().timestamp_millis()),
+        received_at: Set(now_millis()),
         client_address: Set(record.client_address.clone()),
         ..Default::default()
     }
@@ -314,10 +341,10 @@ fn model(record: &DeliveryRecord, replay_key: Option<String>) -> delivery::Activ
 
 /// Stores one delivery. A second accepted delivery with the same replay key (two redeliveries
 /// racing) is stored without the key, so the first answer stays the one replayed.
-async fn insert_one(db: &DatabaseConnection, record: DeliveryRecord) -> Result<(), DbErr> {
-    match model(&record, record.replay_key.clone()).insert(db).await {
+async fn insert_one(db: &DatabaseConnection, record: &DeliveryRecord) -> Result<(), DbErr> {
+    match model(record, record.replay_key.clone()).insert(db).await {
         Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            model(&record, None).insert(db).await.map(|_| ())
+            model(record, None).insert(db).await.map(|_| ())
         }
         other => other.map(|_| ()),
     }
@@ -338,7 +365,7 @@ pub async fn replay(
 
 /// Removes deliveries and refusal counts older than the retention window; returns how many.
 pub async fn prune(db: &DatabaseConnection) -> Result<u64, DbErr> {
-    let cutoff = chrono::Utc::now().timestamp_millis() - RETENTION_DAYS * 24 * 3600 * 1000;
+    let cutoff = now_millis() - RETENTION_DAYS * 24 * 3600 * 1000;
     let result = delivery::Entity::delete_many()
         .filter(delivery::Column::ReceivedAt.lt(cutoff))
         .exec(db)
@@ -374,9 +401,7 @@ pub async fn recent_counts(
         .await?
         .into_iter()
         .map(|r| RefusalCountView {
-            minute: chrono::DateTime::from_timestamp(r.minute * 60, 0)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            minute: rfc3339(from_seconds(r.minute * 60)),
             client_address: r.client_address,
             reason: r.reason,
             count: r.count,
@@ -410,9 +435,7 @@ impl From<delivery::Model> for DeliveryView {
             status: d.status,
             reason: d.reason,
             item: d.item_id,
-            received_at: chrono::DateTime::from_timestamp_millis(d.received_at)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            received_at: rfc3339_millis(from_millis(d.received_at)),
         }
     }
 }

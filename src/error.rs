@@ -12,8 +12,8 @@ use crate::queue::QueueError;
 pub enum AppError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
+    #[error(transparent)]
+    NotFound(#[from] Missing),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -30,6 +30,25 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// What a request named that does not exist (404), each in its own words.
+#[derive(Debug, thiserror::Error)]
+pub enum Missing {
+    #[error("no project named {0:?}")]
+    Project(String),
+    #[error("{project} has no release {version:?}")]
+    Release { project: String, version: String },
+    #[error("{project} has no file {file:?}")]
+    File { project: String, file: String },
+    /// A Composer metadata file: `p2/{vendor}/{file}`.
+    #[error("no package {vendor}/{file}")]
+    Package { vendor: String, file: String },
+    #[error("no queue item {0}")]
+    QueueItem(i64),
+    /// What an admin action names (a project, a token), in the action's own words.
+    #[error("{0}")]
+    ActionTarget(String),
+}
+
 impl From<sea_orm::DbErr> for AppError {
     fn from(e: sea_orm::DbErr) -> Self {
         AppError::Internal(e.into())
@@ -39,7 +58,7 @@ impl From<sea_orm::DbErr> for AppError {
 impl From<QueueError> for AppError {
     fn from(e: QueueError) -> Self {
         match e {
-            QueueError::NotFound(_) => AppError::NotFound(e.to_string()),
+            QueueError::NotFound(id) => Missing::QueueItem(id).into(),
             QueueError::Conflict(_) => AppError::Conflict(e.to_string()),
             other => AppError::Internal(other.into()),
         }
@@ -50,7 +69,7 @@ impl From<AdminError> for AppError {
     fn from(e: AdminError) -> Self {
         match e {
             AdminError::Queue(e) => e.into(),
-            AdminError::NotFound(m) => AppError::NotFound(m),
+            AdminError::NotFound(m) => Missing::ActionTarget(m).into(),
             AdminError::Conflict(m) => AppError::Conflict(m),
             AdminError::Invalid(m) => AppError::BadRequest(m),
             other => AppError::Internal(other.into()),

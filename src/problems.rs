@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use entities::{project, ref_problem};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 /// A ref that failed, as the admin API shows it: `{"ref","commit","reason","at"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,7 +25,7 @@ pub struct Problem {
     pub commit: String,
     pub reason: String,
     /// When it last failed (RFC 3339 in JSON).
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::time::serialize_rfc3339")]
     pub at: DateTime<Utc>,
 }
 
@@ -50,10 +50,6 @@ impl From<ref_problem::Model> for Problem {
             at: row.at,
         }
     }
-}
-
-fn rfc3339<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 /// Records that `ref_name` failed at `commit` (empty if unresolved) for `reason`, now; an

@@ -100,7 +100,7 @@ impl Project {
         };
         let formats = list(&m.formats, "formats")?
             .iter()
-            .map(|f| ArchiveFormat::parse(f).ok_or_else(|| corrupt("formats")))
+            .map(|f| f.parse::<ArchiveFormat>().map_err(|_| corrupt("formats")))
             .collect::<Result<Vec<_>, _>>()?;
         let supported_branches = m
             .supported_branches
@@ -109,8 +109,8 @@ impl Project {
             .transpose()?;
         Ok(Project {
             id: m.id,
-            provider: Provider::parse(&m.provider).ok_or_else(|| corrupt("provider"))?,
-            layout: Layout::parse(&m.layout).ok_or_else(|| corrupt("layout"))?,
+            provider: m.provider.parse().map_err(|_| corrupt("provider"))?,
+            layout: m.layout.parse().map_err(|_| corrupt("layout"))?,
             branches: patterns(&m.branches, "branches")?,
             tags: patterns(&m.tags, "tags")?,
             formats,

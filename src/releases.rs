@@ -10,6 +10,24 @@ use sea_orm::{
 
 use crate::package::{Checksums, ReleaseKind, ReleaseVersion};
 
+/// Whether a release is listed (`releases.status`). An unpublished release (its tag was
+/// deleted) leaves the listings and feeds; its page and files stay for anyone who pinned them.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "lowercase")]
+pub enum ReleaseStatus {
+    Published,
+    Unpublished,
+}
+
+impl ReleaseStatus {
+    /// The name the `status` column holds.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
 /// A release with its files, as pages and the API show it.
 #[derive(Debug, Clone)]
 pub struct ReleaseWithFiles {
@@ -83,7 +101,7 @@ pub async fn record_on<C: ConnectionTrait>(
         .one(txn)
         .await?;
     let mut model: release::ActiveModel = match existing {
-        Some(old) if old.kind == ReleaseKind::Tag.as_str() => {
+        Some(old) if kind_of(&old) == ReleaseKind::Tag => {
             return Err(DbErr::Custom(format!(
                 "version {} is a tag release, which never changes",
                 old.version
@@ -107,7 +125,7 @@ pub async fn record_on<C: ConnectionTrait>(
     model.ref_name = Set(new.ref_name.to_string());
     model.commit = Set(new.commit.to_string());
     model.commit_time = Set(new.commit_time);
-    model.status = Set("published".to_string());
+    model.status = Set(ReleaseStatus::Published.as_str().to_string());
     model.build_log = Set(new.build_log.to_string());
     model.composer_json = Set(new.composer_json.map(str::to_string));
     model.notes = Set(Some(
@@ -153,7 +171,7 @@ pub async fn for_project(
         })
         .collect();
     // Stable: keeps newest-first within each kind.
-    releases.sort_by_key(|r| r.release.kind != "tag");
+    releases.sort_by_key(|r| kind_of(&r.release) != ReleaseKind::Tag);
     Ok(releases)
 }
 
@@ -228,9 +246,7 @@ pub fn kind_of(release: &release::Model) -> ReleaseKind {
     }
 }
 
-/// Sets a release's status, `published` or `unpublished`, in the caller's transaction. An
-/// unpublished release leaves the listings and feeds; its page and files stay for anyone who
-/// pinned them.
+/// Sets a release's [`ReleaseStatus`] in the caller's transaction.
 pub async fn set_status_on<C: ConnectionTrait>(
     conn: &C,
     project_id: i64,
@@ -238,14 +254,14 @@ pub async fn set_status_on<C: ConnectionTrait>(
     published: bool,
 ) -> Result<u64, DbErr> {
     let status = if published {
-        "published"
+        ReleaseStatus::Published
     } else {
-        "unpublished"
+        ReleaseStatus::Unpublished
     };
     let result = release::Entity::update_many()
         .col_expr(
             release::Column::Status,
-            sea_orm::sea_query::Expr::value(status),
+            sea_orm::sea_query::Expr::value(status.as_str()),
         )
         .col_expr(
             release::Column::UpdatedAt,

@@ -3,15 +3,21 @@
 //! workers until a shutdown signal, draining running jobs before exit.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::Router;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, HttpLimits};
+use crate::maintenance::Maintenance;
 use crate::queue::{Queue, QueueTuning};
+use crate::redact::redact;
 use crate::store::LocalStore;
 use crate::web::{AppState, router, server};
 use crate::worker::{self, JobContext};
@@ -28,6 +34,17 @@ pub enum Role {
     Web,
 }
 
+impl Role {
+    /// Whether this process listens: the web server, and the upkeep of what webhooks store.
+    fn serves_web(self) -> bool {
+        matches!(self, Role::Serve | Role::Web)
+    }
+
+    fn runs_workers(self) -> bool {
+        matches!(self, Role::Serve | Role::Worker)
+    }
+}
+
 pub struct Application {
     config: Config,
     db: DatabaseConnection,
@@ -35,7 +52,7 @@ pub struct Application {
     listener: Option<TcpListener>,
     role: Role,
     /// The `baler` binary the workers run as their fetch child (`baler fetch-mirror`).
-    fetch_program: std::path::PathBuf,
+    fetch_program: PathBuf,
 }
 
 impl Application {
@@ -51,7 +68,7 @@ impl Application {
         role: Role,
         tuning: QueueTuning,
     ) -> anyhow::Result<Application> {
-        if matches!(role, Role::Serve | Role::Web) {
+        if role.serves_web() {
             refuse_weak_admin_token(config.admin_token.as_deref())?;
         }
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
@@ -61,21 +78,24 @@ impl Application {
             .await
             .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
         db::migrate(&db).await.context("applying migrations")?;
-        let departures = match role {
-            Role::Serve | Role::Web => projects::Departures::Disable,
-            Role::Worker => projects::Departures::Keep,
+        // Only the serving config decides which projects exist; a worker's may lag behind it.
+        let departures = if role.serves_web() {
+            projects::Departures::Disable
+        } else {
+            projects::Departures::Keep
         };
         projects::sync_from_config(&db, &config.projects, departures)
             .await
             .context("syncing projects from the config file")?;
         let queue = Queue::new(db.clone(), tuning);
-        let listener = match role {
-            Role::Serve | Role::Web => Some(
+        let listener = if role.serves_web() {
+            Some(
                 TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("listening on {}", config.listen))?,
-            ),
-            Role::Worker => None,
+            )
+        } else {
+            None
         };
         let fetch_program = std::env::current_exe().context("finding baler's own binary")?;
         Ok(Application {
@@ -90,7 +110,7 @@ impl Application {
 
     /// Runs `program` as the workers' fetch child instead of this process's own binary (for
     /// tests, whose binary is not baler).
-    pub fn with_fetch_program(mut self, program: std::path::PathBuf) -> Application {
+    pub fn with_fetch_program(mut self, program: PathBuf) -> Application {
         self.fetch_program = program;
         self
     }
@@ -115,96 +135,36 @@ impl Application {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let drain = self.config.worker.drain();
-        let store = LocalStore::new(self.config.files_dir());
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-
-        let context = JobContext {
-            db: self.db.clone(),
-            queue: self.queue.clone(),
-            store: store.clone(),
-            mirrors_dir: self.config.mirrors_dir(),
-            fetch_program: self.fetch_program.clone(),
-            fetch_timeout: self.config.worker.fetch_timeout(),
-            auth: std::sync::Arc::new(
-                self.config
-                    .projects
-                    .iter()
-                    .map(|p| (p.name.clone(), p.auth.clone()))
-                    .collect(),
-            ),
-        };
-        let workers = (self.role != Role::Web).then(|| {
-            tokio::spawn(worker::run(
-                self.queue.clone(),
-                context,
-                worker::Limits {
-                    workers: self.config.workers,
-                    job_timeout: self.config.worker.job_timeout(),
-                    drain,
-                },
-                stopped(),
-            ))
-        });
-
-        // Old deliveries, refusal counts and failed sign-ins are pruned hourly wherever webhooks
-        // are received.
-        if self.listener.is_some() {
-            let db = self.db.clone();
-            let stop = stopped();
-            tokio::spawn(async move {
-                let prune = async {
-                    let mut every = tokio::time::interval(Duration::from_secs(3600));
-                    loop {
-                        every.tick().await;
-                        match crate::deliveries::prune(&db).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(deliveries = n, "pruned old deliveries"),
-                            Err(e) => tracing::warn!(error = %e, "pruning deliveries failed"),
-                        }
-                        match crate::admin::throttle::prune(&db).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(addresses = n, "pruned old failed sign-ins"),
-                            Err(e) => tracing::warn!(error = %e, "pruning failed sign-ins failed"),
-                        }
-                    }
-                };
-                tokio::select! {
-                    _ = prune => {},
-                    _ = stop => {},
-                }
-            });
-        }
-
-        let server = match self.listener {
+        let Application {
+            config,
+            db,
+            queue,
+            listener,
+            role,
+            fetch_program,
+        } = self;
+        let drain = config.worker.drain();
+        let store = LocalStore::new(config.files_dir());
+        // Everything that can fail is ready before anything starts, so a failure leaves
+        // nothing running.
+        let web = match listener {
             Some(listener) => {
-                let public_url = match &self.config.public_url {
-                    Some(url) => url.clone(),
-                    None => format!("http://{}", listener.local_addr()?),
-                };
-                let state = AppState::new(
-                    &self.config,
-                    self.db.clone(),
-                    self.queue.clone(),
-                    store,
-                    &public_url,
-                )
-                .await?;
-                tracing::info!(address = %listener.local_addr()?, %public_url, "listening");
-                let app = router::router(state);
-                let limits = self.config.http.clone();
-                let stop = stopped();
-                Some(tokio::spawn(async move {
-                    server::serve(listener, app, &limits, stop).await
-                }))
+                Some(WebServer::prepare(&config, &db, &queue, store.clone(), listener).await?)
             }
             None => None,
+        };
+        let stop = CancellationToken::new();
+        let running = Running {
+            workers: role.runs_workers().then(|| {
+                let context = job_context(&config, &db, &queue, store, fetch_program);
+                spawn_workers(&config, queue, context, &stop)
+            }),
+            // Where webhooks are received, so is the upkeep of what they store.
+            maintenance: web.is_some().then(|| {
+                let upkeep = Maintenance::new(db.clone());
+                tokio::spawn(upkeep.run_until(stop.clone().cancelled_owned()))
+            }),
+            server: web.map(|web| web.spawn(&stop)),
         };
 
         shutdown.await;
@@ -212,24 +172,127 @@ impl Application {
             drain_seconds = drain.as_secs(),
             "shutting down: no new jobs; waiting for running ones"
         );
-        let _ = stop_tx.send(true);
+        stop.cancel();
+        running.drain_within(drain).await?;
+        db.close().await.ok();
+        Ok(())
+    }
+}
+
+/// The web server, ready to serve: its state built and its address known.
+struct WebServer {
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+}
+
+impl WebServer {
+    async fn prepare(
+        config: &Config,
+        db: &DatabaseConnection,
+        queue: &Queue,
+        store: LocalStore,
+        listener: TcpListener,
+    ) -> anyhow::Result<WebServer> {
+        let address = listener.local_addr()?;
+        let public_url = match &config.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{address}"),
+        };
+        let state = AppState::new(config, db.clone(), queue.clone(), store, &public_url).await?;
+        tracing::info!(%address, %public_url, "listening");
+        Ok(WebServer {
+            listener,
+            app: router::router(state),
+            limits: config.http.clone(),
+        })
+    }
+
+    fn spawn(self, stop: &CancellationToken) -> JoinHandle<()> {
+        let WebServer {
+            listener,
+            app,
+            limits,
+        } = self;
+        let stopped = stop.clone().cancelled_owned();
+        tokio::spawn(async move { server::serve(listener, app, &limits, stopped).await })
+    }
+}
+
+/// What a release job needs, from the config.
+fn job_context(
+    config: &Config,
+    db: &DatabaseConnection,
+    queue: &Queue,
+    store: LocalStore,
+    fetch_program: PathBuf,
+) -> JobContext {
+    JobContext {
+        db: db.clone(),
+        queue: queue.clone(),
+        store,
+        mirrors_dir: config.mirrors_dir(),
+        fetch_program,
+        fetch_timeout: config.worker.fetch_timeout(),
+        auth: Arc::new(
+            config
+                .projects
+                .iter()
+                .map(|p| (p.name.clone(), p.auth.clone()))
+                .collect(),
+        ),
+    }
+}
+
+fn spawn_workers(
+    config: &Config,
+    queue: Queue,
+    context: JobContext,
+    stop: &CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    let limits = worker::Limits {
+        workers: config.workers,
+        job_timeout: config.worker.job_timeout(),
+        drain: config.worker.drain(),
+    };
+    tokio::spawn(worker::run(
+        queue,
+        context,
+        limits,
+        stop.clone().cancelled_owned(),
+    ))
+}
+
+/// What `run_until` started, each told to stop by the same token.
+struct Running {
+    server: Option<JoinHandle<()>>,
+    workers: Option<JoinHandle<std::io::Result<()>>>,
+    maintenance: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Waits for everything to end: the web server for open requests, the workers for running
+    /// jobs. None may hold the exit past the drain (plus a moment to close the database).
+    async fn drain_within(self, drain: Duration) -> anyhow::Result<()> {
         let finished = async {
-            if let Some(server) = server {
+            if let Some(server) = self.server {
                 server.await.context("web server")?;
             }
-            if let Some(workers) = workers {
+            if let Some(workers) = self.workers {
                 workers.await?.context("workers")?;
+            }
+            if let Some(maintenance) = self.maintenance {
+                maintenance.await.context("maintenance")?;
             }
             anyhow::Ok(())
         };
-        // The web server waits for open requests and the workers for running jobs; neither
-        // may hold the exit past the drain (plus a moment to close the database).
         match tokio::time::timeout(drain + Duration::from_secs(1), finished).await {
-            Ok(result) => result?,
-            Err(_) => tracing::warn!("the drain time is over; exiting with work still running"),
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("the drain time is over; exiting with work still running");
+                Ok(())
+            }
         }
-        self.db.close().await.ok();
-        Ok(())
     }
 }
 
@@ -258,21 +321,6 @@ fn refuse_weak_admin_token(token: Option<&str>) -> anyhow::Result<()> {
          guess. Set it to a random one, made with `openssl rand -hex 32`; or remove it and \
          log in with a named token from `baler token create --name NAME`"
     )
-}
-
-/// A URL without its credentials, for messages and logs: `user:pw@` keeps the user,
-/// a bare token (`https://TOKEN@host`) is hidden whole.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -314,18 +362,5 @@ mod tests {
             super::refuse_weak_admin_token(Some(good)).unwrap();
         }
         super::refuse_weak_admin_token(None).unwrap();
-    }
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            super::redact("postgres://baler:pw@db/baler"),
-            "postgres://baler:***@db/baler"
-        );
-        assert_eq!(super::redact("sqlite://./x.db"), "sqlite://./x.db");
-        assert_eq!(
-            super::redact("https://ghp_token@github.com/acme/widget.git"),
-            "https://***@github.com/acme/widget.git"
-        );
     }
 }

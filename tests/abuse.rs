@@ -4,41 +4,29 @@
 use std::time::{Duration, Instant};
 
 use baler::hooks::verify::standard_webhook_signature;
+use entities::queue_control;
 use futures::StreamExt;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ConnectionTrait, EntityTrait, TransactionTrait};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::on_both_databases;
 use crate::support::browser::AdminBrowser;
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, TestApp, TestDb, fixture};
+use crate::support::{HttpSettings, ProjectSpec, TestApp, TestDb, fixture};
 
 const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ADMIN_TOKEN: &str = "abuse-admin-token-5e1d9c0b7a3f";
 
-/// How much the database holds, in bytes: SQLite's pages (the WAL's included), or
-/// PostgreSQL's database size.
-async fn database_bytes(app: &TestApp) -> i64 {
-    match app.db.get_database_backend() {
-        sea_orm::DatabaseBackend::Sqlite => {
-            app.count("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
-                .await
-        }
-        _ => {
-            app.count("SELECT pg_database_size(current_database())")
-                .await
-        }
-    }
-}
-
+/// Long on purpose: one burst, then every question about what it left behind.
 async fn refused_burst(db: TestDb) {
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[ProjectSpec::github("widget", "file:///nowhere".into())],
-        &format!("max_attempts = 1\nadmin_token = \"{ADMIN_TOKEN}\"\n{database}"),
-    )
-    .await;
-    let before = database_bytes(&app).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .project(ProjectSpec::github("widget", "file:///nowhere"))
+        .start()
+        .await;
+    let before = app.database_bytes().await;
     let huge_id = "d".repeat(300 * 1024);
     let huge_name = "x".repeat(60 * 1024);
     let sent = futures::stream::iter(0..1000)
@@ -75,48 +63,43 @@ async fn refused_burst(db: TestDb) {
 
     // Every refusal is either kept (bounded) or counted; none is lost, none is kept whole.
     crate::support::wait_until(10, "the refusals to be written", || async {
-        let kept = app
-            .count("SELECT COUNT(*) FROM deliveries WHERE project_name = 'widget'")
-            .await;
-        let counted = app
-            .count("SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM refusal_counts")
-            .await;
-        kept + counted == 1000
+        let kept = app.delivery_rows().await;
+        let kept = kept.iter().filter(|d| d.project_name == "widget").count();
+        let counted: i64 = app.refusal_count_rows().await.iter().map(|r| r.count).sum();
+        kept as i64 + counted == 1000
     })
     .await;
-    let kept = app.count("SELECT COUNT(*) FROM deliveries").await;
+    let deliveries = app.delivery_rows().await;
+    let kept = deliveries.len();
     assert!(
         (1..=60).contains(&kept),
         "one address keeps at most its hourly budget of rows: {kept}"
     );
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM deliveries WHERE project_id IS NULL")
-            .await,
+        deliveries.iter().filter(|d| d.project_id.is_none()).count(),
         0,
         "unknown projects are counted, never kept"
     );
+    let counted = app.refusal_count_rows().await;
+    let unknown_projects: i64 = counted
+        .iter()
+        .filter(|r| r.reason == "unknown project")
+        .map(|r| r.count)
+        .sum();
+    assert_eq!(unknown_projects, 500);
+    let chars = |text: &str| text.chars().count();
+    let unbounded = deliveries.iter().filter(|d| {
+        d.delivery_id.as_deref().is_some_and(|id| chars(id) > 128)
+            || chars(&d.project_name) > 64
+            || chars(d.event.as_deref().unwrap_or_default()) > 64
+            || d.reason != "signature does not match"
+    });
     assert_eq!(
-        app.count(
-            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM refusal_counts WHERE reason = 'unknown project'"
-        )
-        .await,
-        500
-    );
-    assert_eq!(
-        app.count(
-            "SELECT COUNT(*) FROM deliveries WHERE LENGTH(delivery_id) > 128 \
-             OR LENGTH(project_name) > 64 OR LENGTH(COALESCE(event, '')) > 64 \
-             OR reason <> 'signature does not match'"
-        )
-        .await,
+        unbounded.count(),
         0,
         "kept refusals hold only bounded fields and a fixed reason"
     );
-    assert_eq!(
-        app.count("SELECT CAST(MAX(LENGTH(last_name)) AS BIGINT) FROM refusal_counts")
-            .await,
-        64
-    );
+    assert_eq!(counted.iter().map(|r| chars(&r.last_name)).max(), Some(64));
     // Admins see the counts; the page stays small.
     let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
     let page = browser.get("/admin/deliveries").await;
@@ -129,7 +112,7 @@ async fn refused_burst(db: TestDb) {
         .map(|row| row.split(" | ").nth(3).unwrap().parse::<i64>().unwrap())
         .sum();
     assert_eq!(counted, 500);
-    let grown = database_bytes(&app).await - before;
+    let grown = app.database_bytes().await - before;
     eprintln!("1,000 refused requests grew the database by {grown} bytes");
     assert!(
         grown < 1024 * 1024,
@@ -140,15 +123,11 @@ async fn refused_burst(db: TestDb) {
 /// Project `widget` on GitLab with a signing token (Standard Webhooks), and its repository.
 async fn gitlab_with_signing_token(db: &TestDb) -> (GitRepo, TestApp) {
     let repo = GitRepo::standard();
-    let database = TestApp::database_line(db).await;
-    let app = TestApp::spawn_with(
-        &[ProjectSpec {
-            extra: "secrets = [\"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]",
-            ..ProjectSpec::gitlab("widget", repo.url())
-        }],
-        &format!("max_attempts = 1\n{database}"),
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(db)
+        .project(ProjectSpec::gitlab("widget", repo.url()).secrets(&[WHSEC]))
+        .start()
+        .await;
     (repo, app)
 }
 
@@ -182,22 +161,18 @@ async fn signed_gitlab_replay(db: TestDb) {
     }
     assert_eq!(answers[0].0, 202, "{answers:?}");
     assert_eq!(answers[1], answers[0], "the replay gets the first answer");
+    let revisions = app.queue_rows().await.iter().map(|row| row.revision).max();
+    assert_eq!(revisions, Some(1), "the replay changed nothing");
+    let deliveries = app.delivery_rows().await;
+    let redeliveries = deliveries
+        .iter()
+        .filter(|d| d.reason.starts_with("redelivery of delivery"));
+    assert_eq!(redeliveries.count(), 1);
     assert_eq!(
-        app.count("SELECT CAST(MAX(revision) AS BIGINT) FROM queue_items")
-            .await,
-        1,
-        "the replay changed nothing"
-    );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM deliveries WHERE reason LIKE 'redelivery of delivery%'")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count(&format!(
-            "SELECT COUNT(*) FROM deliveries WHERE delivery_id = '{id}'"
-        ))
-        .await,
+        deliveries
+            .iter()
+            .filter(|d| d.delivery_id.as_deref() == Some(id))
+            .count(),
         2,
         "both are logged under the signed id"
     );
@@ -235,45 +210,37 @@ async fn extreme_timestamps(db: TestDb) {
             "{answer}"
         );
     }
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 0);
-}
-
-/// The app's own database, opened separately to hold its write lock.
-async fn second_connection(db: &TestDb, app: &TestApp, database_line: &str) -> DatabaseConnection {
-    let url = match db {
-        TestDb::Sqlite => format!("sqlite://{}/baler.db", app.data_dir.display()),
-        TestDb::Postgres(_) => database_line
-            .trim()
-            .trim_start_matches("database_url = \"")
-            .trim_end_matches('"')
-            .to_string(),
-    };
-    let mut options = sea_orm::ConnectOptions::new(url);
-    options.max_connections(1).sqlx_logging(false);
-    sea_orm::Database::connect(options).await.unwrap()
+    assert_eq!(app.item_count().await, 0);
 }
 
 async fn locked_database(db: TestDb) {
     let repo = GitRepo::standard();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[ProjectSpec::github("widget", repo.url())],
-        &format!("max_attempts = 1\n{database}\n[http]\ncommit_timeout_seconds = 2\n"),
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .http(HttpSettings {
+            commit_timeout_seconds: Some(2),
+            ..HttpSettings::default()
+        })
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
-    let locker = second_connection(&db, &app, &database).await;
+    // The app's own database, opened separately to hold its write lock.
+    let locker = app.second_connection().await;
     let lock = locker.begin().await.unwrap();
     match db {
-        // A write takes SQLite's one write lock until the transaction ends.
-        TestDb::Sqlite => lock
-            .execute_raw(Statement::from_string(
-                sea_orm::DatabaseBackend::Sqlite,
-                "UPDATE queue_control SET paused = paused",
-            ))
+        // A write that changes nothing takes SQLite's one write lock until the transaction
+        // ends.
+        TestDb::Sqlite => queue_control::Entity::update_many()
+            .col_expr(
+                queue_control::Column::Paused,
+                Expr::col(queue_control::Column::Paused),
+            )
+            .exec(&lock)
             .await
             .map(|_| ())
             .unwrap(),
+        // No API takes a table lock: raw SQL on purpose.
         TestDb::Postgres(_) => lock
             .execute_unprepared("LOCK TABLE queue_items IN ACCESS EXCLUSIVE MODE")
             .await
@@ -305,30 +272,25 @@ async fn locked_database(db: TestDb) {
     // delivery. (SQLite's writer waits out its busy timeout before giving up.)
     tokio::time::sleep(Duration::from_secs(1)).await;
     crate::support::wait_until(15, "the refused delivery to be logged", || async {
-        app.count("SELECT COUNT(*) FROM deliveries WHERE status = 503")
-            .await
-            == 1
+        let deliveries = app.delivery_rows().await;
+        deliveries.iter().filter(|d| d.status == 503).count() == 1
     })
     .await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items").await,
-        0,
-        "a 503 leaves nothing queued"
-    );
+    assert_eq!(app.item_count().await, 0, "a 503 leaves nothing queued");
 
     // With the lock gone, the host's retry is queued.
     let retry = app
         .github_push("widget", "refs/heads/main", &repo.head())
         .await;
     assert_eq!(retry.status(), 202);
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 1);
+    assert_eq!(app.item_count().await, 1);
 }
 
 /// The login form is open to anyone: its body is read whole before its CSRF token is checked,
 /// so it must be small. (axum's default let it buffer 2 MiB per connection.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_form_takes_small_bodies_only() {
-    let app = TestApp::spawn_with(&[], &format!("admin_token = \"{ADMIN_TOKEN}\"\n")).await;
+    let app = TestApp::builder().admin_token(ADMIN_TOKEN).start().await;
     // A head declaring 1 MiB and 100 KiB of it, then nothing: the answer must come once the
     // small limit is passed, without the rest (before, the server waited for all of it, up to
     // its 2 MiB default). A connection of its own, since the server closes it after refusing.

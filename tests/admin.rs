@@ -6,47 +6,28 @@ use serde_json::Value;
 use crate::on_both_databases;
 use crate::support::browser::AdminBrowser;
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, TestApp, TestDb};
+use crate::support::{
+    ADMIN_TOKEN, AuditRow, ConfigFile, Installation, ItemState, ProjectSpec, TestApp, TestDb,
+};
 
-pub const TOKEN: &str = "admin-secret-token";
-
-/// An app with the admin token configured.
-pub async fn admin_app(db: &TestDb, projects: &[ProjectSpec]) -> TestApp {
-    let database = TestApp::database_line(db).await;
-    TestApp::spawn_with(
-        projects,
-        &format!("max_attempts = 1\nadmin_token = \"{TOKEN}\"\n{database}"),
-    )
-    .await
-}
-
-pub(crate) async fn admin(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Value) {
-    let response = app
-        .client
-        .request(method, format!("{}{path}", app.url))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
+/// Long on purpose: one queue through every action in turn, each step starting from the state
+/// the one before left, which the audit log at the end replays.
 async fn queue_operations_through_the_api(db: TestDb) {
     let repo = GitRepo::standard();
     let missing = format!("file://{}/gone", repo.dir.display());
-    let app = admin_app(
-        &db,
-        &[
-            ProjectSpec::github("widget", repo.url()),
-            ProjectSpec::github("other", repo.url()),
-            ProjectSpec::github("broken", missing),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .project(ProjectSpec::github("other", repo.url()))
+        .project(ProjectSpec::github("broken", missing))
+        .start()
+        .await;
 
     // Pause: webhooks still queue, nothing is claimed.
-    let (status, answer) = admin(&app, reqwest::Method::POST, "/api/v1/queue/pause").await;
+    let (status, answer) = app
+        .admin_call(reqwest::Method::POST, "/api/v1/queue/pause")
+        .await;
     assert_eq!((status, answer["paused"].clone()), (200, Value::Bool(true)));
     let a: Value = app
         .github_push("widget", "refs/heads/main", &repo.head())
@@ -61,7 +42,7 @@ async fn queue_operations_through_the_api(db: TestDb) {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let (_, listing) = admin(&app, reqwest::Method::GET, "/api/v1/queue").await;
+    let (_, listing) = app.admin_call(reqwest::Method::GET, "/api/v1/queue").await;
     assert_eq!(listing["paused"], true);
     let items = listing["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
@@ -74,71 +55,76 @@ async fn queue_operations_through_the_api(db: TestDb) {
     assert_eq!(items[1]["position"], 2);
 
     // Delete one, flush the rest; the answer says how many went.
-    let (status, _) = admin(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/v1/queue/{}", b["item"]),
-    )
-    .await;
+    let (status, _) = app
+        .admin_call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/queue/{}", b["item"]),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = admin(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/api/v1/queue/{}", b["item"]),
-    )
-    .await;
+    let (status, _) = app
+        .admin_call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/queue/{}", b["item"]),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (_, flushed) = admin(&app, reqwest::Method::POST, "/api/v1/queue/flush").await;
+    let (_, flushed) = app
+        .admin_call(reqwest::Method::POST, "/api/v1/queue/flush")
+        .await;
     assert_eq!(flushed["removed"], 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 0);
+    assert_eq!(app.item_count().await, 0);
 
     // A failed item can be retried; a pending one cannot.
     app.github_push("broken", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
         .await;
-    admin(&app, reqwest::Method::POST, "/api/v1/queue/resume").await;
+    app.admin_call(reqwest::Method::POST, "/api/v1/queue/resume")
+        .await;
     app.run_queue_until_idle().await;
-    let (_, listing) = admin(&app, reqwest::Method::GET, "/api/v1/queue").await;
+    let (_, listing) = app.admin_call(reqwest::Method::GET, "/api/v1/queue").await;
     let failed = &listing["items"][0];
     assert_eq!(failed["state"], "failed");
     assert!(
         failed["last_error"].as_str().unwrap().contains("gone"),
         "{failed}"
     );
-    admin(&app, reqwest::Method::POST, "/api/v1/queue/pause").await;
-    let (status, retried) = admin(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/queue/{}/retry", failed["id"]),
-    )
-    .await;
+    app.admin_call(reqwest::Method::POST, "/api/v1/queue/pause")
+        .await;
+    let (status, retried) = app
+        .admin_call(
+            reqwest::Method::POST,
+            &format!("/api/v1/queue/{}/retry", failed["id"]),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(retried["position"], 1);
-    let (status, _) = admin(
-        &app,
-        reqwest::Method::POST,
-        &format!("/api/v1/queue/{}/retry", retried["item"]),
-    )
-    .await;
+    let (status, _) = app
+        .admin_call(
+            reqwest::Method::POST,
+            &format!("/api/v1/queue/{}/retry", retried["item"]),
+        )
+        .await;
     assert_eq!(status, 409, "only failed items can be retried");
-    let (_, listing) = admin(&app, reqwest::Method::GET, "/api/v1/queue").await;
+    let (_, listing) = app.admin_call(reqwest::Method::GET, "/api/v1/queue").await;
     assert_eq!(listing["items"].as_array().unwrap().len(), 1);
     assert_eq!(
         listing["items"][0]["refs"]["tags"]["v1.0.0"],
         repo.rev("v1.0.0").as_str()
     );
-    admin(&app, reqwest::Method::POST, "/api/v1/queue/flush").await;
+    app.admin_call(reqwest::Method::POST, "/api/v1/queue/flush")
+        .await;
 
     // Rebuild: every matching branch and tag of the repository, with no push at all.
-    let (status, _) = admin(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/projects/widget/rebuild",
-    )
-    .await;
+    let (status, _) = app
+        .admin_call(reqwest::Method::POST, "/api/v1/projects/widget/rebuild")
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = admin(&app, reqwest::Method::POST, "/api/v1/projects/nope/rebuild").await;
+    let (status, _) = app
+        .admin_call(reqwest::Method::POST, "/api/v1/projects/nope/rebuild")
+        .await;
     assert_eq!(status, 404);
-    admin(&app, reqwest::Method::POST, "/api/v1/queue/resume").await;
+    app.admin_call(reqwest::Method::POST, "/api/v1/queue/resume")
+        .await;
     app.run_queue_until_idle().await;
     // Both branches sit at the same commit, so only the tags' order is fixed.
     let mut versions = app.versions("widget").await;
@@ -146,7 +132,9 @@ async fn queue_operations_through_the_api(db: TestDb) {
     assert_eq!(versions, ["1.1.0", "1.0.0", "1.x-dev", "main-dev"]);
 
     // Every action is audited under the token's name; refused ones (404, 409) are not.
-    let (_, audit) = admin(&app, reqwest::Method::GET, "/api/v1/audit?limit=100").await;
+    let (_, audit) = app
+        .admin_call(reqwest::Method::GET, "/api/v1/audit?limit=100")
+        .await;
     let actions: Vec<&str> = audit
         .as_array()
         .unwrap()
@@ -175,14 +163,12 @@ async fn queue_operations_through_the_api(db: TestDb) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pausing_survives_a_restart() {
-    let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    let extra = format!("data_dir = \"{}\"\n", data.display());
+    let installation = Installation::new(&TestDb::Sqlite).await;
     {
-        let app = TestApp::spawn_with(&[], &extra).await;
+        let app = TestApp::builder().installation(&installation).start().await;
         app.queue.set_paused(true).await.unwrap();
     }
-    let app = TestApp::spawn_with(&[], &extra).await;
+    let app = TestApp::builder().installation(&installation).start().await;
     assert!(app.queue.counts().await.unwrap().paused);
 }
 
@@ -202,15 +188,12 @@ fn baler_queue(app: &TestApp, args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_cli_acts_on_the_same_queue() {
     let repo = GitRepo::standard();
-    let app = TestApp::start(
-        baler::startup::Role::Web,
-        &[
-            ProjectSpec::github("widget", repo.url()),
-            ProjectSpec::github("other", repo.url()),
-        ],
-        "max_attempts = 1\n",
-    )
-    .await;
+    let app = TestApp::builder()
+        .role(baler::startup::Role::Web)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .project(ProjectSpec::github("other", repo.url()))
+        .start()
+        .await;
     assert!(baler_queue(&app, &["pause"]).contains("paused"));
     assert!(app.queue.counts().await.unwrap().paused);
     let a: Value = app
@@ -234,7 +217,7 @@ async fn the_queue_cli_acts_on_the_same_queue() {
         baler_queue(&app, &["flush"]).trim(),
         "removed 1 pending items"
     );
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 0);
+    assert_eq!(app.item_count().await, 0);
     baler_queue(&app, &["resume"]);
     assert!(!app.queue.counts().await.unwrap().paused);
 
@@ -249,17 +232,15 @@ async fn the_queue_cli_acts_on_the_same_queue() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no queue item 999"));
 
     // Each action is in the audit log under the CLI's user; a refused one is not.
-    let audit = crate::admin_tokens::audit_rows(&app).await;
     let item = format!("item {}", a["item"]);
     assert_eq!(
-        audit,
+        app.audit_trail().await,
         [
-            ("cli:tester", "queue.pause", "queue"),
-            ("cli:tester", "item.delete", item.as_str()),
-            ("cli:tester", "queue.flush", "queue"),
-            ("cli:tester", "queue.resume", "queue"),
+            AuditRow::new("cli:tester", "queue.pause", "queue"),
+            AuditRow::new("cli:tester", "item.delete", &item),
+            AuditRow::new("cli:tester", "queue.flush", "queue"),
+            AuditRow::new("cli:tester", "queue.resume", "queue"),
         ]
-        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     );
 }
 
@@ -267,14 +248,19 @@ async fn the_queue_cli_acts_on_the_same_queue() {
 fn migrate_and_project_list_work_on_a_fresh_data_dir() {
     let temp = tempfile::tempdir().unwrap();
     let config = temp.path().join("baler.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "data_dir = \"{}\"\n[[projects]]\nname = \"webform\"\nrepo = \"https://ghp_secret@git.example.org/acme/webform.git\"\nprovider = \"gitlab\"\nsecret = \"s\"\nlayout = \"drupal\"\n",
-            temp.path().join("data").display()
-        ),
+    let webform = ProjectSpec::gitlab(
+        "webform",
+        "https://ghp_secret@git.example.org/acme/webform.git",
     )
-    .unwrap();
+    .secret("s")
+    .drupal_layout()
+    .default_branches();
+    ConfigFile {
+        data_dir: Some(temp.path().join("data")),
+        projects: vec![webform],
+        ..ConfigFile::default()
+    }
+    .write_to(&config);
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
             .args(args)
@@ -301,16 +287,17 @@ fn migrate_and_project_list_work_on_a_fresh_data_dir() {
     );
 }
 
+/// Long on purpose: the same deliveries seen on the API, with `?per_project`, and on the admin
+/// page.
 async fn the_deliveries_log_shows_why_a_push_did_not_release(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = admin_app(
-        &db,
-        &[
-            ProjectSpec::github("widget", repo.url()),
-            ProjectSpec::github("other", repo.url()),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .project(ProjectSpec::github("other", repo.url()))
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
     let accepted: Value = app
         .github_push("widget", "refs/heads/main", "abc")
@@ -327,12 +314,9 @@ async fn the_deliveries_log_shows_why_a_push_did_not_release(db: TestDb) {
     let body = crate::support::github_push_body(&repo.url(), "refs/heads/main", "def");
     assert_eq!(app.post_hook("widget", &headers, body).await.status(), 401);
 
-    let (status, list) = admin(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/deliveries?project=widget",
-    )
-    .await;
+    let (status, list) = app
+        .admin_call(reqwest::Method::GET, "/api/v1/deliveries?project=widget")
+        .await;
     assert_eq!(status, 200);
     let list = list.as_array().unwrap();
     assert_eq!(list.len(), 2);
@@ -345,12 +329,9 @@ async fn the_deliveries_log_shows_why_a_push_did_not_release(db: TestDb) {
 
     // The latest of each project: `?per_project=1` gives one per project, by project name.
     app.github_push("other", "refs/heads/main", "abc").await;
-    let (_, latest) = admin(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/deliveries?per_project=1",
-    )
-    .await;
+    let (_, latest) = app
+        .admin_call(reqwest::Method::GET, "/api/v1/deliveries?per_project=1")
+        .await;
     let latest: Vec<(&str, &str)> = latest
         .as_array()
         .unwrap()
@@ -367,7 +348,7 @@ async fn the_deliveries_log_shows_why_a_push_did_not_release(db: TestDb) {
     assert_eq!(latest[1], ("widget", "bad-one"));
 
     // The admin page shows the same, per project, with the reason.
-    let mut browser = AdminBrowser::logged_in(&app, TOKEN).await;
+    let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
     let page = browser.get("/admin/deliveries").await;
     assert_eq!(page.status, 200);
     let html = scraper::Html::parse_document(&page.body);
@@ -401,16 +382,15 @@ async fn the_deliveries_log_shows_why_a_push_did_not_release(db: TestDb) {
 async fn flush_while_a_job_runs_removes_only_the_pending_items(db: TestDb) {
     let heavy = GitRepo::heavy(24);
     let repo = GitRepo::standard();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[
-            ProjectSpec::github("heavy", heavy.url()),
-            ProjectSpec::github("widget", repo.url()),
-            ProjectSpec::github("other", repo.url()),
-        ],
-        &format!("workers = 1\nmax_attempts = 1\nadmin_token = \"{TOKEN}\"\n{database}"),
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .workers(1)
+        .admin_token(ADMIN_TOKEN)
+        .project(ProjectSpec::github("heavy", heavy.url()))
+        .project(ProjectSpec::github("widget", repo.url()))
+        .project(ProjectSpec::github("other", repo.url()))
+        .start()
+        .await;
     let running: Value = app
         .github_push("heavy", "refs/tags/v1.0.0", &heavy.rev("v1.0.0"))
         .await
@@ -418,9 +398,7 @@ async fn flush_while_a_job_runs_removes_only_the_pending_items(db: TestDb) {
         .await
         .unwrap();
     crate::support::wait_until(60, "the job to start", || async {
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'running'")
-            .await
-            == 1
+        app.items_in(&[ItemState::Running]).await == 1
     })
     .await;
     // One worker, busy: these wait.
@@ -429,12 +407,14 @@ async fn flush_while_a_job_runs_removes_only_the_pending_items(db: TestDb) {
     app.github_push("other", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
         .await;
 
-    let (status, flushed) = admin(&app, reqwest::Method::POST, "/api/v1/queue/flush").await;
+    let (status, flushed) = app
+        .admin_call(reqwest::Method::POST, "/api/v1/queue/flush")
+        .await;
     assert_eq!(
         (status, flushed),
         (200, serde_json::json!({ "removed": 2 }))
     );
-    let (_, listing) = admin(&app, reqwest::Method::GET, "/api/v1/queue").await;
+    let (_, listing) = app.admin_call(reqwest::Method::GET, "/api/v1/queue").await;
     let items = listing["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{listing}");
     assert_eq!(items[0]["id"], running["item"]);
@@ -442,16 +422,12 @@ async fn flush_while_a_job_runs_removes_only_the_pending_items(db: TestDb) {
     assert!(items[0]["lease_owner"].is_string());
 
     app.run_queue_until_idle().await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
-            .await,
-        1
-    );
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 1);
+    assert_eq!(app.items_in(&[ItemState::Done]).await, 1);
+    assert_eq!(app.item_count().await, 1);
     assert_eq!(app.versions("heavy").await, ["1.0.0"]);
     assert!(app.versions("widget").await.is_empty());
     assert!(app.versions("other").await.is_empty());
-    let (_, audit) = admin(&app, reqwest::Method::GET, "/api/v1/audit").await;
+    let (_, audit) = app.admin_call(reqwest::Method::GET, "/api/v1/audit").await;
     assert_eq!(audit[0]["actor"], "admin_token");
     assert_eq!(audit[0]["action"], "queue.flush");
     assert_eq!(audit[0]["detail"], "removed 2 pending items");

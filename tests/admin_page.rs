@@ -3,11 +3,10 @@
 
 use baler::admin::{Actor, AdminActions};
 
-use crate::admin::{TOKEN, admin_app};
 use crate::on_both_databases;
 use crate::support::browser::{AdminBrowser, Answer};
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, TestApp, TestDb};
+use crate::support::{ADMIN_TOKEN, Installation, ProjectSpec, TestApp, TestDb};
 
 /// A 303 back to the queue page, which then shows `message`.
 async fn acted(browser: &mut AdminBrowser, answer: Answer, message: &str) -> Answer {
@@ -26,21 +25,29 @@ async fn acted(browser: &mut AdminBrowser, answer: Answer, message: &str) -> Ans
 async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
     let repo = GitRepo::standard();
     let missing = format!("file://{}/gone", repo.dir.display());
-    let app = admin_app(
-        &db,
-        &[
-            ProjectSpec::github("widget", repo.url()),
-            ProjectSpec::github("other", repo.url()),
-            ProjectSpec::github("broken", missing),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .project(ProjectSpec::github("other", repo.url()))
+        .project(ProjectSpec::github("broken", missing))
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
     app.github_push("widget", "refs/heads/main", &repo.head())
         .await;
 
-    // Without a session: the login form, and no queue data.
     let mut browser = AdminBrowser::new(&app);
+    let before_login = logs_in_through_the_form(&mut browser).await;
+    let csrf = the_queue_page_after_login(&mut browser, &before_login).await;
+    forms_need_their_csrf_token(&app, &mut browser, &csrf, &before_login).await;
+    queue_actions_from_the_page(&app, &repo, &mut browser, &csrf).await;
+    logging_out_ends_the_session(&app, &mut browser, &csrf).await;
+}
+
+/// The login form, then logging in; returns the CSRF token the form had before.
+async fn logs_in_through_the_form(browser: &mut AdminBrowser) -> String {
+    // Without a session: the login form, and no queue data.
     let answer = browser.get("/admin/queue").await;
     assert_eq!(
         (answer.status, answer.location.as_deref()),
@@ -54,7 +61,9 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
     let before_login = login.csrf();
 
     // Logging in: the CSRF field is needed, a wrong token is refused.
-    let answer = browser.post("/admin/login", &[("token", TOKEN)]).await;
+    let answer = browser
+        .post("/admin/login", &[("token", ADMIN_TOKEN)])
+        .await;
     assert_eq!(answer.status, 403, "{}", answer.body);
     assert!(answer.body.contains("CSRF"));
     let answer = browser
@@ -66,7 +75,10 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
     assert_eq!(answer.status, 401);
     assert!(answer.body.contains("not valid") && answer.body.contains(r#"name="token""#));
     let answer = browser
-        .post("/admin/login", &[("csrf", &before_login), ("token", TOKEN)])
+        .post(
+            "/admin/login",
+            &[("csrf", &before_login), ("token", ADMIN_TOKEN)],
+        )
         .await;
     assert_eq!(
         (answer.status, answer.location.as_deref()),
@@ -77,10 +89,15 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
         assert!(cookie.contains(attribute), "{cookie}");
     }
     assert!(
-        !cookie.contains(TOKEN),
+        !cookie.contains(ADMIN_TOKEN),
         "the cookie does not hold the token"
     );
 
+    before_login
+}
+
+/// The queue page after logging in; returns the session's CSRF token.
+async fn the_queue_page_after_login(browser: &mut AdminBrowser, before_login: &str) -> String {
     // The queue page: the waiting item, the paused state, a reload, who is signed in.
     let page = browser.get("/admin/queue").await;
     assert_eq!(page.status, 200);
@@ -99,58 +116,73 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
     let csrf = page.csrf();
     assert_ne!(csrf, before_login, "a new session id at login");
 
+    csrf
+}
+
+async fn forms_need_their_csrf_token(
+    app: &TestApp,
+    browser: &mut AdminBrowser,
+    csrf: &str,
+    before_login: &str,
+) {
     // A form posted without its CSRF field, or with another session's, is 403 and does
     // nothing; with it, it acts.
     for fields in [
         &[][..],
         &[("csrf", "")][..],
         &[("csrf", "00ff")][..],
-        &[("csrf", before_login.as_str())][..],
+        &[("csrf", before_login)][..],
     ] {
         let answer = browser.post("/admin/queue/resume", fields).await;
         assert_eq!(answer.status, 403, "{fields:?}");
     }
     assert!(app.queue.counts().await.unwrap().paused);
-    let answer = browser
-        .post("/admin/queue/resume", &[("csrf", &csrf)])
-        .await;
-    acted(&mut browser, answer, "Resumed").await;
+    let answer = browser.post("/admin/queue/resume", &[("csrf", csrf)]).await;
+    acted(browser, answer, "Resumed").await;
     assert!(!app.queue.counts().await.unwrap().paused);
     app.run_queue_until_idle().await;
-    let answer = browser.post("/admin/queue/pause", &[("csrf", &csrf)]).await;
-    acted(&mut browser, answer, "Paused").await;
+    let answer = browser.post("/admin/queue/pause", &[("csrf", csrf)]).await;
+    acted(browser, answer, "Paused").await;
     assert!(app.queue.counts().await.unwrap().paused);
+}
 
+/// Each action of the queue page with its message, and the audit log they leave.
+async fn queue_actions_from_the_page(
+    app: &TestApp,
+    repo: &GitRepo,
+    browser: &mut AdminBrowser,
+    csrf: &str,
+) {
     // Flushing needs its confirmation.
     for project in ["widget", "other"] {
         app.github_push(project, "refs/heads/main", &repo.head())
             .await;
     }
-    let answer = browser.post("/admin/queue/flush", &[("csrf", &csrf)]).await;
-    acted(&mut browser, answer, "Nothing was flushed").await;
+    let answer = browser.post("/admin/queue/flush", &[("csrf", csrf)]).await;
+    acted(browser, answer, "Nothing was flushed").await;
     assert_eq!(app.queue.counts().await.unwrap().pending, 2);
     let answer = browser
-        .post("/admin/queue/flush", &[("csrf", &csrf), ("confirm", "yes")])
+        .post("/admin/queue/flush", &[("csrf", csrf), ("confirm", "yes")])
         .await;
-    acted(&mut browser, answer, "removed 2 pending items").await;
+    acted(browser, answer, "removed 2 pending items").await;
     assert_eq!(app.queue.counts().await.unwrap().pending, 0);
 
     // Rebuild a project, delete the item, and a second delete says why it did nothing.
     let answer = browser
         .post(
             "/admin/queue/rebuild",
-            &[("csrf", &csrf), ("project", "widget")],
+            &[("csrf", csrf), ("project", "widget")],
         )
         .await;
-    let page = acted(&mut browser, answer, "Rebuild of widget queued").await;
+    let page = acted(browser, answer, "Rebuild of widget queued").await;
     let items = page.rows("#queue-items");
     assert!(items[0].contains("rebuild"), "{items:?}");
     let id = items[0].split(" | ").nth(1).unwrap().to_string();
     let delete = format!("/admin/queue/{id}/delete");
-    let answer = browser.post(&delete, &[("csrf", &csrf)]).await;
-    acted(&mut browser, answer, &format!("Deleted item {id}")).await;
-    let answer = browser.post(&delete, &[("csrf", &csrf)]).await;
-    acted(&mut browser, answer, &format!("no queue item {id}")).await;
+    let answer = browser.post(&delete, &[("csrf", csrf)]).await;
+    acted(browser, answer, &format!("Deleted item {id}")).await;
+    let answer = browser.post(&delete, &[("csrf", csrf)]).await;
+    acted(browser, answer, &format!("no queue item {id}")).await;
 
     // Retry a failed item.
     app.github_push("broken", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
@@ -166,9 +198,9 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
     );
     let id = failed[0].split(" | ").nth(1).unwrap().to_string();
     let answer = browser
-        .post(&format!("/admin/queue/{id}/retry"), &[("csrf", &csrf)])
+        .post(&format!("/admin/queue/{id}/retry"), &[("csrf", csrf)])
         .await;
-    let page = acted(&mut browser, answer, &format!("Item {id} queued again")).await;
+    let page = acted(browser, answer, &format!("Item {id} queued again")).await;
     assert!(page.rows("#queue-items")[0].contains("pending"));
 
     // The audit log, newest first, names the token for each action.
@@ -193,10 +225,12 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
             "session.login",
         ]
     );
+}
 
+async fn logging_out_ends_the_session(app: &TestApp, browser: &mut AdminBrowser, csrf: &str) {
     // Logging out ends the session: on the server, so a copy of the cookie is refused too.
     let copied = browser.cookie.clone();
-    let answer = browser.post("/admin/logout", &[("csrf", &csrf)]).await;
+    let answer = browser.post("/admin/logout", &[("csrf", csrf)]).await;
     assert_eq!(
         (answer.status, answer.location.as_deref()),
         (303, Some("/admin/login"))
@@ -211,12 +245,15 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
         Some("/admin/login"),
         "the old cookie is refused"
     );
-    let answer = browser.post("/admin/queue/pause", &[("csrf", &csrf)]).await;
+    let answer = browser.post("/admin/queue/pause", &[("csrf", csrf)]).await;
     assert_eq!(answer.status, 401, "the old cookie cannot act");
-    assert_eq!(app.count("SELECT COUNT(*) FROM ended_sessions").await, 1);
+    assert_eq!(app.ended_session_count().await, 1);
+    let audit = app.audit_trail().await;
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM audit_log WHERE action = 'session.logout' AND actor = 'admin_token'")
-            .await,
+        audit
+            .iter()
+            .filter(|row| row.action == "session.logout" && row.actor == "admin_token")
+            .count(),
         1
     );
 }
@@ -225,23 +262,27 @@ async fn the_admin_page_logs_in_shows_the_queue_and_checks_csrf(db: TestDb) {
 /// the configured token, so it ends when that token changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_a_restart_but_not_a_new_admin_token() {
-    let temp = tempfile::tempdir().unwrap();
-    let data = format!("data_dir = \"{}\"\n", temp.path().join("data").display());
-    let cookie = {
-        let app = TestApp::spawn_with(&[], &format!("{data}admin_token = \"{TOKEN}\"\n")).await;
-        AdminBrowser::logged_in(&app, TOKEN).await.cookie.unwrap()
+    let installation = Installation::new(&TestDb::Sqlite).await;
+    let start = |token: &str| {
+        TestApp::builder()
+            .installation(&installation)
+            .admin_token(token)
+            .start()
     };
-    let restarted = TestApp::spawn_with(&[], &format!("{data}admin_token = \"{TOKEN}\"\n")).await;
+    let cookie = {
+        let app = start(ADMIN_TOKEN).await;
+        AdminBrowser::logged_in(&app, ADMIN_TOKEN)
+            .await
+            .cookie
+            .unwrap()
+    };
+    let restarted = start(ADMIN_TOKEN).await;
     let mut browser = AdminBrowser::new(&restarted);
     browser.cookie = Some(cookie.clone());
     assert_eq!(browser.get("/admin/queue").await.status, 200);
     drop(restarted);
 
-    let changed = TestApp::spawn_with(
-        &[],
-        &format!("{data}admin_token = \"another-admin-token\"\n"),
-    )
-    .await;
+    let changed = start("another-admin-token").await;
     let mut browser = AdminBrowser::new(&changed);
     browser.cookie = Some(cookie);
     let answer = browser.get("/admin/queue").await;
@@ -250,7 +291,11 @@ async fn sessions_survive_a_restart_but_not_a_new_admin_token() {
 
 /// A named token logs in too, and is named in the audit log; revoking it ends its session.
 async fn a_named_tokens_session_ends_when_it_is_revoked(db: TestDb) {
-    let app = admin_app(&db, &[]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .start()
+        .await;
     let actions = AdminActions::new(app.db.clone(), app.queue.clone());
     let token = actions
         .create_token(&Actor::token("test"), "alice")
@@ -263,18 +308,16 @@ async fn a_named_tokens_session_ends_when_it_is_revoked(db: TestDb) {
         .post("/admin/queue/pause", &[("csrf", &page.csrf())])
         .await;
     acted(&mut browser, answer, "Paused").await;
+    let audit = app.audit_trail().await;
     assert_eq!(
-        app.count(
-            "SELECT COUNT(*) FROM audit_log WHERE actor = 'alice' AND action = 'queue.pause'"
-        )
-        .await,
+        audit
+            .iter()
+            .filter(|row| row.actor == "alice" && row.action == "queue.pause")
+            .count(),
         1
     );
-    assert!(
-        app.count("SELECT COUNT(*) FROM api_tokens WHERE last_used_at IS NOT NULL")
-            .await
-            == 1
-    );
+    let tokens = app.api_token_rows().await;
+    assert!(tokens.iter().filter(|t| t.last_used_at.is_some()).count() == 1);
 
     actions
         .revoke_token(&Actor::token("test"), token.id)

@@ -7,11 +7,10 @@ use baler::startup::Role;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::admin::TOKEN;
 use crate::on_both_databases;
 use crate::support::browser::AdminBrowser;
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, TestApp, TestDb};
+use crate::support::{ADMIN_TOKEN, AuditRow, HttpSettings, ProjectSpec, TestApp, TestDb};
 
 /// Every admin API route.
 const API_ROUTES: [(&str, &str); 11] = [
@@ -47,19 +46,22 @@ const PAGE_POSTS: [&str; 7] = [
     "/admin/queue/1/retry",
 ];
 
+/// Long on purpose: every route against every bad credential on one app, then the proof that
+/// nothing was done.
 async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) {
     let repo = GitRepo::standard();
     // 44 wrong tokens from one address, more than the default budget of failures allows
     // (tests/auth_throttle.rs tests the limit).
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[ProjectSpec::github("widget", repo.url())],
-        &format!(
-            "max_attempts = 1\nadmin_token = \"{TOKEN}\"\n{database}\
-             [http]\nauth_failures_per_minute = 100\n"
-        ),
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .http(HttpSettings {
+            auth_failures_per_minute: Some(100),
+            ..HttpSettings::default()
+        })
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     let actions = AdminActions::new(app.db.clone(), app.queue.clone());
     let retired = actions
         .create_token(&Actor::token("test"), "retired")
@@ -90,10 +92,10 @@ async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) 
 
     app.queue.set_paused(true).await.unwrap();
     app.github_push("widget", "refs/heads/main", "abc").await;
-    let audited = app.count("SELECT COUNT(*) FROM audit_log").await;
+    let audited = app.audit_trail().await.len();
 
     let unknown = format!("baler_{}", "A".repeat(43));
-    let near_miss = format!("{TOKEN}X");
+    let near_miss = format!("{ADMIN_TOKEN}X");
     let presented: [(&str, Option<&str>); 5] = [
         ("no token", None),
         ("a wrong token", Some("wrong")),
@@ -157,11 +159,14 @@ async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) 
 
     // Nothing was done: still paused, the item still waits, nothing new in the audit log.
     assert!(app.queue.counts().await.unwrap().paused);
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM audit_log").await, audited);
+    assert_eq!(app.item_count().await, 1);
+    assert_eq!(app.audit_trail().await.len(), audited);
 
     // With no admin token configured and no named token, the routes are closed too.
-    let open = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
+    let open = TestApp::builder()
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     for token in ["", "admin-secret-token"] {
         let response = open
             .client
@@ -176,11 +181,17 @@ async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) 
 
 /// The real CLI against a real `baler serve`: the token works at once, and stops working the
 /// moment it is revoked, with no restart.
+///
+/// Long on purpose: one token's life, from creation to revocation, against one running server.
 async fn token_lifecycle_through_the_cli_against_a_running_server(db: TestDb) {
-    let database = TestApp::database_line(&db).await;
     // No admin_token at all: only named tokens open the API.
-    let app = TestApp::start(Role::Web, &[], &database).await;
-    let (_server, url) = app.serve_child(&["serve", "--no-worker"]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .role(Role::Web)
+        .start()
+        .await;
+    let server = app.serve_child(&["serve", "--no-worker"]).await;
+    let url = &server.url;
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, token: &str| {
         client
@@ -201,18 +212,13 @@ async fn token_lifecycle_through_the_cli_against_a_running_server(db: TestDb) {
     assert!(String::from_utf8_lossy(&created.stderr).contains("shown only this once"));
     // Only its hash is stored.
     let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let stored = app.api_token_rows().await;
+    assert_eq!(stored.iter().filter(|t| t.token_hash == hash).count(), 1);
     assert_eq!(
-        app.count(&format!(
-            "SELECT COUNT(*) FROM api_tokens WHERE token_hash = '{hash}'"
-        ))
-        .await,
-        1
-    );
-    assert_eq!(
-        app.count(&format!(
-            "SELECT COUNT(*) FROM api_tokens WHERE token_hash = '{token}' OR name = '{token}'"
-        ))
-        .await,
+        stored
+            .iter()
+            .filter(|t| t.token_hash == token || t.name == token)
+            .count(),
         0
     );
     let listed = String::from_utf8(app.baler_cli(&["token", "list"]).stdout).unwrap();
@@ -250,7 +256,7 @@ async fn token_lifecycle_through_the_cli_against_a_running_server(db: TestDb) {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
-    assert_eq!(app.count("SELECT COUNT(*) FROM api_tokens").await, 1);
+    assert_eq!(app.api_token_rows().await.len(), 1);
 
     let revoked = app.baler_cli(&["token", "revoke", "1"]);
     assert!(revoked.status.success(), "{revoked:?}");
@@ -283,37 +289,14 @@ async fn token_lifecycle_through_the_cli_against_a_running_server(db: TestDb) {
     assert!(!line.trim_end().ends_with('-'), "revoked: {line}");
 
     // Who did what.
-    let audit: Vec<(String, String, String)> = audit_rows(&app).await;
     assert_eq!(
-        audit,
+        app.audit_trail().await,
         [
-            ("cli:tester", "token.create", "token 1 (deploy-bot)"),
-            ("deploy-bot", "queue.pause", "queue"),
-            ("cli:tester", "token.revoke", "token 1 (deploy-bot)"),
+            AuditRow::new("cli:tester", "token.create", "token 1 (deploy-bot)"),
+            AuditRow::new("deploy-bot", "queue.pause", "queue"),
+            AuditRow::new("cli:tester", "token.revoke", "token 1 (deploy-bot)"),
         ]
-        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     );
-}
-
-/// (actor, action, target) of every audit row, oldest first.
-pub async fn audit_rows(app: &TestApp) -> Vec<(String, String, String)> {
-    use sea_orm::ConnectionTrait;
-    app.db
-        .query_all_raw(sea_orm::Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT actor, action, target FROM audit_log ORDER BY id",
-        ))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|row| {
-            (
-                row.try_get("", "actor").unwrap(),
-                row.try_get("", "action").unwrap(),
-                row.try_get("", "target").unwrap(),
-            )
-        })
-        .collect()
 }
 
 on_both_databases!(

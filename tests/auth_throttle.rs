@@ -12,22 +12,28 @@ use entities::auth_failure;
 use reqwest::header::RETRY_AFTER;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::admin::TOKEN;
 use crate::on_both_databases;
 use crate::support::browser::{AdminBrowser, Answer};
-use crate::support::{TestApp, TestDb, wait_until};
+use crate::support::{ADMIN_TOKEN, HttpSettings, TestApp, TestDb, wait_until};
 
 const WRONG: &str = "not-the-admin-token";
-const TRUSTING_THE_TEST: &str = "trusted_proxies = [\"127.0.0.1\"]";
 
-/// An app with the admin token and `http` as its `[http]` lines.
-async fn app_with(db: &TestDb, http: &str) -> TestApp {
-    let database = TestApp::database_line(db).await;
-    TestApp::spawn_with(
-        &[],
-        &format!("admin_token = \"{TOKEN}\"\n{database}[http]\n{http}\n"),
-    )
-    .await
+/// An app with the admin token and `http` as its `[http]` table.
+async fn app_with(db: &TestDb, http: HttpSettings) -> TestApp {
+    TestApp::builder()
+        .database(db)
+        .admin_token(ADMIN_TOKEN)
+        .http(http)
+        .start()
+        .await
+}
+
+/// `auth_failures_per_minute` of `per_minute`, with the test's own address trusted as a proxy.
+fn trusting_the_test_with_budget(per_minute: u32) -> HttpSettings {
+    HttpSettings {
+        auth_failures_per_minute: Some(per_minute),
+        ..HttpSettings::trusting_the_test()
+    }
 }
 
 /// An admin API call as client `from` (sent as `X-Forwarded-For`), with `token` if any.
@@ -122,14 +128,14 @@ impl LoginClient {
 }
 
 async fn wrong_bearer_tokens_are_limited_per_address(db: TestDb) {
-    let app = app_with(&db, TRUSTING_THE_TEST).await;
+    let app = app_with(&db, HttpSettings::trusting_the_test()).await;
     let guesser = "198.51.100.1";
 
     // The default budget: ten failures a minute.
     wrong_bearer_tokens(&app, guesser, 10).await;
     // The eleventh attempt carries the right token, and is refused unchecked, as is a
     // wrong one: while limited, nothing tells a right guess from a wrong one.
-    refused(bearer(&app, guesser, Some(TOKEN)).await, 6).await;
+    refused(bearer(&app, guesser, Some(ADMIN_TOKEN)).await, 6).await;
     refused(bearer(&app, guesser, Some(WRONG)).await, 6).await;
     // No token at all is no attempt: a plain 401, not counted.
     let response = bearer(&app, guesser, None).await;
@@ -140,15 +146,17 @@ async fn wrong_bearer_tokens_are_limited_per_address(db: TestDb) {
 
     // Another client is not limited.
     let other = "198.51.100.2";
-    assert_eq!(bearer(&app, other, Some(TOKEN)).await.status(), 200);
+    assert_eq!(bearer(&app, other, Some(ADMIN_TOKEN)).await.status(), 200);
     assert_eq!(bearer(&app, other, Some(WRONG)).await.status(), 401);
 
     // An IPv6 client has the budget of its /64: a neighbour address in it is limited too,
     // the next /64 is not.
     wrong_bearer_tokens(&app, "2001:db8:1:2::1", 10).await;
-    refused(bearer(&app, "2001:db8:1:2::99", Some(TOKEN)).await, 6).await;
+    refused(bearer(&app, "2001:db8:1:2::99", Some(ADMIN_TOKEN)).await, 6).await;
     assert_eq!(
-        bearer(&app, "2001:db8:1:3::1", Some(TOKEN)).await.status(),
+        bearer(&app, "2001:db8:1:3::1", Some(ADMIN_TOKEN))
+            .await
+            .status(),
         200
     );
 
@@ -162,12 +170,12 @@ async fn wrong_bearer_tokens_are_limited_per_address(db: TestDb) {
 
 async fn a_forged_forwarded_for_does_not_escape_the_limit(db: TestDb) {
     // No trusted proxy: X-Forwarded-For is the client's own claim, and the peer is the client.
-    let app = app_with(&db, "").await;
+    let app = app_with(&db, HttpSettings::default()).await;
     for n in 1..=10 {
         let response = bearer(&app, &format!("203.0.113.{n}"), Some(WRONG)).await;
         assert_eq!(response.status(), 401);
     }
-    refused(bearer(&app, "203.0.113.77", Some(TOKEN)).await, 6).await;
+    refused(bearer(&app, "203.0.113.77", Some(ADMIN_TOKEN)).await, 6).await;
     failures_of(&app, "127.0.0.1", 11).await;
     let rows = auth_failure::Entity::find().all(&app.db).await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
@@ -175,11 +183,7 @@ async fn a_forged_forwarded_for_does_not_escape_the_limit(db: TestDb) {
 
 async fn the_budget_refills(db: TestDb) {
     // 30 a minute: a cell comes back every 2 s.
-    let app = app_with(
-        &db,
-        &format!("{TRUSTING_THE_TEST}\nauth_failures_per_minute = 30"),
-    )
-    .await;
+    let app = app_with(&db, trusting_the_test_with_budget(30)).await;
     let guesser = "198.51.100.3";
     // Wrong tokens until the address is refused: after 30 at the least (more only if a cell
     // came back while they were sent).
@@ -194,19 +198,15 @@ async fn the_budget_refills(db: TestDb) {
         assert!(failures <= 60, "never limited");
     };
     assert!(failures >= 30, "limited after {failures} failures");
-    refused(bearer(&app, guesser, Some(TOKEN)).await, 2).await;
+    refused(bearer(&app, guesser, Some(ADMIN_TOKEN)).await, 2).await;
     // Retry-After is rounded up: waiting that long is enough.
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    assert_eq!(bearer(&app, guesser, Some(TOKEN)).await.status(), 200);
+    assert_eq!(bearer(&app, guesser, Some(ADMIN_TOKEN)).await.status(), 200);
 }
 
 async fn guesses_sent_at_once_are_counted_one_by_one(db: TestDb) {
     // 2 a minute: no cell comes back during the test.
-    let app = app_with(
-        &db,
-        &format!("{TRUSTING_THE_TEST}\nauth_failures_per_minute = 2"),
-    )
-    .await;
+    let app = app_with(&db, trusting_the_test_with_budget(2)).await;
     // Guesses shaped like named tokens, so that each is looked up in the database: the
     // check then waits on I/O, and the guesses overlap on the server.
     let named_guess = format!("baler_{}", "A".repeat(43));
@@ -223,23 +223,23 @@ async fn guesses_sent_at_once_are_counted_one_by_one(db: TestDb) {
 }
 
 async fn a_good_token_never_spends_the_budget(db: TestDb) {
-    let app = app_with(&db, TRUSTING_THE_TEST).await;
+    let app = app_with(&db, HttpSettings::trusting_the_test()).await;
     let ci = "198.51.100.5";
     for _ in 0..50 {
-        assert_eq!(bearer(&app, ci, Some(TOKEN)).await.status(), 200);
+        assert_eq!(bearer(&app, ci, Some(ADMIN_TOKEN)).await.status(), 200);
     }
     // The whole budget is still there: nine failures leave the good token working...
     wrong_bearer_tokens(&app, ci, 9).await;
     for _ in 0..50 {
-        assert_eq!(bearer(&app, ci, Some(TOKEN)).await.status(), 200);
+        assert_eq!(bearer(&app, ci, Some(ADMIN_TOKEN)).await.status(), 200);
     }
     // ...and the tenth spends the last of it.
     wrong_bearer_tokens(&app, ci, 1).await;
-    refused(bearer(&app, ci, Some(TOKEN)).await, 6).await;
+    refused(bearer(&app, ci, Some(ADMIN_TOKEN)).await, 6).await;
 }
 
 async fn wrong_logins_are_limited_per_address(db: TestDb) {
-    let app = app_with(&db, TRUSTING_THE_TEST).await;
+    let app = app_with(&db, HttpSettings::trusting_the_test()).await;
     let guesser = "198.51.100.6";
     let mut login = LoginClient::open(&app, guesser).await;
     for attempt in 1..=10 {
@@ -249,8 +249,8 @@ async fn wrong_logins_are_limited_per_address(db: TestDb) {
     }
     // The right token is refused unchecked, on the login form and on the API alike: one
     // budget per address.
-    refused(bearer(&app, guesser, Some(TOKEN)).await, 6).await;
-    let (answer, wait) = login.try_token(TOKEN).await;
+    refused(bearer(&app, guesser, Some(ADMIN_TOKEN)).await, 6).await;
+    let (answer, wait) = login.try_token(ADMIN_TOKEN).await;
     assert_eq!(answer.status, 429, "{}", answer.body);
     let wait = wait.expect("a 429 says when to come back");
     assert!((1..=6).contains(&wait), "Retry-After: {wait}");
@@ -266,7 +266,7 @@ async fn wrong_logins_are_limited_per_address(db: TestDb) {
 
     // Another client signs in.
     let mut colleague = LoginClient::open(&app, "198.51.100.8").await;
-    let (answer, _) = colleague.try_token(TOKEN).await;
+    let (answer, _) = colleague.try_token(ADMIN_TOKEN).await;
     assert_eq!(
         (answer.status, answer.location.as_deref()),
         (303, Some("/admin/queue"))
@@ -274,7 +274,7 @@ async fn wrong_logins_are_limited_per_address(db: TestDb) {
 
     // Once the budget refills, the same page signs in.
     tokio::time::sleep(Duration::from_secs(wait)).await;
-    let (answer, _) = login.try_token(TOKEN).await;
+    let (answer, _) = login.try_token(ADMIN_TOKEN).await;
     assert_eq!(
         (answer.status, answer.location.as_deref()),
         (303, Some("/admin/queue")),
@@ -288,7 +288,7 @@ async fn wrong_logins_are_limited_per_address(db: TestDb) {
 }
 
 async fn failures_are_shown_on_the_queue_page(db: TestDb) {
-    let app = app_with(&db, TRUSTING_THE_TEST).await;
+    let app = app_with(&db, HttpSettings::trusting_the_test()).await;
     let started = chrono::Utc::now().timestamp_millis();
     let guesser = "198.51.100.7";
     wrong_bearer_tokens(&app, guesser, 3).await;
@@ -313,7 +313,7 @@ async fn failures_are_shown_on_the_queue_page(db: TestDb) {
 
     // The guesser still has budget left, and signs in with the right token; that login is
     // audited as ever.
-    let (answer, _) = login.try_token(TOKEN).await;
+    let (answer, _) = login.try_token(ADMIN_TOKEN).await;
     assert_eq!(answer.status, 303, "{}", answer.body);
     let page = login.get("/admin/queue").await;
     assert_eq!(page.status, 200);
@@ -337,7 +337,7 @@ async fn failures_are_shown_on_the_queue_page(db: TestDb) {
             row.last_kind
         )
     };
-    let mut browser = AdminBrowser::logged_in(&app, TOKEN).await;
+    let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
     let page = browser.get("/admin/queue").await;
     assert_eq!(
         page.rows("#auth-failures"),

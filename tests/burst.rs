@@ -8,8 +8,11 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::on_both_databases;
+use crate::support::child::is_healthy;
 use crate::support::git::GitRepo;
-use crate::support::{Child, ProjectSpec, TestApp, TestDb, wait_until};
+use crate::support::{
+    BalerProcess, ItemState, ProjectSpec, QueueSettings, TestApp, TestDb, wait_until,
+};
 
 const PROJECTS: usize = 100;
 const PER_PROJECT: usize = 100;
@@ -56,8 +59,11 @@ async fn ten_thousand_deliveries_over_a_hundred_projects(db: TestDb) {
     let projects: Vec<ProjectSpec> = (0..PROJECTS)
         .map(|p| ProjectSpec::github(project_name(p), repo.url()))
         .collect();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(&projects, &format!("max_attempts = 1\n{database}")).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .projects(projects)
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
 
     // Each project's first delivery, in project order; then every project's remaining
@@ -95,30 +101,18 @@ async fn ten_thousand_deliveries_over_a_hundred_projects(db: TestDb) {
 
     app.queue.set_paused(false).await.unwrap();
     app.run_queue_until_idle().await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
-            .await,
-        PROJECTS as i64
-    );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state <> 'done'")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM releases").await,
-        PROJECTS as i64 * 4
-    );
+    assert_eq!(app.items_in(&[ItemState::Done]).await, PROJECTS as u64);
+    assert_eq!(app.items_not_in(ItemState::Done).await, 0);
+    assert_eq!(app.release_count().await, PROJECTS as u64 * 4);
     // Built once: no release was written twice.
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM releases WHERE created_at <> updated_at")
-            .await,
-        0
-    );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM release_files").await,
-        PROJECTS as i64 * 8
-    );
+    let rewritten: Vec<_> = app
+        .release_rows()
+        .await
+        .into_iter()
+        .filter(|release| release.created_at != release.updated_at)
+        .collect();
+    assert_eq!(rewritten.len(), 0);
+    assert_eq!(app.release_file_count().await, PROJECTS as u64 * 8);
 }
 
 /// Web process and two `baler worker` processes on one database: pushes keep arriving while
@@ -128,16 +122,20 @@ async fn two_worker_processes_never_package_a_project_twice_at_once(db: TestDb) 
     let projects: Vec<ProjectSpec> = (0..20)
         .map(|p| ProjectSpec::github(project_name(p), repo.url()))
         .collect();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::start(
-        Role::Web,
-        &projects,
-        &format!("max_attempts = 1\nworkers = 2\n{database}[queue]\npoll_interval_ms = 20\n"),
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .role(Role::Web)
+        .workers(2)
+        .queue(QueueSettings {
+            poll_interval_ms: Some(20),
+            ..QueueSettings::default()
+        })
+        .projects(projects)
+        .start()
+        .await;
     let _workers = [
-        Child::baler(&["worker"], &app.config_path),
-        Child::baler(&["worker"], &app.config_path),
+        BalerProcess::start(&["worker"], &app.config_path),
+        BalerProcess::start(&["worker"], &app.config_path),
     ];
     // One push per project, then wait until the worker processes are claiming (they may be
     // slow to start on a loaded machine); the rest arrives while jobs run.
@@ -145,9 +143,7 @@ async fn two_worker_processes_never_package_a_project_twice_at_once(db: TestDb) 
         deliver(&app, p, 1).await;
     }
     wait_until(60, "the worker processes to claim", || async {
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state <> 'pending'")
-            .await
-            > 0
+        app.items_not_in(ItemState::Pending).await > 0
     })
     .await;
     let app_ref = &app;
@@ -162,73 +158,64 @@ async fn two_worker_processes_never_package_a_project_twice_at_once(db: TestDb) 
         .collect::<Vec<()>>()
         .await;
     wait_until(120, "the workers to drain the queue", || async {
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state IN ('pending', 'running')")
+        app.items_in(&[ItemState::Pending, ItemState::Running])
             .await
             == 0
     })
     .await;
 
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'failed'")
-            .await,
-        0
-    );
-    let overlaps = app
-        .count(
-            "SELECT COUNT(*) FROM queue_items a JOIN queue_items b \
-             ON a.project_id = b.project_id AND a.id < b.id \
-             WHERE a.claimed_at < b.finished_at AND b.claimed_at < a.finished_at",
-        )
-        .await;
+    assert_eq!(app.items_in(&[ItemState::Failed]).await, 0);
+    let jobs = app.queue_rows().await;
+    let overlaps = overlapping_jobs(&jobs);
     assert_eq!(overlaps, 0, "two jobs of one project ran at the same time");
-    let jobs = app.count("SELECT COUNT(*) FROM queue_items").await;
+    let jobs = jobs.len();
     assert!(
         jobs > 20,
         "pushes arrived while jobs ran, so some projects ran twice: {jobs}"
     );
-    assert_eq!(app.count("SELECT COUNT(*) FROM releases").await, 20 * 4);
+    assert_eq!(app.release_count().await, 20 * 4);
+}
+
+/// How many pairs of one project's jobs ran at the same time: each claimed before the other
+/// finished. (A time not set compares as SQL's NULL does: never earlier.)
+fn overlapping_jobs(jobs: &[entities::queue_item::Model]) -> usize {
+    let earlier = |a: Option<i64>, b: Option<i64>| matches!((a, b), (Some(a), Some(b)) if a < b);
+    let mut overlaps = 0;
+    for (index, a) in jobs.iter().enumerate() {
+        for b in &jobs[index + 1..] {
+            let ran_together =
+                earlier(a.claimed_at, b.finished_at) && earlier(b.claimed_at, a.finished_at);
+            if a.project_id == b.project_id && ran_together {
+                overlaps += 1;
+            }
+        }
+    }
+    overlaps
 }
 
 /// `baler serve --no-worker` is killed with SIGKILL in the middle of a burst and started
 /// again: every delivery that was answered 2xx is in the queue afterwards.
 async fn a_restart_during_a_burst_loses_no_acknowledged_delivery(db: TestDb) {
     let repo = tagged_repo();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::start(
-        Role::Web,
-        &[ProjectSpec::github("burst", repo.url())],
-        &format!("max_attempts = 1\n{database}"),
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .role(Role::Web)
+        .project(ProjectSpec::github("burst", repo.url()))
+        .start()
+        .await;
     // The child serves on a port of its own, with the same data and database.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = std::fs::read_to_string(&app.config_path).unwrap().replace(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
-    );
-    let child_config = app.config_path.with_file_name("child.toml");
-    std::fs::write(&child_config, config).unwrap();
-    let url = format!("http://127.0.0.1:{port}");
+    let child = app.child_config();
+    let (child_config, url) = (&child.path, &child.url);
     let client = reqwest::Client::new();
-    let up = || async {
-        client
-            .get(format!("{url}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    };
+    let up = || is_healthy(&client, url);
 
-    let mut server = Child::baler(&["serve", "--no-worker"], &child_config);
+    let mut server = BalerProcess::start(&["serve", "--no-worker"], child_config);
     wait_until(30, "the server to start", up).await;
 
     let acknowledged = std::sync::Mutex::new(HashSet::new());
     let repo_url = repo.url();
     let send = |n: usize| {
-        let (client, url, acknowledged, repo_url) = (&client, &url, &acknowledged, &repo_url);
+        let (client, acknowledged, repo_url) = (&client, &acknowledged, &repo_url);
         async move {
             let body = crate::support::github_push_body(repo_url, &format!("refs/tags/t{n}"), "");
             let signature = baler::hooks::verify::github_signature(crate::support::SECRET, &body);
@@ -255,7 +242,7 @@ async fn a_restart_during_a_burst_loses_no_acknowledged_delivery(db: TestDb) {
         })
         .await;
         server.kill();
-        let restarted = Child::baler(&["serve", "--no-worker"], &child_config);
+        let restarted = BalerProcess::start(&["serve", "--no-worker"], child_config);
         wait_until(30, "the server to restart", up).await;
         restarted
     };

@@ -5,7 +5,9 @@ use baler::startup::Role;
 
 use crate::on_both_databases;
 use crate::support::git::GitRepo;
-use crate::support::{Child, ProjectSpec, TestApp, TestDb, wait_until};
+use crate::support::{
+    BalerProcess, ItemState, ProjectSpec, QueueSettings, TestApp, TestDb, wait_until,
+};
 
 fn building_files(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -20,17 +22,19 @@ fn building_files(dir: &std::path::Path) -> Vec<String> {
 
 async fn a_worker_killed_mid_packaging_is_replaced_after_its_lease(db: TestDb) {
     let repo = GitRepo::heavy(24);
-    let database = TestApp::database_line(&db).await;
-    let extra =
-        format!("max_attempts = 3\n{database}[queue]\nlease_seconds = 2\npoll_interval_ms = 100\n");
     // The web process queues; real `baler worker` processes do the work.
-    let app = TestApp::start(
-        Role::Web,
-        &[ProjectSpec::github("heavy", repo.url())],
-        &extra,
-    )
-    .await;
-    let mut first = Child::baler(&["worker"], &app.config_path);
+    let app = TestApp::builder()
+        .database(&db)
+        .role(Role::Web)
+        .max_attempts(3)
+        .queue(QueueSettings {
+            lease_seconds: Some(2),
+            poll_interval_ms: Some(100),
+        })
+        .project(ProjectSpec::github("heavy", repo.url()))
+        .start()
+        .await;
+    let mut first = BalerProcess::start(&["worker"], &app.config_path);
 
     let commit = repo.rev("v1.0.0");
     assert_eq!(
@@ -51,22 +55,19 @@ async fn a_worker_killed_mid_packaging_is_replaced_after_its_lease(db: TestDb) {
     .await;
     first.kill();
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'running'")
-            .await,
+        app.items_in(&[ItemState::Running]).await,
         1,
         "the dead worker's claim is still held until its lease expires"
     );
 
-    let _second = Child::baler(&["worker"], &app.config_path);
+    let _second = BalerProcess::start(&["worker"], &app.config_path);
     wait_until(90, "the second worker to finish the release", || async {
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
-            .await
-            == 1
+        app.items_in(&[ItemState::Done]).await == 1
     })
     .await;
 
-    assert_eq!(app.count("SELECT COUNT(*) FROM releases").await, 1);
-    assert_eq!(app.count("SELECT COUNT(*) FROM release_files").await, 2);
+    assert_eq!(app.release_count().await, 1);
+    assert_eq!(app.release_file_count().await, 2);
     let mut names = building_files(&files);
     names.sort();
     assert_eq!(
@@ -75,8 +76,7 @@ async fn a_worker_killed_mid_packaging_is_replaced_after_its_lease(db: TestDb) {
         "exactly one set of files, no debris"
     );
     assert_eq!(
-        app.count("SELECT CAST(attempts AS BIGINT) FROM queue_items")
-            .await,
+        app.the_queue_row().await.attempts,
         2,
         "the killed attempt counts"
     );

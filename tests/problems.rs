@@ -6,21 +6,17 @@
 use std::time::Duration;
 
 use baler::problems;
-use sea_orm::{ConnectionTrait, Statement};
+use entities::release;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::Value;
 
-use crate::admin::{TOKEN, admin_app};
 use crate::on_both_databases;
 use crate::support::browser::AdminBrowser;
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, TestApp, TestDb};
+use crate::support::{ADMIN_TOKEN, ProjectSpec, TestApp, TestDb};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
-
-async fn project_id(app: &TestApp, name: &str) -> i64 {
-    app.count(&format!("SELECT id FROM projects WHERE name = '{name}'"))
-        .await
-}
 
 /// GET `path` with `token` (none: no Authorization header): status and body.
 async fn get_as(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String) {
@@ -32,12 +28,20 @@ async fn get_as(app: &TestApp, path: &str, token: Option<&str>) -> (u16, String)
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-/// The `/problems` array as (ref, commit, reason), checking every entry's `at`.
-async fn listed(app: &TestApp, project: &str) -> Vec<(String, String, String)> {
+/// One entry of `/problems`, without its time.
+#[derive(Debug, PartialEq, Eq)]
+struct Listed {
+    git_ref: String,
+    commit: String,
+    reason: String,
+}
+
+/// The `/problems` array, checking every entry's `at`.
+async fn listed(app: &TestApp, project: &str) -> Vec<Listed> {
     let (status, body) = get_as(
         app,
         &format!("/api/v1/projects/{project}/problems"),
-        Some(TOKEN),
+        Some(ADMIN_TOKEN),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -53,38 +57,43 @@ async fn listed(app: &TestApp, project: &str) -> Vec<(String, String, String)> {
             let at = chrono::DateTime::parse_from_rfc3339(at).expect("at is RFC 3339");
             let age = chrono::Utc::now() - at.with_timezone(&chrono::Utc);
             assert!(age.num_seconds().abs() < 120, "{p}: recorded just now");
-            (
-                p["ref"].as_str().unwrap().to_string(),
-                p["commit"].as_str().unwrap().to_string(),
-                p["reason"].as_str().unwrap().to_string(),
-            )
+            Listed {
+                git_ref: p["ref"].as_str().unwrap().to_string(),
+                commit: p["commit"].as_str().unwrap().to_string(),
+                reason: p["reason"].as_str().unwrap().to_string(),
+            }
         })
         .collect()
 }
 
-fn triple(r: &str, c: &str, why: &str) -> (String, String, String) {
-    (r.to_string(), c.to_string(), why.to_string())
+fn entry(git_ref: &str, commit: &str, reason: &str) -> Listed {
+    Listed {
+        git_ref: git_ref.to_string(),
+        commit: commit.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
+/// Long on purpose: one project's problems through their whole life: recorded, replaced, shown,
+/// cleared, rolled back.
 async fn failed_refs_are_recorded_replaced_cleared_and_shown_to_admins(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = admin_app(
-        &db,
-        &[
-            ProjectSpec::github("widget", repo.url()),
-            ProjectSpec::github("other", repo.url()),
-        ],
-    )
-    .await;
-    let widget = project_id(&app, "widget").await;
-    let other = project_id(&app, "other").await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .project(ProjectSpec::github("other", repo.url()))
+        .start()
+        .await;
+    let widget = app.project_id("widget").await;
+    let other = app.project_id("other").await;
 
     // Admins only, and only for projects that exist.
     for token in [None, Some("wrong"), Some("admin-secret-tokenX")] {
         let (status, _) = get_as(&app, "/api/v1/projects/widget/problems", token).await;
         assert_eq!(status, 401, "{token:?}");
     }
-    let (status, body) = get_as(&app, "/api/v1/projects/nope/problems", Some(TOKEN)).await;
+    let (status, body) = get_as(&app, "/api/v1/projects/nope/problems", Some(ADMIN_TOKEN)).await;
     assert_eq!(status, 404);
     let error: Value = serde_json::from_str(&body).unwrap();
     assert!(error["error"].as_str().unwrap().contains("nope"), "{body}");
@@ -117,13 +126,13 @@ async fn failed_refs_are_recorded_replaced_cleared_and_shown_to_admins(db: TestD
     assert_eq!(
         listed(&app, "widget").await,
         [
-            triple("refs/tags/junio-gpg-pub", "", "not a commit"),
-            triple("refs/tags/0.9.0", COMMIT, "unsafe path <b>../x</b>"),
+            entry("refs/tags/junio-gpg-pub", "", "not a commit"),
+            entry("refs/tags/0.9.0", COMMIT, "unsafe path <b>../x</b>"),
         ]
     );
     assert_eq!(
         listed(&app, "other").await,
-        [triple("refs/heads/main", COMMIT, "other's problem")]
+        [entry("refs/heads/main", COMMIT, "other's problem")]
     );
 
     // Failing again replaces the ref's row (one row, new commit and reason) and makes it the
@@ -136,15 +145,13 @@ async fn failed_refs_are_recorded_replaced_cleared_and_shown_to_admins(db: TestD
     assert_eq!(
         listed(&app, "widget").await,
         [
-            triple("refs/tags/0.9.0", moved, "still unsafe"),
-            triple("refs/tags/junio-gpg-pub", "", "not a commit"),
+            entry("refs/tags/0.9.0", moved, "still unsafe"),
+            entry("refs/tags/junio-gpg-pub", "", "not a commit"),
         ]
     );
+    let rows = app.ref_problem_rows().await;
     assert_eq!(
-        app.count(&format!(
-            "SELECT COUNT(*) FROM ref_problems WHERE project_id = {widget}"
-        ))
-        .await,
+        rows.iter().filter(|row| row.project_id == widget).count(),
         2
     );
     let known = problems::known(&app.db, widget).await.unwrap();
@@ -153,7 +160,7 @@ async fn failed_refs_are_recorded_replaced_cleared_and_shown_to_admins(db: TestD
     assert_eq!(known["refs/tags/junio-gpg-pub"], "");
 
     // The admin pages show them; the reason is text, not markup.
-    let mut browser = AdminBrowser::logged_in(&app, TOKEN).await;
+    let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
     let page = browser.get("/admin/queue").await;
     assert_eq!(page.status, 200);
     let rows = page.rows("#problems");
@@ -199,7 +206,7 @@ async fn failed_refs_are_recorded_replaced_cleared_and_shown_to_admins(db: TestD
         .unwrap();
     assert_eq!(
         listed(&app, "widget").await,
-        [triple("refs/tags/junio-gpg-pub", "", "not a commit")]
+        [entry("refs/tags/junio-gpg-pub", "", "not a commit")]
     );
     assert_eq!(listed(&app, "other").await.len(), 1);
     let page = browser.get("/admin/queue").await;
@@ -216,15 +223,21 @@ async fn failed_refs_are_recorded_replaced_cleared_and_shown_to_admins(db: TestD
     txn.rollback().await.unwrap();
     assert_eq!(
         listed(&app, "other").await,
-        [triple("refs/heads/main", COMMIT, "other's problem")]
+        [entry("refs/heads/main", COMMIT, "other's problem")]
     );
 }
 
 const ADMIN_LINE: &str = "[admin] mirror synced from /srv/private/widget.git in 12 ms";
 
+/// Long on purpose: one release's log, seen from every public face and every admin face.
 async fn public_build_logs_leave_out_admin_lines_admins_see_them(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = admin_app(&db, &[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     let response = app
         .github_push("widget", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
         .await;
@@ -253,7 +266,7 @@ async fn public_build_logs_leave_out_admin_lines_admins_see_them(db: TestDb) {
     let (status, whole) = get_as(
         &app,
         "/api/v1/projects/widget/releases/1.0.0/log",
-        Some(TOKEN),
+        Some(ADMIN_TOKEN),
     )
     .await;
     assert_eq!(status, 200);
@@ -266,12 +279,11 @@ async fn public_build_logs_leave_out_admin_lines_admins_see_them(db: TestDb) {
 
     let log = format!("fetched 18 objects\n{ADMIN_LINE}\ntag v1.0.0 at abc\npackaged in 3 ms\n");
     let public = "fetched 18 objects\ntag v1.0.0 at abc\npackaged in 3 ms\n";
-    app.db
-        .execute_raw(Statement::from_sql_and_values(
-            app.db.get_database_backend(),
-            "UPDATE releases SET build_log = $1 WHERE version = $2",
-            [log.clone().into(), "1.0.0".into()],
-        ))
+    // A log with a known admin line, written where the worker writes it.
+    release::Entity::update_many()
+        .col_expr(release::Column::BuildLog, Expr::value(log.clone()))
+        .filter(release::Column::Version.eq("1.0.0"))
+        .exec(&app.db)
         .await
         .unwrap();
 
@@ -308,7 +320,7 @@ async fn public_build_logs_leave_out_admin_lines_admins_see_them(db: TestDb) {
     let response = app
         .client
         .get(format!("{}{path}", app.url))
-        .bearer_auth(TOKEN)
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap();
@@ -322,13 +334,13 @@ async fn public_build_logs_leave_out_admin_lines_admins_see_them(db: TestDb) {
         "/api/v1/projects/widget/releases/9.9.9/log",
         "/api/v1/projects/nope/releases/1.0.0/log",
     ] {
-        let (status, body) = get_as(&app, missing, Some(TOKEN)).await;
+        let (status, body) = get_as(&app, missing, Some(ADMIN_TOKEN)).await;
         assert_eq!(status, 404, "{missing}");
         let error: Value = serde_json::from_str(&body).unwrap();
         assert!(error["error"].is_string(), "{body}");
     }
 
-    let mut browser = AdminBrowser::logged_in(&app, TOKEN).await;
+    let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
     let project = browser.get("/admin/projects/widget").await;
     assert_eq!(project.status, 200);
     let releases = project.rows("#releases");

@@ -10,34 +10,27 @@ use std::path::Path;
 use baler::hooks::verify::github_signature;
 use serde_json::{Value, json};
 
-use crate::admin::TOKEN;
 use crate::on_both_databases;
 use crate::support::browser::AdminBrowser;
+use crate::support::composer::composer;
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, SECRET, TestApp, TestDb, github_push_body};
+use crate::support::{
+    ADMIN_TOKEN, BalerProcess, Installation, ItemState, ProjectSpec, SECRET, TestApp, TestDb,
+    github_push_body,
+};
 
-/// Restarts of one baler on the same data dir and database, with the projects given each time.
-struct Installation {
-    data_dir: tempfile::TempDir,
-    database: String,
-}
-
-impl Installation {
-    async fn new(db: &TestDb) -> Installation {
-        Installation {
-            data_dir: tempfile::tempdir().unwrap(),
-            database: TestApp::database_line(db).await,
-        }
-    }
-
-    async fn start(&self, projects: &[ProjectSpec]) -> TestApp {
-        let extra = format!(
-            "max_attempts = 1\nadmin_token = \"{TOKEN}\"\ndata_dir = \"{}\"\n{}",
-            self.data_dir.path().join("data").display(),
-            self.database
-        );
-        TestApp::spawn_with(projects, &extra).await
-    }
+/// Starts baler (again) on `installation`'s data dir and database, with `projects` in its
+/// config.
+async fn start_on(
+    installation: &Installation,
+    projects: impl IntoIterator<Item = ProjectSpec>,
+) -> TestApp {
+    TestApp::builder()
+        .installation(installation)
+        .admin_token(ADMIN_TOKEN)
+        .projects(projects)
+        .start()
+        .await
 }
 
 /// A push of `git_ref` for `project`, naming repository `repo` and signed with the test secret
@@ -84,55 +77,8 @@ fn project_list_line(app: &TestApp, name: &str) -> String {
         .to_string()
 }
 
-async fn a_removed_project_leaves_and_comes_back_with_its_history(db: TestDb) {
-    let repo = GitRepo::standard();
-    let widget = || ProjectSpec {
-        extra: "composer = \"acme/widget\"\n",
-        ..ProjectSpec::github("widget", repo.url())
-    };
-    let installation = Installation::new(&db).await;
-
-    let app = installation.start(&[widget()]).await;
-    assert_eq!(
-        signed_push(&app, "widget", &repo.url(), "refs/tags/v1.0.0").await,
-        202
-    );
-    app.run_queue_until_idle().await;
-    let zip = app.release("widget", "1.0.0").await["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["format"] == "zip")
-        .unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let zip_path = zip.strip_prefix(&app.url).unwrap().to_string();
-    let (_, archive) = app.download(&zip).await;
-    let releases = app.count("SELECT COUNT(*) FROM releases").await;
-    assert!(releases >= 2, "both tags are released");
-    assert_eq!(
-        app.get_json("/packages.json").await["available-packages"],
-        json!(["acme/widget"])
-    );
-    // Queued while the queue is paused, so it is still waiting when the project leaves.
-    app.queue.set_paused(true).await.unwrap();
-    assert_eq!(
-        signed_push(&app, "widget", &repo.url(), "refs/heads/main").await,
-        202
-    );
-    drop(app);
-
-    // Restarted without it: disabled.
-    let app = installation.start(&[]).await;
-    let queued = app.count("SELECT COUNT(*) FROM queue_items").await;
-    assert_eq!(
-        signed_push(&app, "widget", &repo.url(), "refs/heads/1.x").await,
-        404,
-        "its old secret opens nothing"
-    );
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, queued);
-
+/// `widget` is gone from every public page, feed, API answer and the Composer repository.
+async fn assert_gone_from_public_faces(app: &TestApp) {
     let home = app.get("/").await.text().await.unwrap();
     assert!(!home.contains("widget"), "{home}");
     assert_eq!(
@@ -159,29 +105,13 @@ async fn a_removed_project_leaves_and_comes_back_with_its_history(db: TestDb) {
     ] {
         assert_eq!(app.get(path).await.status(), 404, "GET {path}");
     }
-    // Downloads stay: lock files point at them.
-    let (_, kept) = app.download(&format!("{}{zip_path}", app.url)).await;
-    assert_eq!(kept, archive);
-    assert_eq!(app.count("SELECT COUNT(*) FROM releases").await, releases);
+}
 
-    // The item queued before it left is acknowledged without building anything.
-    let done = "SELECT COUNT(*) FROM queue_items WHERE state = 'done' AND last_error IS NULL";
-    let done_before = app.count(done).await;
-    app.queue.set_paused(false).await.unwrap();
-    app.run_queue_until_idle().await;
-    assert_eq!(app.count(done).await, done_before + 1);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state <> 'done'")
-            .await,
-        0
-    );
-    assert_eq!(app.count("SELECT COUNT(*) FROM releases").await, releases);
-    assert_eq!(app.count("SELECT COUNT(*) FROM ref_problems").await, 0);
-
-    // Admins still see it, disabled; nothing can be rebuilt for it.
-    let line = project_list_line(&app, "widget");
+/// Admins still see `widget`, disabled, with its releases; nothing can be rebuilt for it.
+async fn assert_shown_disabled_to_admins(app: &TestApp) {
+    let line = project_list_line(app, "widget");
     assert!(line.contains("disabled since 20"), "{line}");
-    let mut browser = AdminBrowser::logged_in(&app, TOKEN).await;
+    let mut browser = AdminBrowser::logged_in(app, ADMIN_TOKEN).await;
     let page = browser.get("/admin/projects").await;
     assert_eq!(page.status, 200, "{}", page.body);
     let rows = page.rows("#projects");
@@ -204,27 +134,89 @@ async fn a_removed_project_leaves_and_comes_back_with_its_history(db: TestDb) {
     );
     let log = browser.get("/admin/projects/widget/releases/1.0.0").await;
     assert_eq!(log.status, 200);
-    let (status, _) = crate::admin::admin(
-        &app,
-        reqwest::Method::GET,
-        "/api/v1/projects/widget/problems",
-    )
-    .await;
+    let (status, _) = app
+        .admin_call(reqwest::Method::GET, "/api/v1/projects/widget/problems")
+        .await;
     assert_eq!(status, 200);
-    let (status, answer) = crate::admin::admin(
-        &app,
-        reqwest::Method::POST,
-        "/api/v1/projects/widget/rebuild",
-    )
-    .await;
+    let (status, answer) = app
+        .admin_call(reqwest::Method::POST, "/api/v1/projects/widget/rebuild")
+        .await;
     assert_eq!(status, 409, "{answer}");
     assert!(answer.to_string().contains("disabled"), "{answer}");
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, queued);
-    drop(browser);
+}
+
+/// Long on purpose: one project leaving and coming back, restart by restart.
+async fn a_removed_project_leaves_and_comes_back_with_its_history(db: TestDb) {
+    let repo = GitRepo::standard();
+    let widget = || ProjectSpec::github("widget", repo.url()).composer("acme/widget");
+    let installation = Installation::new(&db).await;
+
+    let app = start_on(&installation, [widget()]).await;
+    assert_eq!(
+        signed_push(&app, "widget", &repo.url(), "refs/tags/v1.0.0").await,
+        202
+    );
+    app.run_queue_until_idle().await;
+    let zip = app.release("widget", "1.0.0").await["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["format"] == "zip")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let zip_path = zip.strip_prefix(&app.url).unwrap().to_string();
+    let (_, archive) = app.download(&zip).await;
+    let releases = app.release_count().await;
+    assert!(releases >= 2, "both tags are released");
+    assert_eq!(
+        app.get_json("/packages.json").await["available-packages"],
+        json!(["acme/widget"])
+    );
+    // Queued while the queue is paused, so it is still waiting when the project leaves.
+    app.queue.set_paused(true).await.unwrap();
+    assert_eq!(
+        signed_push(&app, "widget", &repo.url(), "refs/heads/main").await,
+        202
+    );
+    drop(app);
+
+    // Restarted without it: disabled.
+    let app = start_on(&installation, []).await;
+    let queued = app.item_count().await;
+    assert_eq!(
+        signed_push(&app, "widget", &repo.url(), "refs/heads/1.x").await,
+        404,
+        "its old secret opens nothing"
+    );
+    assert_eq!(app.item_count().await, queued);
+
+    assert_gone_from_public_faces(&app).await;
+    // Downloads stay: lock files point at them.
+    let (_, kept) = app.download(&format!("{}{zip_path}", app.url)).await;
+    assert_eq!(kept, archive);
+    assert_eq!(app.release_count().await, releases);
+
+    // The item queued before it left is acknowledged without building anything.
+    let done_without_error = || async {
+        let done = app.queue_rows_in(ItemState::Done).await;
+        done.iter().filter(|row| row.last_error.is_none()).count()
+    };
+    let done_before = done_without_error().await;
+    app.queue.set_paused(false).await.unwrap();
+    app.run_queue_until_idle().await;
+    assert_eq!(done_without_error().await, done_before + 1);
+    assert_eq!(app.items_not_in(ItemState::Done).await, 0);
+    assert_eq!(app.release_count().await, releases);
+    assert_eq!(app.ref_problem_rows().await.len(), 0);
+
+    assert_shown_disabled_to_admins(&app).await;
+    assert_eq!(app.item_count().await, queued);
     drop(app);
 
     // Back in the config: enabled again, with its releases.
-    let app = installation.start(&[widget()]).await;
+    let app = start_on(&installation, [widget()]).await;
     assert_eq!(
         project_names(&app.get_json("/api/v1/projects").await),
         ["widget"]
@@ -287,7 +279,7 @@ fn composer_install(dir: &Path, base: &str, package: &str) -> Value {
         serde_json::to_vec_pretty(&manifest).unwrap(),
     )
     .unwrap();
-    crate::publishing::composer(dir, &["install"]);
+    composer(dir, &["install"]);
     serde_json::from_slice(&std::fs::read(dir.join("composer.lock")).unwrap()).unwrap()
 }
 
@@ -315,15 +307,14 @@ async fn a_configured_composer_name_is_not_taken_by_another_composer_json(db: Te
     let widget_repo = php_package("acme/widget", "v1.0.0");
     let alpha_repo = php_package("acme/widget", "v9.9.9");
     let installation = Installation::new(&db).await;
-    let app = installation
-        .start(&[
+    let app = start_on(
+        &installation,
+        [
             ProjectSpec::github("alpha", alpha_repo.url()),
-            ProjectSpec {
-                extra: "composer = \"acme/widget\"\n",
-                ..ProjectSpec::github("widget", widget_repo.url())
-            },
-        ])
-        .await;
+            ProjectSpec::github("widget", widget_repo.url()).composer("acme/widget"),
+        ],
+    )
+    .await;
     app.github_push("alpha", "refs/tags/v9.9.9", &alpha_repo.rev("v9.9.9"))
         .await;
     app.github_push("widget", "refs/tags/v1.0.0", &widget_repo.rev("v1.0.0"))
@@ -362,7 +353,7 @@ async fn a_configured_composer_name_is_not_taken_by_another_composer_json(db: Te
     assert_eq!(composer_of("alpha"), Value::Null);
     assert_eq!(composer_of("widget"), json!("acme/widget"));
 
-    let mut browser = AdminBrowser::logged_in(&app, TOKEN).await;
+    let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
     let conflict = "composer.json names acme/widget, which belongs to project widget";
     let (row, sentence) = composer_on_admin_pages(&mut browser, "alpha").await;
     assert!(row.contains(conflict), "{row}");
@@ -397,7 +388,7 @@ async fn an_unconfigured_composer_name_belongs_to_who_published_it_first(db: Tes
         ]
     };
     let installation = Installation::new(&db).await;
-    let app = installation.start(&both()).await;
+    let app = start_on(&installation, both()).await;
     app.github_push("early", "refs/tags/v1.0.0", &early_repo.rev("v1.0.0"))
         .await;
     app.run_queue_until_idle().await;
@@ -414,7 +405,7 @@ async fn an_unconfigured_composer_name_belongs_to_who_published_it_first(db: Tes
     for url in &urls {
         assert!(url.contains("/files/early/"), "{urls:?}");
     }
-    let mut browser = AdminBrowser::logged_in(&app, TOKEN).await;
+    let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
     let (row, sentence) = composer_on_admin_pages(&mut browser, "late").await;
     let conflict = "composer.json names acme/shared, which belongs to project early";
     assert!(row.contains(conflict), "{row}");
@@ -423,9 +414,11 @@ async fn an_unconfigured_composer_name_belongs_to_who_published_it_first(db: Tes
     drop(app);
 
     // A disabled project owns nothing: the name passes to the other one.
-    let app = installation
-        .start(&[ProjectSpec::github("late", late_repo.url())])
-        .await;
+    let app = start_on(
+        &installation,
+        [ProjectSpec::github("late", late_repo.url())],
+    )
+    .await;
     assert_eq!(
         app.get_json("/packages.json").await["available-packages"],
         json!(["acme/shared"])
@@ -438,7 +431,7 @@ async fn an_unconfigured_composer_name_belongs_to_who_published_it_first(db: Tes
     drop(app);
 
     // Back again, `early` owns it again: it published it first.
-    let app = installation.start(&both()).await;
+    let app = start_on(&installation, both()).await;
     for url in dist_urls(&app, "acme/shared").await {
         assert!(url.contains("/files/early/"), "{url}");
     }
@@ -449,20 +442,10 @@ async fn an_unconfigured_composer_name_belongs_to_who_published_it_first(db: Tes
 /// serves decides which projects exist.
 async fn a_worker_with_fewer_projects_disables_none(db: TestDb) {
     let install = Installation::new(&db).await;
-    let app = install
-        .start(&[ProjectSpec::github("widget", "file:///nowhere".into())])
-        .await;
-    let worker_config = install.data_dir.path().join("worker.toml");
-    std::fs::write(
-        &worker_config,
-        format!(
-            "data_dir = \"{}\"\n{}",
-            install.data_dir.path().join("data").display(),
-            install.database
-        ),
-    )
-    .unwrap();
-    let mut worker = crate::support::Child::baler(&["worker"], &worker_config);
+    let app = start_on(&install, [ProjectSpec::github("widget", "file:///nowhere")]).await;
+    let worker_config = install.root().join("worker.toml");
+    install.bare_config().write_to(&worker_config);
+    let mut worker = BalerProcess::start(&["worker"], &worker_config);
     crate::support::wait_until(60, "the worker to start", || async {
         worker.log().contains("workers started")
     })
@@ -470,11 +453,7 @@ async fn a_worker_with_fewer_projects_disables_none(db: TestDb) {
     worker.kill();
     let listed = app.get_json("/api/v1/projects").await;
     assert_eq!(project_names(&listed), ["widget"], "{}", worker.log());
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM projects WHERE disabled_at IS NOT NULL")
-            .await,
-        0
-    );
+    assert_eq!(app.disabled_project_count().await, 0);
 }
 
 on_both_databases!(

@@ -3,12 +3,12 @@
 //! validates it; downloads answer Range, HEAD and conditional requests; pages parse.
 
 use std::path::Path;
-use std::process::Command;
 
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
 use crate::on_both_databases;
+use crate::support::composer::composer;
 use crate::support::git::GitRepo;
 use crate::support::tree::assert_same_tree;
 use crate::support::{ProjectSpec, TestApp, TestDb};
@@ -50,26 +50,6 @@ fn php_library() -> GitRepo {
     repo
 }
 
-/// Runs the real `composer` in `dir` (Packagist off, plain HTTP allowed).
-pub(crate) fn composer(dir: &Path, args: &[&str]) {
-    let home = dir.join(".composer-home");
-    let output = Command::new("composer")
-        .args(args)
-        .args(["--no-interaction", "--no-progress", "--no-plugins"])
-        .current_dir(dir)
-        .env("COMPOSER_HOME", &home)
-        .env("COMPOSER_CACHE_DIR", home.join("cache"))
-        .env("COMPOSER_ALLOW_SUPERUSER", "1")
-        .output()
-        .expect("`composer` runs (Debian's `composer` package; .ci/run installs it)");
-    assert!(
-        output.status.success(),
-        "composer {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 fn consumer(dir: &Path, base: &str, require: Value, stability: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let manifest = json!({
@@ -91,7 +71,11 @@ fn consumer(dir: &Path, base: &str, require: Value, stability: &str) {
 
 async fn composer_installs_tagged_and_dev_releases(db: TestDb) {
     let repo = php_library();
-    let app = TestApp::spawn_on(db, &[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     app.github_push("widget", "refs/tags/v1.1.0", &repo.rev("v1.1.0"))
         .await;
     app.github_push("widget", "refs/heads/2.x", &repo.rev("2.x"))
@@ -196,12 +180,18 @@ fn text<'a>(node: roxmltree::Node<'a, 'a>, name: &str) -> Option<&'a str> {
         .and_then(|c| c.text())
 }
 
+/// Long on purpose: one feed, checked field by field as Drupal core's update module reads it.
 async fn drupal_update_feed_is_what_the_update_module_reads(db: TestDb) {
     let repo = drupal_module();
-    let mut spec = ProjectSpec::github("example", repo.url());
-    spec.layout = "drupal";
-    spec.branches = &["*.x"];
-    let app = TestApp::spawn_on(db, &[spec]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(
+            ProjectSpec::github("example", repo.url())
+                .drupal_layout()
+                .branches(&["*.x"]),
+        )
+        .start()
+        .await;
     app.github_push("example", "refs/heads/8.x-2.x", &repo.rev("8.x-2.x"))
         .await;
     app.run_queue_until_idle().await;
@@ -307,9 +297,9 @@ async fn drupal_update_feed_is_what_the_update_module_reads(db: TestDb) {
 
     // A deleted tag leaves the feed once the worker has seen it gone from the repository.
     repo.git(&["tag", "-d", "8.x-1.1"]);
-    let (headers, body) =
+    let deletion =
         crate::support::github_deletion(&repo.url(), "refs/tags/8.x-1.1", "deletion-8.x-1.1");
-    assert_eq!(app.post_hook("example", &headers, body).await.status(), 202);
+    assert_eq!(app.deliver("example", deletion).await.status(), 202);
     app.run_queue_until_idle().await;
     let after = app
         .get("/release-history/example/current")
@@ -327,9 +317,14 @@ async fn drupal_update_feed_is_what_the_update_module_reads(db: TestDb) {
     ));
 }
 
+/// Long on purpose: one release file under every kind of request.
 async fn downloads_answer_range_head_and_conditional_requests(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn_on(db, &[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     app.github_push("widget", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
         .await;
     app.run_queue_until_idle().await;
@@ -434,9 +429,14 @@ async fn downloads_answer_range_head_and_conditional_requests(db: TestDb) {
     }
 }
 
+/// Long on purpose: one set of releases on every page and feed that shows them.
 async fn pages_and_feeds_show_every_release_detail(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn_on(db, &[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     app.github_push("widget", "refs/tags/1.1.0", &repo.rev("1.1.0"))
         .await;
     app.github_push("widget", "refs/heads/1.x", &repo.rev("1.x"))

@@ -4,11 +4,15 @@ use std::collections::HashSet;
 
 use crate::on_both_databases;
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, TestApp, TestDb};
+use crate::support::{BalerProcess, ItemState, ProjectSpec, QueueSettings, TestApp, TestDb};
 
 async fn concurrent_pushes_merge_into_one_pending_item(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn_on(db.clone(), &[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
 
     // 100 deliveries at once: 50 tags, and 50 pushes to main.
@@ -35,46 +39,24 @@ async fn concurrent_pushes_merge_into_one_pending_item(db: TestDb) {
     assert_eq!(answers.iter().filter(|a| a["merged"] == false).count(), 1);
     assert!(answers.iter().all(|a| a["position"] == 1));
 
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'pending'")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count("SELECT CAST(MAX(revision) AS BIGINT) FROM queue_items")
-            .await,
-        100
-    );
-    let tags = app.count("SELECT COUNT(*) FROM queue_items").await;
-    assert_eq!(tags, 1);
+    assert_eq!(app.items_in(&[ItemState::Pending]).await, 1);
+    let rows = app.queue_rows().await;
+    assert_eq!(rows.iter().map(|row| row.revision).max(), Some(100));
+    assert_eq!(rows.len(), 1);
     // Every tag accumulated; main holds one commit.
-    let refs: String = {
-        use sea_orm::ConnectionTrait;
-        let row = app
-            .db
-            .query_one_raw(sea_orm::Statement::from_string(
-                app.db.get_database_backend(),
-                "SELECT tags FROM queue_items",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get_by_index(0).unwrap()
-    };
-    let tags: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&refs).unwrap();
+    let tags: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&rows[0].tags).unwrap();
     assert_eq!(tags.len(), 50);
 }
 
 async fn a_second_project_waits_behind_the_first(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn_on(
-        db.clone(),
-        &[
-            ProjectSpec::github("first", repo.url()),
-            ProjectSpec::github("second", repo.url()),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("first", repo.url()))
+        .project(ProjectSpec::github("second", repo.url()))
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
     let a = app
         .github_push("first", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
@@ -107,15 +89,13 @@ on_both_databases!(
 
 async fn a_waiting_item_updated_still_runs_first_with_the_merged_refs(db: TestDb) {
     let repo = GitRepo::standard();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[
-            ProjectSpec::github("alpha", repo.url()),
-            ProjectSpec::github("beta", repo.url()),
-        ],
-        &format!("workers = 1\nmax_attempts = 1\n{database}"),
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .workers(1)
+        .project(ProjectSpec::github("alpha", repo.url()))
+        .project(ProjectSpec::github("beta", repo.url()))
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
     let a: serde_json::Value = app
         .github_push("alpha", "refs/tags/v1.0.0", "")
@@ -138,25 +118,18 @@ async fn a_waiting_item_updated_still_runs_first_with_the_merged_refs(db: TestDb
     app.queue.set_paused(false).await.unwrap();
     app.run_queue_until_idle().await;
     // One worker: alpha's item was claimed first, and it carried the merged branch.
-    let first_claimed = app
-        .count("SELECT q.project_id FROM queue_items q ORDER BY q.claimed_at, q.id LIMIT 1")
-        .await;
-    let alpha_id = app
-        .count("SELECT id FROM projects WHERE name = 'alpha'")
-        .await;
-    assert_eq!(first_claimed, alpha_id);
+    assert_eq!(app.first_claimed_project().await, "alpha");
     assert!(app.versions("alpha").await.contains(&"1.x-dev".to_string()));
     assert!(!app.versions("beta").await.contains(&"1.x-dev".to_string()));
 }
 
 async fn a_push_while_the_job_runs_makes_exactly_one_follow_up(db: TestDb) {
     let mut repo = GitRepo::heavy(24);
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[ProjectSpec::github("heavy", repo.url())],
-        &format!("max_attempts = 1\n{database}"),
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("heavy", repo.url()))
+        .start()
+        .await;
     let first = repo.head();
     let started: serde_json::Value = app
         .github_push("heavy", "refs/heads/main", &first)
@@ -165,9 +138,7 @@ async fn a_push_while_the_job_runs_makes_exactly_one_follow_up(db: TestDb) {
         .await
         .unwrap();
     crate::support::wait_until(60, "the job to start", || async {
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'running'")
-            .await
-            == 1
+        app.items_in(&[ItemState::Running]).await == 1
     })
     .await;
     repo.write("README.md", b"second\n");
@@ -183,20 +154,15 @@ async fn a_push_while_the_job_runs_makes_exactly_one_follow_up(db: TestDb) {
     assert_eq!(follow_up["merged"], false);
     assert_eq!(follow_up["position"], 1);
     assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'running'")
-            .await,
+        app.items_in(&[ItemState::Running]).await,
         1,
         "the push arrived while the first job still ran"
     );
 
     app.run_queue_until_idle().await;
     // The running job's ack did not remove the follow-up: both ran, the snapshot is current.
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
-            .await,
-        2
-    );
-    assert_eq!(app.count("SELECT COUNT(*) FROM queue_items").await, 2);
+    assert_eq!(app.items_in(&[ItemState::Done]).await, 2);
+    assert_eq!(app.item_count().await, 2);
     assert_eq!(
         app.release("heavy", "main-dev").await["commit"],
         second.as_str()
@@ -207,31 +173,22 @@ async fn retries_back_off_then_fail_and_a_later_push_starts_fresh(db: TestDb) {
     let repo = GitRepo::standard();
     let missing = tempfile::tempdir().unwrap();
     let moved = missing.path().join("repo");
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::spawn_with(
-        &[ProjectSpec::github(
+    let app = TestApp::builder()
+        .database(&db)
+        .max_attempts(3)
+        .project(ProjectSpec::github(
             "flaky",
             format!("file://{}", moved.display()),
-        )],
-        &format!("max_attempts = 3\n{database}"),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     app.github_push("flaky", "refs/tags/v1.0.0", "").await;
     app.run_queue_until_idle().await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'failed'")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count("SELECT CAST(attempts AS BIGINT) FROM queue_items")
-            .await,
-        3
-    );
+    assert_eq!(app.items_in(&[ItemState::Failed]).await, 1);
+    let failed = app.the_queue_row().await;
+    assert_eq!(failed.attempts, 3);
     // Backoff: 200 ms, then 400 ms between the three attempts.
-    let spent = app
-        .count("SELECT finished_at - enqueued_at FROM queue_items")
-        .await;
+    let spent = failed.finished_at.unwrap() - failed.enqueued_at;
     assert!(spent >= 600, "three attempts took only {spent} ms");
 
     // The repository appears; a new push is new work, not the failed item's fourth attempt.
@@ -249,16 +206,8 @@ async fn retries_back_off_then_fail_and_a_later_push_starts_fresh(db: TestDb) {
         .unwrap();
     assert_eq!(again["merged"], false);
     app.run_queue_until_idle().await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'failed'")
-            .await,
-        1
-    );
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
-            .await,
-        1
-    );
+    assert_eq!(app.items_in(&[ItemState::Failed]).await, 1);
+    assert_eq!(app.items_in(&[ItemState::Done]).await, 1);
     assert_eq!(
         app.release("flaky", "1.0.0").await["commit"],
         repo.rev("v1.0.0").as_str()
@@ -273,15 +222,17 @@ on_both_databases!(
 
 /// A worker whose lease expired acknowledges its old revision after a newer push merged into
 /// the requeued item: the ack is refused, and the merged work stays queued in its place.
+///
+/// Long on purpose: one stale claim against every queue operation, in the order a real race
+/// runs them.
 async fn an_old_revisions_ack_after_a_merge_changes_nothing(db: TestDb) {
     let repo = GitRepo::standard();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::start(
-        baler::startup::Role::Web,
-        &[ProjectSpec::github("widget", repo.url())],
-        &database,
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .role(baler::startup::Role::Web)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     let queue = baler::queue::Queue::new(
         app.db.clone(),
         baler::queue::QueueTuning {
@@ -383,14 +334,17 @@ async fn worker_processes_on_postgres_wake_on_new_work() {
         return;
     };
     let repo = GitRepo::standard();
-    let database = TestApp::database_line(&db).await;
-    let app = TestApp::start(
-        baler::startup::Role::Web,
-        &[ProjectSpec::github("widget", repo.url())],
-        &format!("max_attempts = 1\n{database}[queue]\npoll_interval_ms = 60000\n"),
-    )
-    .await;
-    let worker = crate::support::Child::baler(&["worker"], &app.config_path);
+    let app = TestApp::builder()
+        .database(&db)
+        .role(baler::startup::Role::Web)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .queue(QueueSettings {
+            poll_interval_ms: Some(60000),
+            ..QueueSettings::default()
+        })
+        .start()
+        .await;
+    let worker = BalerProcess::start(&["worker"], &app.config_path);
     // Started, found nothing, and is now idle until its next poll in a minute.
     crate::support::wait_until(60, "the worker to start", || async {
         worker.log().contains("Worker release started")
@@ -406,9 +360,7 @@ async fn worker_processes_on_postgres_wake_on_new_work() {
         202
     );
     crate::support::wait_until(20, "the woken worker to release", || async {
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'done'")
-            .await
-            == 1
+        app.items_in(&[ItemState::Done]).await == 1
     })
     .await;
     assert!(

@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::on_both_databases;
 use crate::support::git::{GitRepo, run};
 use crate::support::tree::assert_same_tree;
-use crate::support::{ProjectSpec, TestApp, TestDb};
+use crate::support::{ItemState, ProjectSpec, TestApp, TestDb};
 
 fn unpack_tar_gz(bytes: &[u8], into: &Path) {
     std::fs::create_dir_all(into).unwrap();
@@ -33,7 +33,11 @@ fn unpack_zip(bytes: &[u8], into: &Path) {
 
 async fn signed_github_tag_push_releases_archives_equal_to_git_archive(db: TestDb) {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn_on(db.clone(), &[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     let commit = repo.rev("v1.0.0");
 
     let response = app.github_push("widget", "refs/tags/v1.0.0", &commit).await;
@@ -107,7 +111,11 @@ async fn gitlab_branch_push_makes_a_dev_release_at_the_pushed_commit(db: TestDb)
     repo.write("feature.txt", b"only on 1.x\n");
     let pushed = repo.commit("Work on 1.x");
     repo.git(&["checkout", "-q", "main"]);
-    let app = TestApp::spawn_on(db.clone(), &[ProjectSpec::gitlab("widget", repo.url())]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::gitlab("widget", repo.url()))
+        .start()
+        .await;
 
     let response = app.gitlab_push("widget", "refs/heads/1.x", &pushed).await;
     assert_eq!(response.status(), 202);
@@ -147,11 +155,10 @@ async fn gitlab_branch_push_makes_a_dev_release_at_the_pushed_commit(db: TestDb)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lightweight_tag_and_the_drupal_layout() {
     let repo = GitRepo::standard();
-    let spec = ProjectSpec {
-        layout: "drupal",
-        ..ProjectSpec::github("widget", repo.url())
-    };
-    let app = TestApp::spawn(&[spec]).await;
+    let app = TestApp::builder()
+        .project(ProjectSpec::github("widget", repo.url()).drupal_layout())
+        .start()
+        .await;
     let commit = repo.rev("1.1.0");
     assert_eq!(
         app.github_push("widget", "refs/tags/1.1.0", &commit)
@@ -179,7 +186,10 @@ async fn archives_are_byte_identical_across_runs_and_data_dirs() {
     let commit = repo.rev("v1.0.0");
     let mut sums = Vec::new();
     for _ in 0..2 {
-        let app = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
+        let app = TestApp::builder()
+            .project(ProjectSpec::github("widget", repo.url()))
+            .start()
+            .await;
         assert_eq!(
             app.github_push("widget", "refs/tags/v1.0.0", &commit)
                 .await
@@ -202,7 +212,11 @@ async fn archives_are_byte_identical_across_runs_and_data_dirs() {
 async fn a_failed_release_leaves_no_row_and_no_file(db: TestDb) {
     let missing = tempfile::tempdir().unwrap();
     let url = format!("file://{}/does-not-exist", missing.path().display());
-    let app = TestApp::spawn_on(db.clone(), &[ProjectSpec::github("ghost", url)]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("ghost", url))
+        .start()
+        .await;
     let response = app
         .github_push(
             "ghost",
@@ -213,13 +227,9 @@ async fn a_failed_release_leaves_no_row_and_no_file(db: TestDb) {
     assert_eq!(response.status(), 202);
     app.run_queue_until_idle().await;
 
-    assert_eq!(app.count("SELECT COUNT(*) FROM releases").await, 0);
-    assert_eq!(app.count("SELECT COUNT(*) FROM release_files").await, 0);
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM queue_items WHERE state = 'failed'")
-            .await,
-        1
-    );
+    assert_eq!(app.release_count().await, 0);
+    assert_eq!(app.release_file_count().await, 0);
+    assert_eq!(app.items_in(&[ItemState::Failed]).await, 1);
     let files_dir = app.data_dir.join("files");
     let leftovers: Vec<_> = walk_files(&files_dir);
     assert!(leftovers.is_empty(), "files left behind: {leftovers:?}");
@@ -228,19 +238,7 @@ async fn a_failed_release_leaves_no_row_and_no_file(db: TestDb) {
         mirrors.is_empty(),
         "a failed clone left a mirror behind: {mirrors:?}"
     );
-    let failed: String = {
-        use sea_orm::ConnectionTrait;
-        let row = app
-            .db
-            .query_one_raw(sea_orm::Statement::from_string(
-                app.db.get_database_backend(),
-                "SELECT last_error FROM queue_items",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get_by_index(0).unwrap()
-    };
+    let failed = app.the_queue_row().await.last_error.unwrap();
     assert!(failed.contains("does-not-exist"), "{failed}");
 }
 
@@ -262,7 +260,10 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_files_and_projects_are_404() {
     let repo = GitRepo::standard();
-    let app = TestApp::spawn(&[ProjectSpec::github("widget", repo.url())]).await;
+    let app = TestApp::builder()
+        .project(ProjectSpec::github("widget", repo.url()))
+        .start()
+        .await;
     assert_eq!(
         app.get("/files/widget/widget-9.9.9.zip").await.status(),
         404

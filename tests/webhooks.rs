@@ -5,13 +5,10 @@ use baler::hooks::verify::github_signature;
 use serde_json::{Value, json};
 
 use crate::on_both_databases;
-use crate::providers::last_delivery;
 use crate::support::git::GitRepo;
-use crate::support::{ProjectSpec, SECRET, TestApp, TestDb, fixture, github_push_body};
-
-async fn queued(app: &TestApp) -> i64 {
-    app.count("SELECT COUNT(*) FROM queue_items").await
-}
+use crate::support::{
+    ADMIN_TOKEN, ItemState, ProjectSpec, SECRET, TestApp, TestDb, fixture, github_push_body,
+};
 
 /// One delivery that must be refused with `status`.
 struct Refusal {
@@ -40,11 +37,11 @@ impl Refusal {
 }
 
 async fn github_refusals_queue_nothing(db: TestDb) {
-    let app = TestApp::spawn_on(
-        db.clone(),
-        &[ProjectSpec::github("widget", "file:///nowhere".into())],
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("widget", "file:///nowhere"))
+        .start()
+        .await;
     let body = github_push_body("file:///nowhere", "refs/tags/v1.0.0", "abc");
     let good = github_signature(SECRET, &body);
     let wrong = github_signature("not the secret", &body);
@@ -99,7 +96,7 @@ async fn github_refusals_queue_nothing(db: TestDb) {
         assert_eq!(response.status().as_u16(), case.status, "{}", case.what);
         let answer: serde_json::Value = response.json().await.unwrap();
         assert!(answer["error"].is_string(), "{}: {answer}", case.what);
-        assert_eq!(queued(&app).await, 0, "{} queued something", case.what);
+        assert_eq!(app.item_count().await, 0, "{} queued something", case.what);
     }
 
     // Malformed JSON, correctly signed.
@@ -117,12 +114,15 @@ async fn github_refusals_queue_nothing(db: TestDb) {
         )
         .await;
     assert_eq!(response.status(), 400);
-    assert_eq!(queued(&app).await, 0);
+    assert_eq!(app.item_count().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_and_pushes_that_release_nothing_answer_200() {
-    let app = TestApp::spawn(&[ProjectSpec::github("widget", "file:///nowhere".into())]).await;
+    let app = TestApp::builder()
+        .project(ProjectSpec::github("widget", "file:///nowhere"))
+        .start()
+        .await;
     let ping = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#.to_vec();
     let response = app
         .post_hook(
@@ -172,12 +172,15 @@ async fn ping_and_pushes_that_release_nothing_answer_200() {
             "{answer}"
         );
     }
-    assert_eq!(queued(&app).await, 0);
+    assert_eq!(app.item_count().await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gitlab_token_is_checked() {
-    let app = TestApp::spawn(&[ProjectSpec::gitlab("widget", "file:///nowhere".into())]).await;
+    let app = TestApp::builder()
+        .project(ProjectSpec::gitlab("widget", "file:///nowhere"))
+        .start()
+        .await;
     let body =
         br#"{"object_kind":"push","ref":"refs/heads/main","after":"abc","checkout_sha":"abc","project":{"git_http_url":"file:///nowhere"}}"#
             .to_vec();
@@ -192,14 +195,17 @@ async fn gitlab_token_is_checked() {
         let response = app.post_hook("widget", &headers, body.clone()).await;
         assert_eq!(response.status(), 401, "token {token:?}");
     }
-    assert_eq!(queued(&app).await, 0);
+    assert_eq!(app.item_count().await, 0);
 }
 
 on_both_databases!(github_refusals_queue_nothing,);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_signature_covers_the_raw_bytes_not_reserialised_json() {
-    let app = TestApp::spawn(&[ProjectSpec::github("widget", "file:///nowhere".into())]).await;
+    let app = TestApp::builder()
+        .project(ProjectSpec::github("widget", "file:///nowhere"))
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
     // Escaped non-ASCII and odd spacing: re-serialising this JSON would change the bytes.
     let body = "{ \"ref\" : \"refs/tags/v1.0.0\", \"after\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\n  \"repository\": {\"clone_url\": \"file:///nowhere\"},\n  \"head_commit\": {\"id\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", \"message\": \"caf\\u00e9 ✓\"} }"
@@ -217,7 +223,7 @@ async fn the_signature_covers_the_raw_bytes_not_reserialised_json() {
         )
         .await;
     assert_eq!(response.status(), 202);
-    assert_eq!(queued(&app).await, 1);
+    assert_eq!(app.item_count().await, 1);
 }
 
 #[test]
@@ -253,7 +259,10 @@ fn the_example_config_is_valid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_baler_does_not_use_answer_200_with_a_reason() {
     // A hook set to "send me everything": an issues event is verified, then answered 200.
-    let app = TestApp::spawn(&[ProjectSpec::github("widget", "file:///nowhere".into())]).await;
+    let app = TestApp::builder()
+        .project(ProjectSpec::github("widget", "file:///nowhere"))
+        .start()
+        .await;
     let body =
         br#"{"action":"opened","issue":{"number":1},"repository":{"clone_url":"file:///nowhere"}}"#
             .to_vec();
@@ -274,7 +283,7 @@ async fn events_baler_does_not_use_answer_200_with_a_reason() {
         answer["reason"].as_str().unwrap().contains("issues"),
         "{answer}"
     );
-    assert_eq!(queued(&app).await, 0);
+    assert_eq!(app.item_count().await, 0);
 }
 
 /// A Bitbucket `repo:push` for `project` carrying `changes`, signed as Bitbucket signs it.
@@ -303,15 +312,13 @@ fn bitbucket_change(kind: &str, name: &str, hash: &str) -> Value {
 async fn refs_git_would_not_accept_are_refused_at_intake(db: TestDb) {
     let repo = GitRepo::standard();
     let url = repo.url();
-    let app = TestApp::spawn_on(
-        db,
-        &[
-            ProjectSpec::github("gh", url.clone()),
-            ProjectSpec::gitlab("gl", url.clone()),
-            ProjectSpec::provider("bitbucket", "bb", url.clone()),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github("gh", url.clone()))
+        .project(ProjectSpec::gitlab("gl", url.clone()))
+        .project(ProjectSpec::bitbucket("bb", url.clone()))
+        .start()
+        .await;
     let head = repo.head();
     let bad = [
         ("gh", "refs/tags/../x", r#"tag "../x""#),
@@ -345,14 +352,14 @@ async fn refs_git_would_not_accept_are_refused_at_intake(db: TestDb) {
         assert_eq!(answer["queued"], false, "{what}: {answer}");
         let expected = format!("{named} is not a valid git ref name");
         assert_eq!(answer["reason"], expected.as_str(), "{what}");
-        assert_eq!(queued(&app).await, 0, "{what} queued something");
-        let (status, reason) = last_delivery(&app).await;
+        assert_eq!(app.item_count().await, 0, "{what} queued something");
+        let logged = app.last_delivery().await;
         assert_eq!(
-            (status, reason.as_str()),
+            (logged.status, logged.reason.as_str()),
             (200, expected.as_str()),
             "{what}"
         );
-        assert!(!reason.contains('\n'), "{what}: a forged log line");
+        assert!(!logged.reason.contains('\n'), "{what}: a forged log line");
     }
 
     // Nothing was queued to fail: the next good push for each project releases.
@@ -379,9 +386,7 @@ async fn refs_git_would_not_accept_are_refused_at_intake(db: TestDb) {
             "{project}"
         );
     }
-    let failed = app
-        .count("SELECT COUNT(*) FROM queue_items WHERE state <> 'done'")
-        .await;
+    let failed = app.items_not_in(ItemState::Done).await;
     assert_eq!(failed, 0, "every item ended done");
 }
 
@@ -389,8 +394,12 @@ async fn refs_git_would_not_accept_are_refused_at_intake(db: TestDb) {
 /// a reason and never reaches the item.
 async fn a_bad_ref_beside_a_good_one_queues_only_the_good_one(db: TestDb) {
     let repo = GitRepo::standard();
-    let app =
-        crate::admin::admin_app(&db, &[ProjectSpec::provider("bitbucket", "bb", repo.url())]).await;
+    let app = TestApp::builder()
+        .database(&db)
+        .admin_token(ADMIN_TOKEN)
+        .project(ProjectSpec::bitbucket("bb", repo.url()))
+        .start()
+        .await;
     app.queue.set_paused(true).await.unwrap();
     let v1 = repo.rev("v1.0.0");
     let changes = json!([
@@ -401,24 +410,16 @@ async fn a_bad_ref_beside_a_good_one_queues_only_the_good_one(db: TestDb) {
     let response = bitbucket_push(&app, "bb", changes).await;
     assert_eq!(response.status(), 202);
     let answer: Value = response.json().await.unwrap();
-    let (status, reason) = last_delivery(&app).await;
-    assert_eq!(status, 202);
+    let logged = app.last_delivery().await;
+    let reason = logged.reason;
+    assert_eq!(logged.status, 202);
     assert!(
         reason.contains(r#"tag "a b" is not a valid git ref name"#),
         "{reason}"
     );
     assert!(reason.contains(r#"branch "1.x..main""#), "{reason}");
 
-    let listing: Value = app
-        .client
-        .get(format!("{}/api/v1/queue", app.url))
-        .bearer_auth(crate::admin::TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listing = app.admin_json("/api/v1/queue").await;
     let items = listing["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{listing}");
     assert_eq!(items[0]["id"], answer["item"]);

@@ -1,10 +1,13 @@
 //! Every admin action, once. The API, the admin page and the command line call these, and
-//! each writes its audit row in the same transaction as the change, so no front end can act
-//! without leaving a record.
+//! each writes its audit row in the same transaction as the change ([`AdminActions::audited`]),
+//! so no front end can act without leaving a record.
 
 use entities::ended_session;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter,
+};
 
 use super::audit::{self, AuditAction};
 use super::tokens::{self, NewToken};
@@ -19,9 +22,66 @@ pub struct AdminActions {
     queue: Queue,
 }
 
+/// What an action did, and what its audit row says about it.
+struct Audited<T> {
+    outcome: T,
+    /// What was acted on: `queue`, `item 7`, `token 3 (ci)`, ...
+    target: String,
+    detail: Option<String>,
+}
+
+impl<T> Audited<T> {
+    fn new(outcome: T, target: impl Into<String>) -> Audited<T> {
+        Audited {
+            outcome,
+            target: target.into(),
+            detail: None,
+        }
+    }
+
+    fn detail(self, detail: String) -> Audited<T> {
+        Audited {
+            detail: Some(detail),
+            ..self
+        }
+    }
+}
+
+/// Whether workers must hear of an action once it has committed: the queue's claimable work
+/// changed (a resume, new work), or claim loops must look again (a pause). Removing items
+/// needs no wake-up, nor do tokens and sessions.
+fn wakes_workers(action: AuditAction) -> bool {
+    matches!(
+        action,
+        AuditAction::QueuePause
+            | AuditAction::QueueResume
+            | AuditAction::ItemRetry
+            | AuditAction::ProjectRebuild
+    )
+}
+
 impl AdminActions {
     pub fn new(db: DatabaseConnection, queue: Queue) -> AdminActions {
         AdminActions { db, queue }
+    }
+
+    /// The sequence every action follows: begin a write transaction, act in it, write the
+    /// audit row in it, commit, then wake the workers if the action calls for it. An action
+    /// that fails leaves neither its change nor an audit row.
+    async fn audited<T>(
+        &self,
+        actor: &Actor,
+        action: AuditAction,
+        act: impl AsyncFnOnce(&DatabaseTransaction) -> Result<Audited<T>, AdminError>,
+    ) -> Result<T, AdminError> {
+        let txn = begin_write(&self.db).await?;
+        let done = act(&txn).await?;
+        audit::record(&txn, actor, action, &done.target, done.detail).await?;
+        txn.commit().await?;
+        if wakes_workers(action) {
+            self.queue.announce().await;
+        }
+        Ok(done.outcome)
     }
 
     /// Stops claiming new items (running jobs finish; webhooks still queue).
@@ -39,45 +99,42 @@ impl AdminActions {
         } else {
             AuditAction::QueueResume
         };
-        let txn = begin_write(&self.db).await?;
-        self.queue.set_paused_on(&txn, paused).await?;
-        audit::record(&txn, actor, action, "queue", None).await?;
-        txn.commit().await?;
-        self.queue.announce().await;
-        Ok(())
+        self.audited(actor, action, async |txn| {
+            self.queue.set_paused_on(txn, paused).await?;
+            Ok(Audited::new((), "queue"))
+        })
+        .await
     }
 
     /// Removes every pending item; running and failed ones stay. Returns how many went.
     pub async fn flush(&self, actor: &Actor) -> Result<u64, AdminError> {
-        let txn = begin_write(&self.db).await?;
-        let removed = self.queue.flush_on(&txn).await?;
-        let detail = format!("removed {removed} pending items");
-        audit::record(&txn, actor, AuditAction::QueueFlush, "queue", Some(detail)).await?;
-        txn.commit().await?;
-        Ok(removed)
+        self.audited(actor, AuditAction::QueueFlush, async |txn| {
+            let removed = self.queue.flush_on(txn).await?;
+            Ok(Audited::new(removed, "queue").detail(format!("removed {removed} pending items")))
+        })
+        .await
     }
 
     /// Removes one item that is not running.
     pub async fn delete(&self, actor: &Actor, id: i64) -> Result<(), AdminError> {
-        let txn = begin_write(&self.db).await?;
-        self.queue.delete_on(&txn, id).await?;
-        audit::record(&txn, actor, AuditAction::ItemDelete, &item(id), None).await?;
-        txn.commit().await?;
-        Ok(())
+        self.audited(actor, AuditAction::ItemDelete, async |txn| {
+            self.queue.delete_on(txn, id).await?;
+            Ok(Audited::new((), item(id)))
+        })
+        .await
     }
 
     /// Queues a failed item's refs again, with fresh attempts.
     pub async fn retry(&self, actor: &Actor, id: i64) -> Result<Enqueued, AdminError> {
-        let txn = begin_write(&self.db).await?;
-        let queued = self.queue.retry_on(&txn, id).await?;
-        let detail = format!(
-            "queued as item {} at position {}",
-            queued.item, queued.position
-        );
-        audit::record(&txn, actor, AuditAction::ItemRetry, &item(id), Some(detail)).await?;
-        txn.commit().await?;
-        self.queue.announce().await;
-        Ok(queued)
+        self.audited(actor, AuditAction::ItemRetry, async |txn| {
+            let queued = self.queue.retry_on(txn, id).await?;
+            let detail = format!(
+                "queued as item {} at position {}",
+                queued.item, queued.position
+            );
+            Ok(Audited::new(queued, item(id)).detail(detail))
+        })
+        .await
     }
 
     /// Queues a rescan of every branch and tag of `project` that its patterns match. A
@@ -91,48 +148,39 @@ impl AdminActions {
                 "project {} is disabled (it left the config file on {}); add it back to the \
                  config and restart baler to build it again",
                 found.name,
-                since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                crate::time::rfc3339(since)
             )));
         }
-        let txn = begin_write(&self.db).await?;
-        let queued = self.queue.rebuild_on(&txn, found.id).await?;
-        let detail = format!("item {} at position {}", queued.item, queued.position);
-        let target = format!("project {}", found.name);
-        audit::record(
-            &txn,
-            actor,
-            AuditAction::ProjectRebuild,
-            &target,
-            Some(detail),
-        )
-        .await?;
-        txn.commit().await?;
-        self.queue.announce().await;
-        Ok(queued)
+        self.audited(actor, AuditAction::ProjectRebuild, async |txn| {
+            let queued = self.queue.rebuild_on(txn, found.id).await?;
+            let detail = format!("item {} at position {}", queued.item, queued.position);
+            Ok(Audited::new(queued, format!("project {}", found.name)).detail(detail))
+        })
+        .await
     }
 
     /// Makes a named token; its secret is in the answer and nowhere else.
     pub async fn create_token(&self, actor: &Actor, name: &str) -> Result<NewToken, AdminError> {
-        let txn = begin_write(&self.db).await?;
-        let token = tokens::create(&txn, name).await?;
-        let target = format!("token {} ({})", token.id, token.name);
-        audit::record(&txn, actor, AuditAction::TokenCreate, &target, None).await?;
-        txn.commit().await?;
-        Ok(token)
+        self.audited(actor, AuditAction::TokenCreate, async |txn| {
+            let token = tokens::create(txn, name).await?;
+            let target = format!("token {} ({})", token.id, token.name);
+            Ok(Audited::new(token, target))
+        })
+        .await
     }
 
     /// Revokes a named token: from the next request on, it is refused everywhere, and so are
     /// admin page sessions opened with it. Returns its name.
     pub async fn revoke_token(&self, actor: &Actor, id: i64) -> Result<String, AdminError> {
-        let txn = begin_write(&self.db).await?;
-        let name = tokens::revoke(&txn, id).await?;
-        let target = format!("token {id} ({name})");
-        audit::record(&txn, actor, AuditAction::TokenRevoke, &target, None).await?;
-        txn.commit().await?;
-        Ok(name)
+        self.audited(actor, AuditAction::TokenRevoke, async |txn| {
+            let name = tokens::revoke(txn, id).await?;
+            let target = format!("token {id} ({name})");
+            Ok(Audited::new(name, target))
+        })
+        .await
     }
 
-    /// Records an admin page login (nothing else changes).
+    /// Records an admin page login (nothing else changes, so no transaction of its own).
     pub async fn record_login(&self, actor: &Actor) -> Result<(), AdminError> {
         audit::record(&self.db, actor, AuditAction::Login, "admin page", None).await?;
         Ok(())
@@ -142,25 +190,25 @@ impl AdminActions {
     /// on. `expires` is when the cookie would have expired (Unix seconds); ended sessions
     /// whose cookies have expired anyway are pruned on the way.
     pub async fn logout(&self, actor: &Actor, sid: &str, expires: i64) -> Result<(), AdminError> {
-        let txn = begin_write(&self.db).await?;
-        ended_session::Entity::delete_many()
-            .filter(ended_session::Column::ExpiresAt.lt(chrono::Utc::now().timestamp()))
-            .exec(&txn)
+        self.audited(actor, AuditAction::Logout, async |txn| {
+            ended_session::Entity::delete_many()
+                .filter(ended_session::Column::ExpiresAt.lt(chrono::Utc::now().timestamp()))
+                .exec(txn)
+                .await?;
+            ended_session::Entity::insert(ended_session::ActiveModel {
+                sid: Set(sid.to_string()),
+                expires_at: Set(expires),
+            })
+            .on_conflict(
+                OnConflict::column(ended_session::Column::Sid)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
             .await?;
-        ended_session::Entity::insert(ended_session::ActiveModel {
-            sid: Set(sid.to_string()),
-            expires_at: Set(expires),
+            Ok(Audited::new((), "admin page"))
         })
-        .on_conflict(
-            OnConflict::column(ended_session::Column::Sid)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        audit::record(&txn, actor, AuditAction::Logout, "admin page", None).await?;
-        txn.commit().await?;
-        Ok(())
+        .await
     }
 }
 

@@ -52,7 +52,7 @@ pub async fn record<C: ConnectionTrait>(
     detail: Option<String>,
 ) -> Result<(), DbErr> {
     audit_entry::ActiveModel {
-        at: Set(super::now_millis()),
+        at: Set(crate::time::now_millis()),
         actor: Set(actor.as_str().to_string()),
         action: Set(action.as_str().to_string()),
         target: Set(target.to_string()),

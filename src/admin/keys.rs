@@ -17,7 +17,11 @@ pub async fn session_key(db: &DatabaseConnection) -> Result<Vec<u8>, AdminError>
         backend,
         "INSERT INTO server_keys (name, value, created_at) VALUES ($1, $2, $3) \
          ON CONFLICT (name) DO NOTHING",
-        vec!["session".into(), fresh.into(), super::now_millis().into()],
+        vec![
+            "session".into(),
+            fresh.into(),
+            crate::time::now_millis().into(),
+        ],
     ))
     .await?;
     let row = db

@@ -69,14 +69,8 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], AdminError> {
     Ok(bytes)
 }
 
-/// Unix milliseconds, the way admin tables store times.
-fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Unix milliseconds as RFC 3339, for pages, the API and the CLI.
+/// A time of an admin table (Unix milliseconds) as pages, the API and the CLI show it: RFC 3339
+/// to the second.
 pub fn rfc3339(millis: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    crate::time::rfc3339(crate::time::from_millis(millis))
 }

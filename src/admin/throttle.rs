@@ -9,6 +9,13 @@
 //! `auth_failures`, one row per address with a count and the first and last time.
 //!
 //! The limit is this process's: several web processes each allow the budget.
+//!
+//! The pieces: [`AuthThrottle`] orders each address's attempts and answers them; its budget
+//! (`budget.rs`) is the policy, on any clock; its failure log (`failures.rs`) writes and reads
+//! `auth_failures`.
+
+mod budget;
+mod failures;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -17,32 +24,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use entities::auth_failure;
-use governor::clock::{Clock, DefaultClock, Reference};
-use governor::middleware::StateInformationMiddleware;
-use governor::nanos::Nanos;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
-use serde::Serialize;
-use tokio::sync::{OwnedMutexGuard, mpsc};
+use governor::clock::DefaultClock;
+use sea_orm::DatabaseConnection;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::db::WriteGate;
+use budget::Budget;
+use failures::FailureLog;
+
+pub use failures::{AuthFailureView, RETENTION_DAYS, prune, recent_failures};
 
 /// Past this many addresses the in-memory maps are trimmed of entries that no longer matter
 /// (full budgets, refusals that ended), so that many addresses cannot grow them for ever
 /// (see [`TrimPoint`]).
 const TRIM_AT: usize = 10_000;
-/// Addresses whose failures wait to be written; past it (the database is stuck and very many
-/// addresses fail) new addresses go unrecorded, which the writer logs. The limit holds anyway.
-const MAX_PENDING: usize = 10_000;
-/// The writer waits this long after each write, so that a flood of refused attempts costs at
-/// most one upsert per address per interval, not one per attempt.
-const WRITE_SPACING: Duration = Duration::from_millis(250);
 
 /// Whose budget an attempt spends: an IPv4 address, or an IPv6 /64. One host (or one
 /// customer's network) is usually given a whole /64 and may use any address in it, so a
@@ -226,81 +221,6 @@ impl Drop for Attempt {
     }
 }
 
-type FailureLimiter<C> =
-    RateLimiter<AddressKey, DefaultKeyedStateStore<AddressKey>, C, StateInformationMiddleware>;
-
-/// The policy, on any clock (tests drive a fake one): failures spend cells of a governor
-/// limiter; an address is refused while a failure would not fit.
-///
-/// governor can only answer "would one more fit?" by spending the cell when it does, and a
-/// success must spend nothing; so the answer is worked out when a failure is spent instead:
-/// if it took the last whole cell, the address is refused until a cell refills, and that
-/// instant is remembered per address ("refused until"). governor tells the exact instant only
-/// of a refused cell, so after the last cell it is taken as one refill interval later, which
-/// is when a cell is back at the latest: a refusal may last up to one interval (60 s / the
-/// budget) longer than the bucket strictly needs, never shorter.
-struct Budget<C: Clock> {
-    failures: FailureLimiter<C>,
-    /// One cell's refill time.
-    refill: Duration,
-    refused_until: Mutex<HashMap<AddressKey, C::Instant>>,
-    failures_trim: TrimPoint,
-    refused_trim: TrimPoint,
-}
-
-impl<C: Clock> Budget<C> {
-    fn new(per_minute: NonZeroU32, clock: C) -> Budget<C> {
-        let quota = Quota::per_minute(per_minute);
-        Budget {
-            failures: FailureLimiter::new(quota, DefaultKeyedStateStore::default(), clock),
-            refill: quota.replenish_interval(),
-            refused_until: Mutex::default(),
-            failures_trim: TrimPoint::default(),
-            refused_trim: TrimPoint::default(),
-        }
-    }
-
-    /// How long `key` is still refused, if it is; spends nothing.
-    fn refused(&self, key: AddressKey) -> Option<Duration> {
-        let now = self.failures.clock().now();
-        let mut refused = lock(&self.refused_until);
-        match refused.get(&key) {
-            Some(&until) if until > now => Some(until.duration_since(now).into()),
-            Some(_) => {
-                refused.remove(&key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    /// One failure from `key`.
-    fn spend(&self, key: AddressKey) {
-        let now = self.failures.clock().now();
-        let until = match self.failures.check_key(&key) {
-            Ok(state) if state.remaining_burst_capacity() == 0 => now + Nanos::from(self.refill),
-            Ok(_) => return,
-            // The failure did not fit: only if attempts raced past `refused` (turns prevent
-            // that); governor says when one fits again.
-            Err(not_until) => not_until.earliest_possible(),
-        };
-        {
-            let mut refused = lock(&self.refused_until);
-            let entry = refused.entry(key).or_insert(until);
-            *entry = (*entry).max(until);
-            if self.refused_trim.due(refused.len()) {
-                refused.retain(|_, until| *until > now);
-                self.refused_trim.trimmed(refused.len());
-            }
-        }
-        // Addresses whose bucket is full again are no different from new ones.
-        if self.failures_trim.due(self.failures.len()) {
-            self.failures.retain_recent();
-            self.failures_trim.trimmed(self.failures.len());
-        }
-    }
-}
-
 /// When a map is next trimmed: at [`TRIM_AT`] entries, and after a trim only once the map has
 /// doubled, so that a map full of live entries is not scanned on every insert (the cost of
 /// trimming stays proportional to the inserts) and holds at most twice its live entries.
@@ -329,162 +249,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Failures not yet written, per address.
-#[derive(Default)]
-struct Pending {
-    rows: HashMap<AddressKey, PendingRow>,
-    /// Failures not recorded because too many addresses were waiting.
-    dropped: u64,
-}
-
-struct PendingRow {
-    count: i64,
-    first_at: i64,
-    last_at: i64,
-    last_kind: FailureKind,
-}
-
-/// Writes `auth_failures` off the request path: a failure is answered at once, a slow or
-/// failing database never turns a 401 into a 500 or holds it, and failures that arrive while
-/// a write is under way are summed into one upsert per address.
-struct FailureLog {
-    pending: Arc<Mutex<Pending>>,
-    /// Holds at most one wake-up: the writer takes everything pending when it wakes.
-    wake: mpsc::Sender<()>,
-}
-
-impl FailureLog {
-    fn start(db: DatabaseConnection, gate: WriteGate) -> FailureLog {
-        let (wake, mut woken) = mpsc::channel::<()>(1);
-        let pending = Arc::new(Mutex::new(Pending::default()));
-        let writing = pending.clone();
-        tokio::spawn(async move {
-            while woken.recv().await.is_some() {
-                let batch = std::mem::take(&mut *lock(&writing));
-                if batch.dropped > 0 {
-                    tracing::warn!(
-                        attempts = batch.dropped,
-                        "failed admin authentications not recorded: too many addresses waiting"
-                    );
-                }
-                {
-                    let _turn = gate.enter().await;
-                    for (key, row) in batch.rows {
-                        if let Err(e) = upsert(&db, key, &row).await {
-                            tracing::warn!(
-                                error = %e, address = %key, count = row.count,
-                                "could not record failed admin authentications"
-                            );
-                        }
-                    }
-                }
-                tokio::time::sleep(WRITE_SPACING).await;
-            }
-        });
-        FailureLog { pending, wake }
-    }
-
-    fn record(&self, key: AddressKey, kind: FailureKind) {
-        let now = chrono::Utc::now().timestamp_millis();
-        {
-            let mut pending = lock(&self.pending);
-            if pending.rows.len() >= MAX_PENDING && !pending.rows.contains_key(&key) {
-                pending.dropped += 1;
-                return;
-            }
-            let row = pending.rows.entry(key).or_insert(PendingRow {
-                count: 0,
-                first_at: now,
-                last_at: now,
-                last_kind: kind,
-            });
-            row.count += 1;
-            row.last_at = now;
-            row.last_kind = kind;
-        }
-        // Full: a wake-up is pending already, and it will take this row too.
-        let _ = self.wake.try_send(());
-    }
-}
-
-/// One statement: a new address gets its row; a known one has its count raised and its
-/// last time and kind replaced (`first_at` stays). Works alike on SQLite and PostgreSQL.
-async fn upsert(db: &DatabaseConnection, key: AddressKey, row: &PendingRow) -> Result<(), DbErr> {
-    use auth_failure::{Column, Entity};
-    use sea_orm::sea_query::ExprTrait;
-    Entity::insert(auth_failure::ActiveModel {
-        client_address: Set(key.to_string()),
-        count: Set(row.count),
-        first_at: Set(row.first_at),
-        last_at: Set(row.last_at),
-        last_kind: Set(row.last_kind.as_str().to_string()),
-        ..Default::default()
-    })
-    .on_conflict(
-        OnConflict::column(Column::ClientAddress)
-            .value(
-                Column::Count,
-                Expr::col((Entity, Column::Count)).add(row.count),
-            )
-            .update_columns([Column::LastAt, Column::LastKind])
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
-}
-
-/// One row of the admin page's "Failed sign-ins".
-#[derive(Debug, Clone, Serialize)]
-pub struct AuthFailureView {
-    /// An IPv4 address or an IPv6 /64.
-    pub address: String,
-    pub count: i64,
-    pub first_at: String,
-    pub last_at: String,
-    /// `bearer` or `login`: where the latest attempt was made.
-    pub last_kind: String,
-}
-
-/// The `limit` addresses that failed most recently, newest first.
-pub async fn recent_failures(
-    db: &DatabaseConnection,
-    limit: u64,
-) -> Result<Vec<AuthFailureView>, DbErr> {
-    Ok(auth_failure::Entity::find()
-        .order_by_desc(auth_failure::Column::LastAt)
-        .order_by_desc(auth_failure::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|row| AuthFailureView {
-            address: row.client_address,
-            count: row.count,
-            first_at: super::rfc3339(row.first_at),
-            last_at: super::rfc3339(row.last_at),
-            last_kind: row.last_kind,
-        })
-        .collect())
-}
-
-/// How long an address's failures are kept after its last one.
-pub const RETENTION_DAYS: i64 = 30;
-
-/// Removes addresses whose last failure is older than [`RETENTION_DAYS`]; returns how many.
-pub async fn prune(db: &DatabaseConnection) -> Result<u64, DbErr> {
-    let cutoff = chrono::Utc::now().timestamp_millis() - RETENTION_DAYS * 24 * 3600 * 1000;
-    let result = auth_failure::Entity::delete_many()
-        .filter(auth_failure::Column::LastAt.lt(cutoff))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use governor::clock::FakeRelativeClock;
 
     fn address(text: &str) -> AddressKey {
         AddressKey::of(text.parse().unwrap())
@@ -510,94 +277,5 @@ mod tests {
         assert_eq!(RetryAfter(Duration::ZERO).seconds(), 1);
         assert_eq!(RetryAfter(Duration::from_millis(5_001)).seconds(), 6);
         assert_eq!(RetryAfter(Duration::from_secs(6)).seconds(), 6);
-    }
-
-    #[test]
-    fn the_last_failure_refuses_the_address_until_a_cell_refills() {
-        let clock = FakeRelativeClock::default();
-        let budget = Budget::new(NonZeroU32::new(10).unwrap(), clock.clone());
-        let guesser = address("192.0.2.1");
-        for _ in 0..9 {
-            assert_eq!(budget.refused(guesser), None);
-            budget.spend(guesser);
-        }
-        assert_eq!(budget.refused(guesser), None);
-        // The tenth failure spends the last cell: the next attempt is refused, whatever it
-        // holds, for one refill interval (6 s at 10 a minute).
-        budget.spend(guesser);
-        assert_eq!(budget.refused(guesser), Some(Duration::from_secs(6)));
-        // Asking does not spend, and another address has its own budget.
-        clock.advance(Duration::from_secs(5));
-        assert_eq!(budget.refused(guesser), Some(Duration::from_secs(1)));
-        assert_eq!(budget.refused(address("192.0.2.2")), None);
-        // One cell is back: one more failure fits, and refuses again.
-        clock.advance(Duration::from_secs(1));
-        assert_eq!(budget.refused(guesser), None);
-        budget.spend(guesser);
-        assert_eq!(budget.refused(guesser), Some(Duration::from_secs(6)));
-        // A quiet minute refills the whole budget.
-        clock.advance(Duration::from_secs(60));
-        for _ in 0..9 {
-            budget.spend(guesser);
-            assert_eq!(budget.refused(guesser), None);
-        }
-        budget.spend(guesser);
-        assert!(budget.refused(guesser).is_some());
-    }
-
-    #[test]
-    fn a_budget_of_one_refuses_after_each_failure() {
-        let clock = FakeRelativeClock::default();
-        let budget = Budget::new(NonZeroU32::new(1).unwrap(), clock.clone());
-        let guesser = address("2001:db8::1");
-        budget.spend(guesser);
-        assert_eq!(budget.refused(guesser), Some(Duration::from_secs(60)));
-        clock.advance(Duration::from_secs(60));
-        assert_eq!(budget.refused(guesser), None);
-    }
-
-    #[test]
-    fn a_failure_past_the_budget_is_refused_until_governor_says() {
-        let clock = FakeRelativeClock::default();
-        let budget = Budget::new(NonZeroU32::new(2).unwrap(), clock.clone());
-        let guesser = address("192.0.2.9");
-        budget.spend(guesser);
-        budget.spend(guesser);
-        // A third failure counted without a check first (it cannot happen through
-        // `AuthThrottle`, whose turns order the attempts): governor refuses its cell and
-        // names when one fits, 30 s on; the refusal already lasts that long.
-        budget.spend(guesser);
-        assert_eq!(budget.refused(guesser), Some(Duration::from_secs(30)));
-    }
-
-    #[test]
-    fn many_addresses_do_not_grow_the_maps_for_ever() {
-        let clock = FakeRelativeClock::default();
-        let budget = Budget::new(NonZeroU32::new(1).unwrap(), clock.clone());
-        let spend_from = |first: u32| {
-            for n in first..first + TRIM_AT as u32 {
-                budget.spend(AddressKey::of(IpAddr::from(n.to_be_bytes())));
-            }
-        };
-        // As many live addresses as the trim point: all are kept.
-        spend_from(0);
-        assert_eq!(lock(&budget.refused_until).len(), TRIM_AT);
-        assert_eq!(budget.failures.len(), TRIM_AT);
-        // Two minutes on, those refusals have ended and those buckets have been full for a
-        // while (governor keeps a key until a whole interval past that). As many new
-        // addresses again: once the maps have doubled, the old entries go.
-        clock.advance(Duration::from_secs(121));
-        spend_from(1 << 24);
-        assert_eq!(lock(&budget.refused_until).len(), TRIM_AT);
-        assert_eq!(budget.failures.len(), TRIM_AT);
-        assert_eq!(
-            budget.refused(AddressKey::of(IpAddr::from([0, 0, 0, 1]))),
-            None
-        );
-        assert!(
-            budget
-                .refused(AddressKey::of(IpAddr::from([1, 0, 0, 1])))
-                .is_some()
-        );
     }
 }

@@ -148,7 +148,7 @@ impl AdminTokens {
     /// Notes a use in `last_used_at`, unless one was noted in the last minute. A failure
     /// only costs the note, not the request.
     async fn touch(&self, row: &api_token::Model) {
-        let now = super::now_millis();
+        let now = crate::time::now_millis();
         if row
             .last_used_at
             .is_some_and(|used| now - used < TOUCH_EVERY_MS)
@@ -199,7 +199,7 @@ pub(super) async fn create<C: ConnectionTrait>(
     let row = api_token::ActiveModel {
         name: Set(name.to_string()),
         token_hash: Set(sha256_hex(&secret)),
-        created_at: Set(super::now_millis()),
+        created_at: Set(crate::time::now_millis()),
         ..Default::default()
     }
     .insert(conn)
@@ -232,7 +232,10 @@ pub(super) async fn revoke<C: ConnectionTrait>(conn: &C, id: i64) -> Result<Stri
         )));
     }
     let revoked = api_token::Entity::update_many()
-        .col_expr(api_token::Column::RevokedAt, super::now_millis().into())
+        .col_expr(
+            api_token::Column::RevokedAt,
+            crate::time::now_millis().into(),
+        )
         .filter(api_token::Column::Id.eq(id))
         .filter(api_token::Column::RevokedAt.is_null())
         .exec(conn)

@@ -1,23 +1,31 @@
-//! Webhook intake: verify the signature over the raw bytes, parse the host's payload, check it
-//! names the project's repository, and decide which refs (if any) the delivery asks baler to
-//! release. This module never touches the database; the web handler acts on the result.
+//! Webhook interpretation: verify the signature over the raw bytes, parse the host's payload,
+//! check it names the project's repository, and decide which refs (if any) the delivery asks
+//! baler to release. This module never touches the database; `crate::intake` acts on the
+//! result.
 
 pub mod event;
 pub mod verify;
 
 use axum::http::{HeaderMap, header::CONTENT_TYPE};
 
-use crate::config::Provider;
 use crate::projects::Project;
+use crate::provider::Provider;
 use crate::queue::PendingRefs;
-use event::{HookEvent, Parsed, PayloadError, RefKind, RepositoryClaim, normalize_repository_url};
+use event::{
+    HookEvent, Parsed, PayloadError, RefKind, RefUpdate, RepositoryClaim, normalize_repository_url,
+};
 use verify::{SignatureError, StandardWebhook};
 
 /// What a verified delivery asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookOutcome {
+    /// The host checks the webhook works.
     Ping,
-    Push(Decision),
+    /// Nothing to release (an event baler does not use, or a push of refs the project does not
+    /// release), and why, in the words the host is answered with.
+    Ignored(String),
+    /// Refs to release; never empty.
+    Release(Decision),
 }
 
 /// The refs for the worker to look at (pushed, created, or reported deleted), and why anything
@@ -26,6 +34,22 @@ pub enum HookOutcome {
 pub struct Decision {
     pub refs: PendingRefs,
     pub reasons: Vec<String>,
+}
+
+impl Decision {
+    /// The reasons as one line, as the host is answered and the log keeps them.
+    pub fn reason(&self) -> String {
+        self.reasons.join("; ")
+    }
+
+    /// A decision that queues nothing is no release: only its reasons are left.
+    fn into_outcome(self) -> HookOutcome {
+        if self.refs.is_empty() {
+            HookOutcome::Ignored(self.reason())
+        } else {
+            HookOutcome::Release(self)
+        }
+    }
 }
 
 /// A delivery that passed every check.
@@ -142,60 +166,17 @@ pub fn interpret(
     now: i64,
 ) -> Result<Interpreted, HookError> {
     let body = read_body(project.provider, headers, raw)?;
-    let secrets = || project.secrets();
+    let delivery = Signed {
+        project,
+        headers,
+        raw,
+        json: body.json(),
+    };
     let (event, parsed) = match project.provider {
-        Provider::Github => {
-            let legacy = header(headers, "x-hub-signature");
-            match header(headers, "x-hub-signature-256") {
-                None if project.allow_sha1 && legacy.is_some() => {
-                    verify::verify_github_sha1(secrets(), legacy, raw)?
-                }
-                sha256 => {
-                    verify::verify_sha256_prefixed(secrets(), "X-Hub-Signature-256", sha256, raw)?
-                }
-            }
-            let name = header(headers, "x-github-event")
-                .ok_or(HookError::MissingEvent("X-GitHub-Event"))?;
-            (name, event::parse_github(name, body.json())?)
-        }
-        Provider::Gitlab => {
-            let signature = header(headers, "webhook-signature");
-            if signature.is_some() {
-                let standard = StandardWebhook {
-                    id: header(headers, "webhook-id"),
-                    timestamp: header(headers, "webhook-timestamp"),
-                    signature,
-                };
-                verify::verify_standard_webhook(secrets(), &standard, raw, now)?;
-            } else {
-                verify::verify_gitlab_token(secrets(), header(headers, "x-gitlab-token"))?;
-            }
-            let name = header(headers, "x-gitlab-event")
-                .ok_or(HookError::MissingEvent("X-Gitlab-Event"))?;
-            (name, event::parse_gitlab(name, body.json())?)
-        }
-        Provider::Gitea => {
-            let (signature_name, signature) = match header(headers, "x-forgejo-signature") {
-                Some(s) => ("X-Forgejo-Signature", Some(s)),
-                None => ("X-Gitea-Signature", header(headers, "x-gitea-signature")),
-            };
-            verify::verify_gitea(secrets(), signature_name, signature, body.json())?;
-            let name = header(headers, "x-forgejo-event")
-                .or_else(|| header(headers, "x-gitea-event"))
-                .ok_or(HookError::MissingEvent("X-Gitea-Event"))?;
-            (name, event::parse_gitea(name, body.json())?)
-        }
-        Provider::Bitbucket => {
-            verify::verify_sha256_prefixed(
-                secrets(),
-                "X-Hub-Signature",
-                header(headers, "x-hub-signature"),
-                raw,
-            )?;
-            let name =
-                header(headers, "x-event-key").ok_or(HookError::MissingEvent("X-Event-Key"))?;
-            (name, event::parse_bitbucket(name, body.json())?)
-        }
+        Provider::Github => delivery.github()?,
+        Provider::Gitlab => delivery.gitlab(now)?,
+        Provider::Gitea => delivery.gitea()?,
+        Provider::Bitbucket => delivery.bitbucket()?,
     };
     let Parsed {
         event: hook_event,
@@ -212,6 +193,89 @@ pub fn interpret(
         outcome: decide(project, hook_event),
         learned_repository_id,
     })
+}
+
+/// One delivery on its way through its host's checks: each host signs and names its events
+/// its own way. Each method verifies the signature, then reads the event name and parses the
+/// payload.
+struct Signed<'a> {
+    project: &'a Project,
+    headers: &'a HeaderMap,
+    /// The body exactly as received, for signatures over the whole body.
+    raw: &'a [u8],
+    /// The JSON payload (a form body's `payload` field, decoded).
+    json: &'a [u8],
+}
+
+impl<'a> Signed<'a> {
+    fn header(&self, name: &str) -> Option<&'a str> {
+        header(self.headers, name)
+    }
+
+    fn secrets(&self) -> impl Iterator<Item = &'a str> {
+        self.project.secrets()
+    }
+
+    fn event(&self, name: &str, shown: &'static str) -> Result<&'a str, HookError> {
+        self.header(name).ok_or(HookError::MissingEvent(shown))
+    }
+
+    fn github(&self) -> Result<(&'a str, Parsed), HookError> {
+        let legacy = self.header("x-hub-signature");
+        match self.header("x-hub-signature-256") {
+            None if self.project.allow_sha1 && legacy.is_some() => {
+                verify::verify_github_sha1(self.secrets(), legacy, self.raw)?
+            }
+            sha256 => verify::verify_sha256_prefixed(
+                self.secrets(),
+                "X-Hub-Signature-256",
+                sha256,
+                self.raw,
+            )?,
+        }
+        let name = self.event("x-github-event", "X-GitHub-Event")?;
+        Ok((name, event::parse_github(name, self.json)?))
+    }
+
+    fn gitlab(&self, now: i64) -> Result<(&'a str, Parsed), HookError> {
+        let signature = self.header("webhook-signature");
+        if signature.is_some() {
+            let standard = StandardWebhook {
+                id: self.header("webhook-id"),
+                timestamp: self.header("webhook-timestamp"),
+                signature,
+            };
+            verify::verify_standard_webhook(self.secrets(), &standard, self.raw, now)?;
+        } else {
+            verify::verify_gitlab_token(self.secrets(), self.header("x-gitlab-token"))?;
+        }
+        let name = self.event("x-gitlab-event", "X-Gitlab-Event")?;
+        Ok((name, event::parse_gitlab(name, self.json)?))
+    }
+
+    fn gitea(&self) -> Result<(&'a str, Parsed), HookError> {
+        let (signature_name, signature) = match self.header("x-forgejo-signature") {
+            Some(s) => ("X-Forgejo-Signature", Some(s)),
+            None => ("X-Gitea-Signature", self.header("x-gitea-signature")),
+        };
+        verify::verify_gitea(self.secrets(), signature_name, signature, self.json)?;
+        let name = match self.header("x-forgejo-event") {
+            Some(name) => name,
+            None => self.event("x-gitea-event", "X-Gitea-Event")?,
+        };
+        Ok((name, event::parse_gitea(name, self.json)?))
+    }
+
+    fn bitbucket(&self) -> Result<(&'a str, Parsed), HookError> {
+        verify::verify_sha256_prefixed(
+            self.secrets(),
+            "X-Hub-Signature",
+            self.header("x-hub-signature"),
+            self.raw,
+        )?;
+        let name = self.event("x-event-key", "X-Event-Key")?;
+        Ok((name, event::parse_bitbucket(name, self.json)?))
+    }
 }
 
 /// The payload must name the project's repository: by the host's id once baler has seen it,
@@ -246,22 +310,23 @@ fn check_repository(
     }))
 }
 
+/// What a verified event asks for: a ping, nothing (and why), or refs to release.
+fn decide(project: &Project, event: HookEvent) -> HookOutcome {
+    match event {
+        HookEvent::Ping => HookOutcome::Ping,
+        HookEvent::Unsupported(name) => {
+            HookOutcome::Ignored(format!("event {name:?} releases nothing"))
+        }
+        HookEvent::Push(updates) => choose_refs(project, updates).into_outcome(),
+    }
+}
+
 /// Keeps the refs the project releases; everything else becomes a reason. A deletion is only
 /// a hint to look (a payload can be replayed): a released ref that a payload says was deleted
 /// is queued like a push, and the worker decides from the fetched repository. A name git would
 /// not accept is never queued, so it cannot fail an item that other pushes merge into. Names
 /// are quoted with `{:?}`, so a control character cannot forge a line in the log.
-fn decide(project: &Project, event: HookEvent) -> HookOutcome {
-    let updates = match event {
-        HookEvent::Ping => return HookOutcome::Ping,
-        HookEvent::Unsupported(name) => {
-            return HookOutcome::Push(Decision {
-                reasons: vec![format!("event {name:?} releases nothing")],
-                ..Decision::default()
-            });
-        }
-        HookEvent::Push(updates) => updates,
-    };
+fn choose_refs(project: &Project, updates: Vec<RefUpdate>) -> Decision {
     let mut decision = Decision::default();
     for update in updates {
         let kind = update.kind.as_str();
@@ -304,14 +369,13 @@ fn decide(project: &Project, event: HookEvent) -> HookOutcome {
             .reasons
             .push("the push names no branch or tag".into());
     }
-    HookOutcome::Push(decision)
+    decision
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ArchiveFormat, Layout};
-    use event::RefUpdate;
+    use crate::package::{ArchiveFormat, Layout};
 
     fn globs(patterns: &[&str]) -> globset::GlobSet {
         let mut set = globset::GlobSetBuilder::new();
@@ -354,10 +418,49 @@ mod tests {
     }
 
     fn decision(updates: Vec<RefUpdate>) -> Decision {
-        match decide(&project(), HookEvent::Push(updates)) {
-            HookOutcome::Push(decision) => decision,
-            HookOutcome::Ping => panic!("a push decided as a ping"),
+        choose_refs(&project(), updates)
+    }
+
+    /// The decision on a parsed push event.
+    fn pushed(event: HookEvent) -> Decision {
+        match event {
+            HookEvent::Push(updates) => decision(updates),
+            other => panic!("not a push: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_push_that_releases_nothing_is_ignored_with_its_reasons() {
+        let outcome = decide(
+            &project(),
+            HookEvent::Push(vec![
+                update(RefKind::Tag, "a b", false),
+                update(RefKind::Branch, "feature/x", false),
+            ]),
+        );
+        assert_eq!(
+            outcome,
+            HookOutcome::Ignored(
+                r#"tag "a b" is not a valid git ref name; branch "feature/x" matches none of the project's branch patterns"#
+                    .into()
+            )
+        );
+        assert_eq!(
+            decide(&project(), HookEvent::Push(vec![])),
+            HookOutcome::Ignored("the push names no branch or tag".into())
+        );
+        assert_eq!(
+            decide(&project(), HookEvent::Unsupported("issues".into())),
+            HookOutcome::Ignored(r#"event "issues" releases nothing"#.into())
+        );
+        assert_eq!(decide(&project(), HookEvent::Ping), HookOutcome::Ping);
+        let HookOutcome::Release(decided) = decide(
+            &project(),
+            HookEvent::Push(vec![update(RefKind::Tag, "v1", false)]),
+        ) else {
+            panic!("a released tag is a release");
+        };
+        assert_eq!(decided.refs.tags["v1"], "c0ffee");
     }
 
     #[test]
@@ -438,26 +541,20 @@ mod tests {
             {"new":{"type":"tag","name":"a b","target":{"hash":"def"}},"old":null},
             {"new":{"type":"branch","name":"1.x","target":{"hash":"abc"}},"old":null}]}}"#;
         let Parsed { event, .. } = event::parse_bitbucket("repo:push", bitbucket).unwrap();
-        let HookOutcome::Push(decided) = decide(&project(), event) else {
-            panic!("not a push");
-        };
+        let decided = pushed(event);
         assert_eq!(decided.refs.branches["1.x"], "abc");
         assert!(decided.refs.tags.is_empty());
 
         // Gitea's create and delete events name the short ref too.
         let Parsed { event, .. } =
             event::parse_gitea("delete", br#"{"ref":"v3","ref_type":"tag"}"#).unwrap();
-        let HookOutcome::Push(decided) = decide(&project(), event) else {
-            panic!("not a push");
-        };
+        let decided = pushed(event);
         assert_eq!(decided.refs.tags["v3"], "");
 
         // GitLab's `ref` is the full name; `refs/tags/../x` must not pass as the tag `../x`.
         let gitlab = br#"{"object_kind":"tag_push","ref":"refs/tags/../x","after":"bbbb","checkout_sha":"bbbb"}"#;
         let Parsed { event, .. } = event::parse_gitlab("Tag Push Hook", gitlab).unwrap();
-        let HookOutcome::Push(decided) = decide(&project(), event) else {
-            panic!("not a push");
-        };
+        let decided = pushed(event);
         assert!(decided.refs.is_empty());
         assert_eq!(
             decided.reasons,

@@ -62,6 +62,25 @@ pub fn piece(input: &[u8], dictionary: &[u8]) -> Vec<u8> {
     }
 }
 
+/// One piece compressed on some core, with the CRC-32 and length of the input it holds: what
+/// a writer needs to join it into a stream whose checksum covers the input.
+pub struct DeflatedPiece {
+    pub bytes: Vec<u8>,
+    pub crc: u32,
+    pub input_len: u64,
+}
+
+impl DeflatedPiece {
+    /// Compresses `input` as [`piece`] does, and notes its CRC and length.
+    pub fn of(input: &[u8], dictionary: &[u8]) -> DeflatedPiece {
+        DeflatedPiece {
+            bytes: piece(input, dictionary),
+            crc: crc32(input),
+            input_len: input.len() as u64,
+        }
+    }
+}
+
 /// Where `input`'s pieces start: one piece for small inputs, [`PIECE`]-sized ones above.
 pub fn cuts(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     let count = len.div_ceil(PIECE).max(1);

@@ -127,11 +127,9 @@ fn version_entry(
     entry.insert("version".into(), json!(version));
     entry.insert(
         "time".into(),
-        json!(
-            chrono::DateTime::from_timestamp(r.release.commit_time, 0)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
+        json!(crate::time::rfc3339(crate::time::from_seconds(
+            r.release.commit_time
+        ))),
     );
     entry.insert(
         "dist".into(),

@@ -3,10 +3,9 @@
 //! by fail. Each claim carries its own token, and every one of these calls, and the fence
 //! that every write of a job passes, holds that token.
 
-use std::time::Duration;
+use sea_orm::{ConnectionTrait, DatabaseBackend, SqlErr};
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, SqlErr, Statement, Value};
-
+use super::requeue::GiveBack;
 use super::{PendingRefs, Queue, QueueError};
 
 /// A claimed item, as the worker receives it.
@@ -67,16 +66,13 @@ impl Queue {
             Err(e) => return Err(e.into()),
         };
         let id: i64 = row.try_get("", "id")?;
-        let branches: String = row.try_get("", "branches")?;
-        let tags: String = row.try_get("", "tags")?;
         Ok(Some(ClaimedItem {
             id,
             token,
             project_id: row.try_get("", "project_id")?,
             revision: row.try_get("", "revision")?,
             attempts: row.try_get("", "attempts")?,
-            refs: PendingRefs::from_json(&branches, &tags)
-                .map_err(|e| QueueError::BadRefs(id, e))?,
+            refs: PendingRefs::of_row(&row, id)?,
             scan_all: row.try_get("", "scan_all")?,
         }))
     }
@@ -154,9 +150,10 @@ impl Queue {
 
     /// Records a failed attempt of the claim `token`: back to pending after a backoff while
     /// attempts remain, else `failed` with the error kept for the admin. Nothing changes when
-    /// the claim is already gone.
+    /// the claim is already gone. (See `requeue.rs`.)
     pub async fn fail(&self, item: i64, token: &str, error: &str) -> Result<(), QueueError> {
-        self.release_claim(item, Some(token), error, true).await
+        self.give_back(item, GiveBack::JobFailed { token }, error)
+            .await
     }
 
     /// Puts back items whose lease ran out (their worker died): each returns to pending in its
@@ -172,132 +169,14 @@ impl Queue {
         let mut count = 0;
         for row in rows {
             let id: i64 = row.try_get("", "id")?;
-            // The worker died, not the job: retry at once (the attempt still counts, so a job
-            // that keeps killing its worker ends as failed).
-            self.release_claim(
+            self.give_back(
                 id,
-                None,
+                GiveBack::LeaseExpired,
                 "the worker's lease expired (worker stopped or crashed)",
-                false,
             )
             .await?;
             count += 1;
         }
         Ok(count)
-    }
-
-    /// Ends a claim that did not succeed. If a newer push queued a pending item for the same
-    /// project meanwhile, its refs merge into this older item, which keeps its earlier place,
-    /// and the newer row goes away: one pending item per project, nothing lost.
-    async fn release_claim(
-        &self,
-        item: i64,
-        token: Option<&str>,
-        error: &str,
-        backoff: bool,
-    ) -> Result<(), QueueError> {
-        let txn = crate::db::begin_write(&self.db).await?;
-        if self.backend() == DatabaseBackend::Postgres {
-            // A fenced write of the claim holds the row: wait briefly, then let the next
-            // round try again rather than stall this worker's claiming.
-            txn.execute_unprepared("SET LOCAL lock_timeout = '2s'")
-                .await?;
-        }
-        // Without a token this is the reclaim of an expired lease, which must still be
-        // expired: a heartbeat may have renewed it since the reclaim looked.
-        let token_check = if token.is_some() {
-            "AND claim_token = $2"
-        } else {
-            "AND lease_expires_at < {now}"
-        };
-        let mut values: Vec<Value> = vec![item.into()];
-        if let Some(token) = token {
-            values.push(token.into());
-        }
-        let claimed = txn
-            .query_one_raw(self.statement(
-                &format!(
-                    "UPDATE queue_items SET state = 'releasing', updated_at = {{now}}, \
-                       lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL \
-                     WHERE id = $1 AND state = 'running' {token_check} \
-                     RETURNING project_id, branches, tags, scan_all, revision, attempts"
-                ),
-                values,
-            ))
-            .await?;
-        let Some(claimed) = claimed else {
-            // The claim was already lost (lease expired and handled elsewhere).
-            return Ok(());
-        };
-        let project_id: i64 = claimed.try_get("", "project_id")?;
-        let attempts: i32 = claimed.try_get("", "attempts")?;
-        let mut revision: i32 = claimed.try_get("", "revision")?;
-        let branches: String = claimed.try_get("", "branches")?;
-        let tags: String = claimed.try_get("", "tags")?;
-        let mut refs =
-            PendingRefs::from_json(&branches, &tags).map_err(|e| QueueError::BadRefs(item, e))?;
-        let mut scan_all: bool = claimed.try_get("", "scan_all")?;
-
-        let newer = txn
-            .query_one_raw(Statement::from_sql_and_values(
-                self.backend(),
-                "DELETE FROM queue_items WHERE project_id = $1 AND state = 'pending' \
-                 RETURNING id, branches, tags, scan_all, revision",
-                vec![project_id.into()],
-            ))
-            .await?;
-        let mut fresh_push = false;
-        if let Some(newer) = newer {
-            let newer_id: i64 = newer.try_get("", "id")?;
-            let branches: String = newer.try_get("", "branches")?;
-            let tags: String = newer.try_get("", "tags")?;
-            refs.merge(
-                PendingRefs::from_json(&branches, &tags)
-                    .map_err(|e| QueueError::BadRefs(newer_id, e))?,
-            );
-            revision = revision.max(newer.try_get("", "revision")?) + 1;
-            scan_all |= newer.try_get::<bool>("", "scan_all")?;
-            fresh_push = true;
-        }
-
-        let out_of_attempts = attempts >= self.tuning.max_attempts as i32;
-        // A push that arrived meanwhile is new work: it is queued even if this attempt was the
-        // last, and without waiting for a backoff.
-        let (state, delay_ms, attempts) = if fresh_push {
-            ("pending", 0, if out_of_attempts { 0 } else { attempts })
-        } else if out_of_attempts {
-            ("failed", 0, attempts)
-        } else if !backoff {
-            ("pending", 0, attempts)
-        } else {
-            let factor = 1u32 << (attempts.max(1) as u32 - 1).min(20);
-            let delay = self
-                .tuning
-                .backoff
-                .saturating_mul(factor)
-                .min(Duration::from_secs(3600));
-            ("pending", delay.as_millis() as i64, attempts)
-        };
-        txn.execute_raw(self.statement(
-            "UPDATE queue_items SET state = $1, available_at = {now} + $2, attempts = $3, \
-               revision = $4, branches = $5, tags = $6, last_error = $7, updated_at = {now}, \
-               scan_all = $9, finished_at = CASE WHEN $1 = 'failed' THEN {now} ELSE NULL END \
-             WHERE id = $8",
-            vec![
-                state.into(),
-                delay_ms.into(),
-                attempts.into(),
-                revision.into(),
-                refs.branches_json().into(),
-                refs.tags_json().into(),
-                error.into(),
-                item.into(),
-                scan_all.into(),
-            ],
-        ))
-        .await?;
-        txn.commit().await?;
-        self.announce().await;
-        Ok(())
     }
 }

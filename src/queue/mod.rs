@@ -7,6 +7,8 @@ mod claims;
 mod intake;
 mod operations;
 mod refs;
+mod requeue;
+mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::db::WriteGate;
 pub use claims::ClaimedItem;
 pub use operations::{QueueItemView, QueueListing};
 pub use refs::PendingRefs;
+pub use state::QueueState;
 
 /// How long a claim holds without a heartbeat, how often workers renew it, and the retry
 /// backoff. `Config::queue_tuning` makes it from the `[queue]` settings; tests shorten it.
@@ -62,6 +65,8 @@ pub enum QueueError {
     NotFound(i64),
     #[error("{0}")]
     Conflict(String),
+    #[error("queue_items: {0}")]
+    UnknownState(#[from] crate::names::UnknownName),
 }
 
 /// The database's clock in Unix milliseconds, as SQL. Queue timestamps come from the
@@ -81,7 +86,7 @@ pub struct Queue {
     tuning: QueueTuning,
     gate: WriteGate,
     /// SQLite's group-commit writer for webhook upserts, started on first use.
-    intake: Arc<std::sync::OnceLock<tokio::sync::mpsc::Sender<intake::Request>>>,
+    intake: Arc<std::sync::OnceLock<intake::IntakeWriter>>,
 }
 
 impl Queue {
@@ -146,19 +151,14 @@ impl Queue {
     ) -> Result<Option<Enqueued>, QueueError> {
         let queued = match self.backend() {
             DatabaseBackend::Sqlite => {
-                let (done, answer) = tokio::sync::oneshot::channel();
-                let request = intake::Request {
+                let upsert = intake::Upsert {
                     project_id,
                     refs: refs.clone(),
                     replay_key: replay_key.map(str::to_string),
-                    done,
                 };
-                let stopped = || QueueError::Db(DbErr::Custom("the intake writer stopped".into()));
-                self.intake_writer()
-                    .send(request)
-                    .await
-                    .map_err(|_| stopped())?;
-                answer.await.map_err(|_| stopped())??
+                self.intake_writer().submit(upsert).await.map_err(|_| {
+                    QueueError::Db(DbErr::Custom("the intake writer stopped".into()))
+                })??
             }
             // The upsert waits for row locks at most `commit_timeout`: the server gives up on
             // it, so an upsert whose webhook was already answered 503 cannot commit later.
@@ -182,7 +182,7 @@ impl Queue {
         Ok(queued)
     }
 
-    fn intake_writer(&self) -> &tokio::sync::mpsc::Sender<intake::Request> {
+    fn intake_writer(&self) -> &intake::IntakeWriter {
         self.intake.get_or_init(|| {
             intake::start(Queue {
                 intake: Arc::default(),
@@ -295,11 +295,10 @@ impl Queue {
             .await?;
         let mut counts = QueueCounts::default();
         for row in rows {
-            let state: String = row.try_get("", "state")?;
             let n: i64 = row.try_get("", "n")?;
-            match state.as_str() {
-                "pending" => counts.pending = n,
-                "running" => counts.running = n,
+            match QueueState::of_row(&row)? {
+                QueueState::Pending => counts.pending = n,
+                QueueState::Running => counts.running = n,
                 _ => counts.failed = n,
             }
         }

@@ -5,7 +5,8 @@
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
 
-use super::{Enqueued, PendingRefs, Queue, QueueError};
+use super::{Enqueued, PendingRefs, Queue, QueueError, QueueState};
+use crate::time::{from_millis, rfc3339_millis};
 
 /// One row of `GET /api/v1/queue`.
 #[derive(Debug, Clone, Serialize)]
@@ -14,7 +15,7 @@ pub struct QueueItemView {
     /// Place among pending items; null for running and failed ones.
     pub position: Option<i64>,
     pub project: String,
-    pub state: String,
+    pub state: QueueState,
     pub refs: PendingRefs,
     pub scan_all: bool,
     pub revision: i32,
@@ -52,10 +53,9 @@ pub struct QueueListing {
     pub items: Vec<QueueItemView>,
 }
 
-fn rfc3339(millis: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(millis)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// Queue times to the millisecond: claims, merges and acks often fall within one second.
+fn queue_time(millis: i64) -> String {
+    rfc3339_millis(from_millis(millis))
 }
 
 impl Queue {
@@ -77,10 +77,8 @@ impl Queue {
         let mut position = 0;
         for row in rows {
             let id: i64 = row.try_get("", "id")?;
-            let state: String = row.try_get("", "state")?;
-            let branches: String = row.try_get("", "branches")?;
-            let tags: String = row.try_get("", "tags")?;
-            let place = (state == "pending").then(|| {
+            let state = QueueState::of_row(&row)?;
+            let place = (state == QueueState::Pending).then(|| {
                 position += 1;
                 position
             });
@@ -89,19 +87,20 @@ impl Queue {
                 position: place,
                 project: row.try_get("", "project")?,
                 state,
-                refs: PendingRefs::from_json(&branches, &tags)
-                    .map_err(|e| QueueError::BadRefs(id, e))?,
+                refs: PendingRefs::of_row(&row, id)?,
                 scan_all: row.try_get("", "scan_all")?,
                 revision: row.try_get("", "revision")?,
                 attempts: row.try_get("", "attempts")?,
-                enqueued_at: rfc3339(row.try_get("", "enqueued_at")?),
-                updated_at: rfc3339(row.try_get("", "updated_at")?),
+                enqueued_at: queue_time(row.try_get("", "enqueued_at")?),
+                updated_at: queue_time(row.try_get("", "updated_at")?),
                 last_error: row.try_get("", "last_error")?,
                 lease_owner: row.try_get("", "lease_owner")?,
-                claimed_at: row.try_get::<Option<i64>>("", "claimed_at")?.map(rfc3339),
+                claimed_at: row
+                    .try_get::<Option<i64>>("", "claimed_at")?
+                    .map(queue_time),
                 lease_expires_at: row
                     .try_get::<Option<i64>>("", "lease_expires_at")?
-                    .map(rfc3339),
+                    .map(queue_time),
             });
         }
         Ok(QueueListing {
@@ -182,10 +181,7 @@ impl Queue {
             };
         };
         let project_id: i64 = failed.try_get("", "project_id")?;
-        let branches: String = failed.try_get("", "branches")?;
-        let tags: String = failed.try_get("", "tags")?;
-        let refs =
-            PendingRefs::from_json(&branches, &tags).map_err(|e| QueueError::BadRefs(id, e))?;
+        let refs = PendingRefs::of_row(&failed, id)?;
         let scan_all: bool = failed.try_get("", "scan_all")?;
         Ok(self
             .enqueue_with(conn, project_id, &refs, scan_all, None)
@@ -197,16 +193,13 @@ impl Queue {
         &self,
         conn: &C,
         id: i64,
-    ) -> Result<Option<String>, QueueError> {
+    ) -> Result<Option<QueueState>, QueueError> {
         let row = conn
             .query_one_raw(self.statement(
                 "SELECT state FROM queue_items WHERE id = $1",
                 vec![id.into()],
             ))
             .await?;
-        Ok(match row {
-            Some(row) => Some(row.try_get("", "state")?),
-            None => None,
-        })
+        row.as_ref().map(QueueState::of_row).transpose()
     }
 }

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use sea_orm::QueryResult;
 use serde::{Deserialize, Serialize};
+
+use super::QueueError;
 
 /// Branch → commit and tag → commit, as the hosts reported them (a commit may be empty when a
 /// host does not say). Merging: the later push wins per branch; tags accumulate.
@@ -32,10 +35,17 @@ impl PendingRefs {
         serde_json::to_string(&self.tags).expect("a string map serialises")
     }
 
-    pub fn from_json(branches: &str, tags: &str) -> Result<PendingRefs, serde_json::Error> {
-        Ok(PendingRefs {
-            branches: serde_json::from_str(branches)?,
-            tags: serde_json::from_str(tags)?,
-        })
+    /// The refs of queue item `item`, from the `branches` and `tags` columns of its row (the
+    /// one decode of them: claims, requeues, retries and the listing all read rows here).
+    pub(super) fn of_row(row: &QueryResult, item: i64) -> Result<PendingRefs, QueueError> {
+        let branches: String = row.try_get("", "branches")?;
+        let tags: String = row.try_get("", "tags")?;
+        let decode = || -> Result<PendingRefs, serde_json::Error> {
+            Ok(PendingRefs {
+                branches: serde_json::from_str(&branches)?,
+                tags: serde_json::from_str(&tags)?,
+            })
+        };
+        decode().map_err(|e| QueueError::BadRefs(item, e))
     }
 }

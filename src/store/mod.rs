@@ -1,43 +1,12 @@
 //! Artifact storage. Files are built beside their final place and renamed in, so a reader sees
 //! either the old file or the whole new one, never a half-written one.
 
+mod staging;
+
 use std::path::PathBuf;
 
-use crate::package::BuiltArchive;
-
-/// Archives are built under this prefix and renamed to their final name when complete.
-pub const TEMP_PREFIX: &str = ".building-";
-
-/// Where a build writes its files before they are published: a directory beside their final
-/// place (so the rename is atomic) and a name prefix. The worker's prefix names its claim,
-/// so the cleanup of one claim never touches another claim's files.
-#[derive(Debug, Clone)]
-pub struct Staging {
-    dir: PathBuf,
-    prefix: String,
-}
-
-impl Staging {
-    /// Stages in `dir` under the plain prefix (`baler package --out`).
-    pub fn in_dir(dir: PathBuf) -> Staging {
-        Staging {
-            dir,
-            prefix: TEMP_PREFIX.to_string(),
-        }
-    }
-
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
-    }
-
-    /// A new temporary file, removed when dropped unless it is persisted.
-    pub fn temp_file(&self) -> std::io::Result<tempfile::NamedTempFile> {
-        std::fs::create_dir_all(&self.dir)?;
-        tempfile::Builder::new()
-            .prefix(&self.prefix)
-            .tempfile_in(&self.dir)
-    }
-}
+use staging::TEMP_PREFIX;
+pub use staging::{StagedFile, Staging};
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
@@ -57,21 +26,18 @@ impl LocalStore {
 
     /// Where a job holding `claim` stages `project`'s files.
     pub fn staging(&self, project: &str, claim: &str) -> Staging {
-        Staging {
-            dir: self.project_dir(project),
-            prefix: format!("{TEMP_PREFIX}{claim}-"),
-        }
+        Staging::for_claim(self.project_dir(project), claim)
     }
 
-    /// Moves a built archive to its final name, replacing an older file of the same name.
-    pub fn publish(&self, project: &str, archive: BuiltArchive) -> std::io::Result<PathBuf> {
-        let dir = self.project_dir(project);
-        std::fs::create_dir_all(&dir)?;
-        let target = dir.join(&archive.name);
-        archive.file.persist(&target).map_err(|e| e.error)?;
-        // Make the rename itself durable before the database says the file exists.
-        std::fs::File::open(&dir)?.sync_all()?;
-        Ok(target)
+    /// Moves a file staged for `project` to its final `name`, replacing an older file of that
+    /// name; see [`StagedFile::commit`].
+    pub fn publish(&self, project: &str, name: &str, file: StagedFile) -> std::io::Result<PathBuf> {
+        debug_assert_eq!(
+            file.dir(),
+            self.project_dir(project),
+            "staged for {project}"
+        );
+        file.commit(name)
     }
 
     /// The path of a published file, if `name` is a plain file name.
@@ -98,7 +64,7 @@ impl LocalStore {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(TEMP_PREFIX) && !name.starts_with(&keep.prefix) {
+            if name.starts_with(TEMP_PREFIX) && !keep.holds(&name) {
                 match std::fs::remove_file(entry.path()) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                     _ => removed += 1,
@@ -116,5 +82,64 @@ impl LocalStore {
             },
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::LocalStore;
+
+    fn publish(store: &LocalStore, claim: &str, name: &str) -> std::path::PathBuf {
+        let staged = store.staging("widget", claim).stage().unwrap();
+        staged.writer().unwrap().write_all(name.as_bytes()).unwrap();
+        store.publish("widget", name, staged).unwrap()
+    }
+
+    /// A web server or an rsync mirror in front of `data_dir` can read what is published:
+    /// the file gets the mode any new file gets, not its temporary file's 0600.
+    #[cfg(unix)]
+    #[test]
+    fn a_published_file_is_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(root.path().join("files"));
+        let path = publish(&store, "claim", "widget-1.0.0.zip");
+        assert_eq!(
+            Some(path.clone()),
+            store.path_of("widget", "widget-1.0.0.zip")
+        );
+        let reference = root.path().join("reference");
+        std::fs::File::create(&reference).unwrap();
+        assert_eq!(mode(&path), mode(&reference) & 0o644);
+        if mode(&reference) & 0o044 == 0o044 {
+            assert_eq!(mode(&path) & 0o044, 0o044, "under the usual umask");
+        }
+    }
+
+    #[test]
+    fn cleanup_removes_only_other_claims_staged_files() {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(root.path().join("files"));
+        assert_eq!(
+            store
+                .remove_temp_files_except("widget", &store.staging("widget", "mine"))
+                .unwrap(),
+            0,
+            "no directory yet"
+        );
+        let published = publish(&store, "mine", "widget-1.0.0.zip");
+        let mine = store.staging("widget", "mine");
+        let own = mine.stage().unwrap();
+        // What a dead worker leaves: a staged file nobody drops.
+        let stalled_path = store.project_dir("widget").join(".building-stalled-x1y2z3");
+        std::fs::write(&stalled_path, b"half").unwrap();
+        assert_eq!(store.remove_temp_files_except("widget", &mine).unwrap(), 1);
+        assert!(!stalled_path.exists());
+        assert!(own.path().exists() && published.exists());
     }
 }

@@ -21,7 +21,7 @@ use crate::admin::{AdminError, FailureKind};
 use crate::deliveries::{self, DeliveryView, RefusalCountView};
 use crate::error::AppError;
 use crate::problems::{self, Problem};
-use crate::queue::QueueItemView;
+use crate::queue::{QueueItemView, QueueState};
 use crate::{projects, releases};
 
 /// How often the pages reload themselves, in seconds.
@@ -158,7 +158,7 @@ pub async fn queue(
     let audit = audit::recent(&state.db, AUDIT_SHOWN).await?;
     let auth_failures = throttle::recent_failures(&state.db, AUTH_FAILURES_SHOWN).await?;
     let problems = problems::recent(&state.db, PROBLEMS_SHOWN).await?;
-    let count = |state: &str| listing.items.iter().filter(|i| i.state == state).count();
+    let count = |state: QueueState| listing.items.iter().filter(|i| i.state == state).count();
     let page = QueuePage {
         actor: actor.to_string(),
         csrf: session.csrf(),
@@ -168,11 +168,11 @@ pub async fn queue(
         running: listing
             .items
             .iter()
-            .filter(|i| i.state == "running")
+            .filter(|i| i.state == QueueState::Running)
             .cloned()
             .collect(),
-        pending: count("pending"),
-        failed: count("failed"),
+        pending: count(QueueState::Pending),
+        failed: count(QueueState::Failed),
         items: listing.items,
         projects,
         problems,

@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::pages::Page;
 use super::session::AdminSession;
-use super::views::rfc3339;
 use crate::error::AppError;
 use crate::publish::composer::{Repository, Standing};
+use crate::time::rfc3339;
 
 /// One project as the page lists it.
 pub struct ProjectRow {

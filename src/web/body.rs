@@ -14,21 +14,14 @@ use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::intake::BodyRefusal;
+
 /// The largest body a host may send (GitHub caps deliveries at 25 MB).
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
 
 /// `Retry-After` for a full budget. Bodies are normally read in milliseconds, so a full budget
 /// is a burst or clients that stall, and `[http] body_idle_timeout_seconds` closes those.
 pub const FULL_RETRY_AFTER_SECONDS: u32 = 10;
-
-/// Why a body was not read.
-#[derive(Debug)]
-pub struct BodyRefusal {
-    pub status: StatusCode,
-    pub message: String,
-    /// Sent as `Retry-After` (a 503 for a full buffer).
-    pub retry_after_seconds: Option<u32>,
-}
 
 /// The webhook bytes all requests may hold in memory at once; cheap to clone (clones share it).
 #[derive(Clone)]

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::pages::find_public_project;
-use crate::error::AppError;
+use crate::error::{AppError, Missing};
 use crate::projects::{self, Project};
 use crate::publish::{atom, composer, drupal};
 use crate::releases::{self, ReleaseWithFiles};
@@ -80,7 +80,12 @@ pub async fn composer_metadata(
     Path((vendor, file)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let not_found = || AppError::NotFound(format!("no package {vendor}/{file}"));
+    let not_found = || {
+        AppError::from(Missing::Package {
+            vendor: vendor.clone(),
+            file: file.clone(),
+        })
+    };
     let stem = file.strip_suffix(".json").ok_or_else(not_found)?;
     let (package, dev) = match stem.strip_suffix("~dev") {
         Some(package) => (package, true),

@@ -17,7 +17,7 @@ use tower_http::services::ServeFile;
 use super::AppState;
 use super::pages::{find_project, find_public_project};
 use crate::config::ArchiveFormat;
-use crate::error::AppError;
+use crate::error::{AppError, Missing};
 use crate::releases::{self, ReleaseWithFiles};
 
 pub async fn download(
@@ -27,7 +27,12 @@ pub async fn download(
 ) -> Result<Response, AppError> {
     // A disabled project's files too: its releases are kept, and lock files still point here.
     let project = find_project(&state, &name).await?;
-    let not_found = || AppError::NotFound(format!("{name} has no file {file:?}"));
+    let not_found = || {
+        AppError::from(Missing::File {
+            project: name.clone(),
+            file: file.clone(),
+        })
+    };
     if let Some(archive) = file.strip_suffix(".sha256") {
         let (record, _) = releases::find_file(&state.db, project.id, archive)
             .await?
@@ -61,7 +66,10 @@ pub async fn download(
         .map_err(|e| AppError::Internal(anyhow::anyhow!("serving {}: {e}", path.display())))?;
     let (mut head, body) = served.into_parts();
     if head.status.is_success() || head.status == StatusCode::NOT_MODIFIED {
-        let content_type = ArchiveFormat::parse(&record.format)
+        let content_type = record
+            .format
+            .parse::<ArchiveFormat>()
+            .ok()
             .map(ArchiveFormat::content_type)
             .unwrap_or("application/octet-stream");
         let disposition =
@@ -94,7 +102,10 @@ pub async fn sha256sums(
     let project = find_public_project(&state, &name).await?;
     let ReleaseWithFiles { files, .. } = releases::find(&state.db, project.id, &version)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name} has no release {version:?}")))?;
+        .ok_or_else(|| Missing::Release {
+            project: name.clone(),
+            version: version.clone(),
+        })?;
     let lines: Vec<(&str, &str)> = files
         .iter()
         .map(|f| (f.sha256.as_str(), f.name.as_str()))

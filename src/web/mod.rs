@@ -36,11 +36,10 @@ pub struct AppState {
     pub tokens: crate::admin::AdminTokens,
     pub actions: crate::admin::AdminActions,
     pub sessions: session::Sessions,
-    pub deliveries: crate::deliveries::DeliveryLog,
-    pub projects: crate::projects::ProjectCache,
+    /// Webhook deliveries: what they change and how they are answered.
+    pub intake: crate::intake::Intake,
     pub http: Arc<crate::config::HttpLimits>,
     pub body_budget: body::BodyBudget,
-    pub refusals: crate::deliveries::RefusalBudget,
     pub auth_throttle: crate::admin::AuthThrottle,
 }
 
@@ -61,11 +60,9 @@ impl AppState {
             tokens: crate::admin::AdminTokens::new(db.clone(), config.admin_token.as_deref()),
             actions: crate::admin::AdminActions::new(db.clone(), queue.clone()),
             sessions: session::Sessions::new(&session_key, public_url.starts_with("https://"))?,
-            deliveries: crate::deliveries::DeliveryLog::start(db.clone(), queue.write_gate()),
-            projects: crate::projects::ProjectCache::new(std::time::Duration::from_secs(2)),
+            intake: crate::intake::Intake::new(db.clone(), queue.clone(), &config.http),
             http: Arc::new(config.http.clone()),
             body_budget: body::BodyBudget::new(config.http.webhook_buffer_bytes),
-            refusals: crate::deliveries::RefusalBudget::new(config.http.kept_refusals_per_hour),
             auth_throttle: crate::admin::AuthThrottle::new(
                 db.clone(),
                 queue.write_gate(),

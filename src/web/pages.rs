@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
 use super::views::{ProjectView, ReleaseView, human_size};
-use crate::error::AppError;
+use crate::error::{AppError, Missing};
 use crate::projects::{self, Project};
 use crate::publish::composer::{Entry, Repository};
 use crate::queue::QueueCounts;
@@ -60,7 +60,7 @@ pub struct ProjectPage {
 }
 
 fn no_project(name: &str) -> AppError {
-    AppError::NotFound(format!("no project named {name:?}"))
+    Missing::Project(name.to_string()).into()
 }
 
 /// The enabled project called `name`, for public pages, the API and feeds.
@@ -129,7 +129,12 @@ async fn release_of(
 ) -> Result<ReleaseWithFiles, AppError> {
     releases::find(&state.db, project.id, version)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("{} has no release {version:?}", project.name)))
+        .ok_or_else(|| {
+            AppError::from(Missing::Release {
+                project: project.name.clone(),
+                version: version.to_string(),
+            })
+        })
 }
 
 /// One release of an enabled project as the public sees it, unpublished or not.

@@ -1,4 +1,4 @@
-//! Every route in one place.
+//! Every route in one place, grouped by who asks.
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -13,34 +13,72 @@ pub const MAX_FORM_BODY: usize = 64 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        // The handler reads the body itself, with its own limit, so that a refusal for size
-        // is logged like any other.
-        .route(
-            "/hooks/{project}",
-            post(hooks::receive).layer(DefaultBodyLimit::disable()),
-        )
+        .merge(webhook_routes())
+        .merge(page_routes())
+        .merge(download_routes())
+        .merge(feed_routes())
+        .merge(public_api_routes())
+        .merge(admin_api_routes())
+        .merge(admin_page_routes())
+        .merge(operator_routes())
+        // Everything but the webhook (which reads its body under its own limits) takes small
+        // bodies only: forms and JSON actions. The login form is open to anyone, so without
+        // this a stranger could make it buffer axum's default of 2 MiB per connection.
+        .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Repository hosts.
+fn webhook_routes() -> Router<AppState> {
+    // The handler reads the body itself, with its own limit, so that a refusal for size is
+    // logged like any other.
+    Router::new().route(
+        "/hooks/{project}",
+        post(hooks::receive).layer(DefaultBodyLimit::disable()),
+    )
+}
+
+/// Maintainers' pages.
+fn page_routes() -> Router<AppState> {
+    Router::new()
         .route("/", get(pages::index))
         .route("/projects/{project}", get(pages::project))
         .route(
             "/projects/{project}/releases/{version}",
             get(pages::release),
         )
+}
+
+/// Consumers: archives and their checksums.
+fn download_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/projects/{project}/releases/{version}/SHA256SUMS",
             get(files::sha256sums),
         )
+        .route("/files/{project}/{file}", get(files::download))
+}
+
+/// Feeds: Atom, Drupal update status, the Composer repository.
+fn feed_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/projects/{project}/releases.atom",
             get(feeds::project_atom),
         )
         .route("/releases.atom", get(feeds::all_atom))
-        .route("/files/{project}/{file}", get(files::download))
         .route(
             "/release-history/{project}/{api}",
             get(feeds::release_history),
         )
         .route("/packages.json", get(feeds::composer_root))
         .route("/p2/{vendor}/{file}", get(feeds::composer_metadata))
+}
+
+/// The JSON API anyone may read.
+fn public_api_routes() -> Router<AppState> {
+    Router::new()
         .route("/api/v1/projects", get(api::projects))
         .route("/api/v1/projects/{project}", get(api::project))
         .route("/api/v1/projects/{project}/releases", get(api::releases))
@@ -49,6 +87,11 @@ pub fn router(state: AppState) -> Router {
             get(api::release),
         )
         .route("/api/v1/status", get(api::status))
+}
+
+/// The admin API (Bearer tokens).
+fn admin_api_routes() -> Router<AppState> {
+    Router::new()
         .route("/api/v1/queue", get(queue_api::list))
         .route("/api/v1/queue/pause", post(queue_api::pause))
         .route("/api/v1/queue/resume", post(queue_api::resume))
@@ -69,6 +112,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/projects/{project}/releases/{version}/log",
             get(queue_api::release_log),
         )
+}
+
+/// The admin pages (a session cookie; forms carry a CSRF token).
+fn admin_page_routes() -> Router<AppState> {
+    Router::new()
         .route("/admin", get(admin::home))
         .route("/admin/login", get(admin::login_form).post(admin::login))
         .route("/admin/logout", post(admin::logout))
@@ -86,14 +134,13 @@ pub fn router(state: AppState) -> Router {
             "/admin/projects/{project}/releases/{version}",
             get(admin::release),
         )
+}
+
+/// Operators: liveness and readiness.
+fn operator_routes() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        // Everything but the webhook (which reads its body under its own limits) takes small
-        // bodies only: forms and JSON actions. The login form is open to anyone, so without
-        // this a stranger could make it buffer axum's default of 2 MiB per connection.
-        .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// Ready when the database answers.

@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::PublicUrl;
 use crate::publish::composer::Entry;
 use crate::releases::{ReleaseNotes, ReleaseWithFiles, public_log};
+use crate::time::{from_seconds, rfc3339};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FileView {
@@ -60,10 +61,7 @@ impl ReleaseView {
             kind: r.release.kind.clone(),
             ref_name: r.release.ref_name.clone(),
             commit: r.release.commit.clone(),
-            created_at: r
-                .release
-                .created_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            created_at: rfc3339(r.release.created_at),
             files: r
                 .files
                 .iter()
@@ -78,27 +76,19 @@ impl ReleaseView {
                 })
                 .collect(),
             status: r.release.status.clone(),
-            date: chrono::DateTime::from_timestamp(r.release.commit_time, 0)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            date: rfc3339(from_seconds(r.release.commit_time)),
             page: public_url.release(project, &r.release.version),
             sha256sums: format!(
                 "{}/SHA256SUMS",
                 public_url.release(project, &r.release.version)
             ),
             notes: ReleaseNotes::of(&r.release),
-            commit_date: chrono::DateTime::from_timestamp(r.release.commit_time, 0)
-                .unwrap_or_default()
+            commit_date: from_seconds(r.release.commit_time)
                 .format("%Y-%m-%d %H:%M UTC")
                 .to_string(),
             build_log: public_log(&r.release.build_log),
         }
     }
-}
-
-/// A time as pages show it: RFC 3339 to the second.
-pub fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// `1234567` → `1.2 MiB`.

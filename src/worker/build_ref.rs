@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::time::Instant;
 
 use super::build_log::BuildLog;
-use super::plan::{Build, Released, Step};
+use super::plan::{Build, Released, Step, ref_noun};
 use crate::git::{GitError, Mirror};
 use crate::package::{BuiltArchive, PackageError, PackageSpec, ReleaseKind};
 use crate::projects::Project;
@@ -22,13 +22,13 @@ pub(super) struct Built {
     pub notes: ReleaseNotes,
 }
 
-/// Builds one ref's archives, notes and log.
+/// Builds one ref's archives, notes and log. The release's log starts with the job's lines.
 pub(super) fn package(
     mirror: &Mirror,
     project: &Project,
     build: &Build,
     staging: &Staging,
-    tags: &[(String, LineVersion, String)],
+    tags: &[TagRelease],
     job_log: &BuildLog,
 ) -> Result<Built, PackageError> {
     let started = Instant::now();
@@ -41,38 +41,8 @@ pub(super) fn package(
     let archives = crate::package::build_archives(mirror, &build.commit, &spec, staging, &|_| {})?;
     let mut log = job_log.clone();
     let composer_json = composer_manifest(mirror, &build.commit.id, &mut log)?;
-    let since = previous_release(tags, &build.version.version);
-    let (commits, total) = mirror.log_between(
-        since.map(|(_, c)| c.as_str()),
-        &build.commit.id,
-        ReleaseNotes::LIMIT,
-    )?;
-    let notes = ReleaseNotes {
-        since: since.map(|(v, _)| v.clone()),
-        more: total - commits.len(),
-        commits,
-    };
-    log.line(format_args!(
-        "{} {} at {} ({})",
-        if build.kind == ReleaseKind::Tag {
-            "tag"
-        } else {
-            "branch"
-        },
-        build.name,
-        build.commit.id,
-        build.commit.summary
-    ));
-    for archive in &archives {
-        log.line(format_args!(
-            "wrote {} ({} bytes, sha256 {})",
-            archive.name, archive.checksums.size, archive.checksums.sha256
-        ));
-    }
-    log.line(format_args!(
-        "packaged in {} ms",
-        started.elapsed().as_millis()
-    ));
+    let notes = release_notes(mirror, tags, build)?;
+    log_packaged(&mut log, build, &archives, started);
     Ok(Built {
         build: build.clone(),
         archives,
@@ -82,12 +52,39 @@ pub(super) fn package(
     })
 }
 
-/// Every tag release by version with its commit: those recorded, and those this job is about
-/// to build (so a release's notes start at the right tag even when several arrive at once).
-pub(super) fn tag_releases(
-    released: &[Released],
-    steps: &[Step],
-) -> Vec<(String, LineVersion, String)> {
+/// The build log's account of one ref: what it was built from, each file and the time taken.
+fn log_packaged(log: &mut BuildLog, build: &Build, archives: &[BuiltArchive], started: Instant) {
+    log.line(format_args!(
+        "{} {} at {} ({})",
+        ref_noun(build.kind),
+        build.name,
+        build.commit.id,
+        build.commit.summary
+    ));
+    for archive in archives {
+        log.line(format_args!(
+            "wrote {} ({} bytes, sha256 {})",
+            archive.name, archive.checksums.size, archive.checksums.sha256
+        ));
+    }
+    log.line(format_args!(
+        "packaged in {} ms",
+        started.elapsed().as_millis()
+    ));
+}
+
+/// A tag release, recorded or about to be built: where another release's notes may start.
+pub(super) struct TagRelease {
+    version: String,
+    /// The version read as a release line, to order tags and tell which line each is on.
+    line: LineVersion,
+    commit: String,
+}
+
+/// Every tag release by version with its commit, newest first: those recorded, and those this
+/// job is about to build (so a release's notes start at the right tag even when several
+/// arrive at once).
+pub(super) fn tag_releases(released: &[Released], steps: &[Step]) -> Vec<TagRelease> {
     let recorded = released
         .iter()
         .filter(|r| r.published && r.kind == ReleaseKind::Tag)
@@ -98,41 +95,59 @@ pub(super) fn tag_releases(
         }
         _ => None,
     });
-    let mut tags: Vec<(String, LineVersion, String)> = recorded
+    let mut tags: Vec<TagRelease> = recorded
         .chain(coming)
         .filter_map(|(version, commit)| {
             let line = LineVersion::parse(&version).filter(|l| !l.dev)?;
-            Some((version, line, commit))
+            Some(TagRelease {
+                version,
+                line,
+                commit,
+            })
         })
         .collect();
-    tags.sort_by(|a, b| a.1.newest_first(&b.1));
-    tags.dedup_by(|a, b| a.0 == b.0);
+    tags.sort_by(|a, b| a.line.newest_first(&b.line));
+    tags.dedup_by(|a, b| a.version == b.version);
     tags
+}
+
+/// The commits since the previous release (at most [`ReleaseNotes::LIMIT`], and how many more).
+fn release_notes(
+    mirror: &Mirror,
+    tags: &[TagRelease],
+    build: &Build,
+) -> Result<ReleaseNotes, GitError> {
+    let since = previous_release(tags, &build.version.version);
+    let (commits, total) = mirror.log_between(
+        since.map(|tag| tag.commit.as_str()),
+        &build.commit.id,
+        ReleaseNotes::LIMIT,
+    )?;
+    Ok(ReleaseNotes {
+        since: since.map(|tag| tag.version.clone()),
+        more: total - commits.len(),
+        commits,
+    })
 }
 
 /// The release whose commits a new release's notes start after: the newest older tag of the
 /// same line (`8.x-1.`, `2.0.`), else the newest older tag of any line. A dev snapshot starts
 /// after the newest tag of its line. `None` for a project's first release.
-fn previous_release<'t>(
-    tags: &'t [(String, LineVersion, String)],
-    version: &str,
-) -> Option<(&'t String, &'t String)> {
+fn previous_release<'t>(tags: &'t [TagRelease], version: &str) -> Option<&'t TagRelease> {
     let line = LineVersion::parse(version);
-    let older: Vec<&(String, LineVersion, String)> = tags
+    let older: Vec<&TagRelease> = tags
         .iter()
-        .filter(|(v, tag, _)| {
-            v != version
+        .filter(|tag| {
+            tag.version != version
                 && line
                     .as_ref()
-                    .is_none_or(|l| l.dev || tag.newest_first(l) == Ordering::Greater)
+                    .is_none_or(|l| l.dev || tag.line.newest_first(l) == Ordering::Greater)
         })
         .collect();
     let same_line = older
         .iter()
-        .find(|(_, tag, _)| line.as_ref().is_some_and(|l| l.holds(tag)));
-    same_line
-        .or(older.first())
-        .map(|(v, _, commit)| (v, commit))
+        .find(|tag| line.as_ref().is_some_and(|l| l.holds(&tag.line)));
+    same_line.or(older.first()).copied()
 }
 
 /// The release's `composer.json`, re-serialised compactly, when it holds a JSON object. A
@@ -158,5 +173,74 @@ fn composer_manifest(
             ));
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::CommitInfo;
+    use crate::package::ReleaseVersion;
+
+    fn recorded(version: &str, kind: ReleaseKind, commit: &str, published: bool) -> Released {
+        Released {
+            version: version.into(),
+            kind,
+            ref_name: version.into(),
+            commit: commit.into(),
+            published,
+        }
+    }
+
+    fn coming(tag: &str, commit: &str) -> Step {
+        Step::Build(Build {
+            kind: ReleaseKind::Tag,
+            name: tag.into(),
+            version: ReleaseVersion::from_tag(tag).unwrap(),
+            commit: CommitInfo {
+                id: commit.into(),
+                time: 1,
+                summary: "s".into(),
+            },
+            is_new: true,
+        })
+    }
+
+    fn since(tags: &[TagRelease], version: &str) -> Option<String> {
+        previous_release(tags, version).map(|tag| format!("{}@{}", tag.version, tag.commit))
+    }
+
+    #[test]
+    fn tag_releases_are_the_published_and_the_coming_tags_newest_first() {
+        let released = [
+            recorded("1.5.0", ReleaseKind::Tag, "c150", true),
+            recorded("2.0.0", ReleaseKind::Tag, "c200", true),
+            recorded("0.9.0", ReleaseKind::Tag, "c090", false),
+            recorded("main-dev", ReleaseKind::Dev, "cmain", true),
+        ];
+        let steps = [coming("v2.0.1", "c201"), coming("2.0.0", "c200")];
+        let versions: Vec<String> = tag_releases(&released, &steps)
+            .into_iter()
+            .map(|tag| tag.version)
+            .collect();
+        assert_eq!(versions, ["2.0.1", "2.0.0", "1.5.0"]);
+    }
+
+    #[test]
+    fn notes_start_at_the_newest_older_tag_of_the_same_line() {
+        let released = [
+            recorded("1.5.0", ReleaseKind::Tag, "c150", true),
+            recorded("2.0.0", ReleaseKind::Tag, "c200", true),
+            recorded("2.0.1", ReleaseKind::Tag, "c201", true),
+        ];
+        let tags = tag_releases(&released, &[]);
+        assert_eq!(since(&tags, "2.0.2").as_deref(), Some("2.0.1@c201"));
+        assert_eq!(since(&tags, "1.5.1").as_deref(), Some("1.5.0@c150"));
+        // No older tag on its line: the newest older tag of any line.
+        assert_eq!(since(&tags, "2.1.0").as_deref(), Some("2.0.1@c201"));
+        assert_eq!(since(&tags, "2.0.x-dev").as_deref(), Some("2.0.1@c201"));
+        assert_eq!(since(&tags, "main-dev").as_deref(), Some("2.0.1@c201"));
+        assert_eq!(since(&tags, "1.0.0"), None);
+        assert_eq!(since(&[], "1.0.0"), None);
     }
 }

@@ -2,7 +2,10 @@
 
 mod build_log;
 mod build_ref;
+mod carry_out;
+mod error;
 pub mod plan;
+mod refs;
 pub mod release_job;
 
 use std::collections::HashMap;

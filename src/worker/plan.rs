@@ -49,11 +49,9 @@ impl ResolvedRef {
         full_name(self.kind, &self.name)
     }
 
+    /// `tag "v1.0"`, `branch "main"`: how build logs and reasons name the ref.
     fn describe(&self) -> String {
-        match self.kind {
-            ReleaseKind::Tag => format!("tag {:?}", self.name),
-            ReleaseKind::Dev => format!("branch {:?}", self.name),
-        }
+        format!("{} {:?}", ref_noun(self.kind), self.name)
     }
 }
 
@@ -61,6 +59,14 @@ pub fn full_name(kind: ReleaseKind, name: &str) -> String {
     match kind {
         ReleaseKind::Tag => format!("refs/tags/{name}"),
         ReleaseKind::Dev => format!("refs/heads/{name}"),
+    }
+}
+
+/// What a release of `kind` is built from, in words: `tag` or `branch`.
+pub fn ref_noun(kind: ReleaseKind) -> &'static str {
+    match kind {
+        ReleaseKind::Tag => "tag",
+        ReleaseKind::Dev => "branch",
     }
 }
 
@@ -110,85 +116,122 @@ pub enum Step {
     Note(String),
 }
 
-/// Decides each ref. `problems` maps a ref's full name to the commit it failed at; such a ref
-/// is skipped while it stays there, unless `retry_problems` (an admin's rebuild).
+/// Decides each ref, in order. `problems` maps a ref's full name to the commit it failed at;
+/// such a ref is skipped while it stays there, unless `retry_problems` (an admin's rebuild).
 pub fn plan(
     released: &[Released],
     problems: &HashMap<String, String>,
     refs: &[ResolvedRef],
     retry_problems: bool,
 ) -> Vec<Step> {
-    let mut steps = Vec::new();
-    let mut versions: HashMap<String, String> = HashMap::new();
+    let mut planner = Planner {
+        released,
+        problems,
+        retry_problems,
+        claimed_versions: HashMap::new(),
+        steps: Vec::new(),
+    };
     for r in refs {
-        let full = r.full_name();
-        let failed_at = problems.get(&full);
-        let fail = |commit: &str, reason: String| {
-            if failed_at.is_some_and(|c| c == commit) && !retry_problems {
-                // The reason is for admins (`/problems`); a public log only names the ref.
-                Step::Note(format!(
-                    "{} failed before at this commit; it is tried again when it moves",
-                    r.describe()
-                ))
-            } else {
-                Step::Fail(Failure {
-                    ref_name: full.clone(),
-                    commit: commit.to_string(),
-                    reason,
-                })
-            }
-        };
-        let commit = match &r.target {
-            Target::Missing => {
-                if failed_at.is_some() {
-                    steps.push(Step::ClearProblem {
-                        ref_name: full.clone(),
-                    });
-                }
-                let gone: Vec<&Released> = released
-                    .iter()
-                    .filter(|x| x.kind == r.kind && x.ref_name == r.name && x.published)
-                    .collect();
-                for release in &gone {
-                    steps.push(Step::Unpublish {
-                        version: release.version.clone(),
-                    });
-                }
-                if r.queued || !gone.is_empty() {
-                    steps.push(Step::Note(format!(
-                        "{} is not in the repository; nothing to release",
-                        r.describe()
-                    )));
-                }
-                continue;
-            }
+        planner.decide(r);
+    }
+    planner.steps
+}
+
+/// One job's decisions so far, and what they are made from.
+struct Planner<'a> {
+    released: &'a [Released],
+    problems: &'a HashMap<String, String>,
+    retry_problems: bool,
+    /// Each version a ref of this job already builds, with that ref (`tag "1.0"`).
+    claimed_versions: HashMap<String, String>,
+    steps: Vec<Step>,
+}
+
+impl Planner<'_> {
+    fn decide(&mut self, r: &ResolvedRef) {
+        match &r.target {
+            Target::Missing => self.gone(r),
             Target::NotACommit { kind, id } => {
                 let reason = format!("{} points at a {kind}, not a commit", r.describe());
                 // Found by the scan, such a tag (git.git's `junio-gpg-pub`) is simply not a
                 // release; named by a push, it is the push's problem to show.
-                steps.push(if r.queued {
-                    fail(id, reason)
+                let step = if r.queued {
+                    self.fail(r, id, reason)
                 } else {
                     Step::Note(format!("skipped: {reason}"))
-                });
-                continue;
+                };
+                self.steps.push(step);
             }
             Target::Unreadable(error) => {
-                steps.push(fail(
-                    "",
-                    format!("{} cannot be read: {error}", r.describe()),
-                ));
-                continue;
+                let reason = format!("{} cannot be read: {error}", r.describe());
+                let step = self.fail(r, "", reason);
+                self.steps.push(step);
             }
-            Target::Commit(commit) => commit,
-        };
-        if failed_at.is_some_and(|c| *c == commit.id) && !retry_problems {
-            steps.push(Step::Note(format!(
+            Target::Commit(commit) => self.at_commit(r, commit),
+        }
+    }
+
+    /// The commit `r` failed at in an earlier job, if it did.
+    fn failed_at(&self, r: &ResolvedRef) -> Option<&str> {
+        self.problems.get(&r.full_name()).map(String::as_str)
+    }
+
+    /// `r` failed before at `commit` and waits for the ref to move (a rebuild tries it anyway).
+    fn waits_at(&self, r: &ResolvedRef, commit: &str) -> bool {
+        !self.retry_problems && self.failed_at(r) == Some(commit)
+    }
+
+    /// `r` fails at `commit`: a problem to record, or only a note when it failed there before.
+    fn fail(&self, r: &ResolvedRef, commit: &str, reason: String) -> Step {
+        if self.waits_at(r, commit) {
+            // The reason is for admins (`/problems`); a public log only names the ref.
+            Step::Note(format!(
+                "{} failed before at this commit; it is tried again when it moves",
+                r.describe()
+            ))
+        } else {
+            Step::Fail(Failure {
+                ref_name: r.full_name(),
+                commit: commit.to_string(),
+                reason,
+            })
+        }
+    }
+
+    /// A ref gone from the repository: its problem no longer holds, and its published
+    /// releases are unpublished.
+    fn gone(&mut self, r: &ResolvedRef) {
+        if self.failed_at(r).is_some() {
+            self.steps.push(Step::ClearProblem {
+                ref_name: r.full_name(),
+            });
+        }
+        let gone: Vec<String> = self
+            .released
+            .iter()
+            .filter(|x| x.kind == r.kind && x.ref_name == r.name && x.published)
+            .map(|release| release.version.clone())
+            .collect();
+        let had_releases = !gone.is_empty();
+        self.steps
+            .extend(gone.into_iter().map(|version| Step::Unpublish { version }));
+        if r.queued || had_releases {
+            self.steps.push(Step::Note(format!(
+                "{} is not in the repository; nothing to release",
+                r.describe()
+            )));
+        }
+    }
+
+    /// A ref at a commit: named as a version, then weighed against the project's releases.
+    fn at_commit(&mut self, r: &ResolvedRef, commit: &CommitInfo) {
+        if self.waits_at(r, &commit.id) {
+            self.steps.push(Step::Note(format!(
                 "{} failed before at {}; it is tried again when it moves",
                 r.describe(),
                 commit.id
             )));
-            continue;
+            return;
         }
         let version = match r.kind {
             ReleaseKind::Tag => ReleaseVersion::from_tag(&r.name),
@@ -197,67 +240,75 @@ pub fn plan(
         let version = match version {
             Ok(version) => version,
             Err(e) => {
-                steps.push(fail(&commit.id, e.to_string()));
-                continue;
+                let step = self.fail(r, &commit.id, e.to_string());
+                self.steps.push(step);
+                return;
             }
         };
+        if let Some(reason) = self.version_refused(r, &version) {
+            let step = self.fail(r, &commit.id, reason);
+            self.steps.push(step);
+            return;
+        }
+        self.claimed_versions
+            .insert(version.version.clone(), r.describe());
+        self.against_release(r, commit, version);
+    }
+
+    /// Why `r` may not be released as `version` in this job, if it may not.
+    fn version_refused(&self, r: &ResolvedRef, version: &ReleaseVersion) -> Option<String> {
         if r.kind == ReleaseKind::Tag
             && let Some(branch) = version.version.strip_suffix("-dev")
         {
-            steps.push(fail(
-                &commit.id,
-                format!(
-                    "tag {:?} would be version {}, the name of branch {branch:?}'s dev snapshot; \
-                     versions ending in -dev are kept for dev snapshots",
-                    r.name, version.version
-                ),
+            return Some(format!(
+                "tag {:?} would be version {}, the name of branch {branch:?}'s dev snapshot; \
+                 versions ending in -dev are kept for dev snapshots",
+                r.name, version.version
             ));
-            continue;
         }
         // Two refs of one job may name one version (`v1.0` and `1.0`): the first one builds,
         // the second fails, so a job never writes one version's files twice.
-        if let Some(first) = versions.get(&version.version) {
-            steps.push(fail(
-                &commit.id,
-                format!(
-                    "version {} is also the version of {first} in this job; a version has one ref",
-                    version.version
-                ),
-            ));
-            continue;
-        }
-        versions.insert(version.version.clone(), r.describe());
+        self.claimed_versions.get(&version.version).map(|first| {
+            format!(
+                "version {} is also the version of {first} in this job; a version has one ref",
+                version.version
+            )
+        })
+    }
+
+    /// A ref whose version is its own in this job, against the project's release of that
+    /// version, if there is one: build, republish, keep, or fail.
+    fn against_release(&mut self, r: &ResolvedRef, commit: &CommitInfo, version: ReleaseVersion) {
+        let released = self.released;
         let existing = released.iter().find(|x| x.version == version.version);
         let step = match existing {
-            Some(done) if done.kind != r.kind => fail(
+            Some(done) if done.kind != r.kind => self.fail(
+                r,
                 &commit.id,
                 format!(
                     "version {} is already the {} release of {} {:?}; a tag release and a dev \
                      snapshot never share a version",
                     version.version,
                     done.kind.as_str(),
-                    if done.kind == ReleaseKind::Tag {
-                        "tag"
-                    } else {
-                        "branch"
-                    },
+                    ref_noun(done.kind),
                     done.ref_name
                 ),
             ),
             Some(done) if done.commit == commit.id => {
-                if failed_at.is_some() {
-                    steps.push(Step::ClearProblem {
-                        ref_name: full.clone(),
+                if self.failed_at(r).is_some() {
+                    self.steps.push(Step::ClearProblem {
+                        ref_name: r.full_name(),
                     });
                 }
                 if done.published {
-                    continue;
+                    return;
                 }
                 Step::Republish {
-                    version: version.version.clone(),
+                    version: version.version,
                 }
             }
-            Some(done) if r.kind == ReleaseKind::Tag => fail(
+            Some(done) if r.kind == ReleaseKind::Tag => self.fail(
+                r,
                 &commit.id,
                 format!(
                     "tag {:?} moved from {} to {}; its published release never changes, so it is kept",
@@ -272,9 +323,8 @@ pub fn plan(
                 commit: commit.clone(),
             }),
         };
-        steps.push(step);
+        self.steps.push(step);
     }
-    steps
 }
 
 #[cfg(test)]
@@ -451,5 +501,75 @@ mod tests {
         let have = [released("1.0", ReleaseKind::Tag, "v1.0", "a")];
         let steps = plan(&have, &HashMap::new(), &[tag("v1.0", "a")], false);
         assert!(steps.is_empty(), "{steps:?}");
+    }
+
+    /// Each step in a word or two, to assert the order of a plan.
+    fn outline(steps: &[Step]) -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| match s {
+                Step::Build(b) => format!("build {}", b.version.version),
+                Step::Republish { version } => format!("+{version}"),
+                Step::Unpublish { version } => format!("-{version}"),
+                Step::Fail(f) => format!("fail {}", f.ref_name),
+                Step::ClearProblem { ref_name } => format!("clear {ref_name}"),
+                Step::Note(_) => "note".to_string(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_gone_ref_clears_its_problem_and_unpublishes_its_release() {
+        let problems = HashMap::from([("refs/tags/v1.0".to_string(), "a".to_string())]);
+        let have = [released("1.0", ReleaseKind::Tag, "v1.0", "a")];
+        let refs = [at(ReleaseKind::Tag, "v1.0", false, Target::Missing)];
+        let steps = plan(&have, &problems, &refs, false);
+        assert_eq!(outline(&steps), ["clear refs/tags/v1.0", "-1.0", "note"]);
+    }
+
+    #[test]
+    fn a_scanned_ref_gone_without_releases_says_nothing() {
+        let refs = [at(ReleaseKind::Dev, "old", false, Target::Missing)];
+        assert!(plan(&[], &HashMap::new(), &refs, false).is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_ref_fails_alone() {
+        let refs = [
+            at(
+                ReleaseKind::Tag,
+                "v1.0",
+                false,
+                Target::Unreadable("object not found".into()),
+            ),
+            tag("v2.0", "b"),
+        ];
+        let steps = plan(&[], &HashMap::new(), &refs, false);
+        assert_eq!(outline(&steps), ["fail refs/tags/v1.0", "build 2.0"]);
+        let failed = failures(&steps);
+        assert_eq!(failed[0].commit, "");
+        assert!(
+            failed[0]
+                .reason
+                .contains("cannot be read: object not found")
+        );
+    }
+
+    #[test]
+    fn a_released_ref_back_from_its_problem_only_clears_it() {
+        let problems = HashMap::from([("refs/tags/v1.0".to_string(), "x".to_string())]);
+        let have = [released("1.0", ReleaseKind::Tag, "v1.0", "a")];
+        let steps = plan(&have, &problems, &[tag("v1.0", "a")], false);
+        assert_eq!(outline(&steps), ["clear refs/tags/v1.0"]);
+    }
+
+    #[test]
+    fn a_rebuild_of_a_failed_ref_fails_it_again_as_a_problem() {
+        let problems = HashMap::from([("refs/tags/v1.0-dev".to_string(), "a".to_string())]);
+        let refs = [tag("v1.0-dev", "a")];
+        let waiting = plan(&[], &problems, &refs, false);
+        assert_eq!(outline(&waiting), ["note"]);
+        let rebuild = plan(&[], &problems, &refs, true);
+        assert_eq!(outline(&rebuild), ["fail refs/tags/v1.0-dev"]);
     }
 }

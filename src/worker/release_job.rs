@@ -1,6 +1,7 @@
 //! The release job: bring the project's mirror up to date (in a child process with a time
 //! limit), resolve each ref, let [`plan`](super::plan) decide what each one needs, build each
-//! ref alone, then carry every decision out behind the claim's fence.
+//! ref alone, then carry every decision out behind the claim's fence
+//! ([`carry_out`](super::carry_out)).
 //!
 //! - A ref that cannot be resolved, named or packaged fails by itself, as a problem; the job
 //!   goes on. Transient errors (network, disk, database) fail the job, and the queue retries.
@@ -9,61 +10,26 @@
 //! - Idempotent: a ref already released at its commit is skipped, so a retry never
 //!   duplicates a release.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use apalis::prelude::Data;
-use sea_orm::{DatabaseTransaction, DbErr};
+use tokio::sync::mpsc;
 use tracing::instrument;
 
 use super::JobContext;
 use super::build_log::BuildLog;
-use super::build_ref::{Built, package, tag_releases};
-use super::plan::{self, Failure, Released, ResolvedRef, Step, Target};
-use crate::git::{self, FetchRequest, GitError, Mirror, RefTarget};
-use crate::package::{PackageError, ReleaseKind};
+use super::build_ref::{TagRelease, package, tag_releases};
+use super::carry_out::{Decision, carry_out, fenced};
+pub use super::error::ReleaseError;
+use super::plan::{self, Build, Failure, Released, Step};
+use super::refs::resolve_refs;
+use crate::git::{self, FetchRequest, GitError, Mirror};
 use crate::projects::{self, Project};
 use crate::queue::ClaimedItem;
 use crate::queue::backend::Lease;
-use crate::releases::{self, NewFile, NewRelease};
+use crate::releases;
 use crate::store::Staging;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReleaseError {
-    #[error("project {0} no longer exists")]
-    ProjectGone(i64),
-    #[error("database: {0}")]
-    Db(#[from] DbErr),
-    #[error("queue: {0}")]
-    Queue(#[from] crate::queue::QueueError),
-    #[error("fetching {repo}: {source}")]
-    Fetch { repo: String, source: GitError },
-    #[error("{version}: {source}")]
-    Package {
-        version: String,
-        source: PackageError,
-    },
-    #[error("storing {file}: {source}")]
-    Store {
-        file: String,
-        source: std::io::Error,
-    },
-    #[error("the claim was handed to another worker; this job writes nothing more")]
-    ClaimLost,
-    #[error("version {0} is already a release that this build may not replace")]
-    VersionTaken(String),
-    #[error("the packaging thread stopped: {0}")]
-    Join(#[from] tokio::task::JoinError),
-}
-
-/// What the blocking part decided and built, in plan order.
-enum Done {
-    Built(Box<Built>),
-    Fail(Failure),
-    Republish(String),
-    Unpublish(String),
-    ClearProblem(String),
-}
 
 #[instrument(skip_all, fields(item = item.id, revision = item.revision, project = tracing::field::Empty))]
 pub async fn release_job(
@@ -79,7 +45,7 @@ pub async fn release_job(
     // Acknowledged (not failed), so it is not retried; its releases stay as they are.
     if let Some(since) = project.disabled_at {
         tracing::info!(
-            disabled_since = %since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            disabled_since = %crate::time::rfc3339(since),
             "the project is disabled (it left the config file); nothing built, nothing changed"
         );
         return Ok(());
@@ -88,9 +54,35 @@ pub async fn release_job(
     // The claim this job holds: its item, its token (the fence) and its stop signal.
     let claim: Lease = (*lease).clone();
     let staging = ctx.store.staging(&project.name, &item.token);
-    let removed = fenced(&ctx, &claim, async |_| {
+    remove_stopped_workers_files(&ctx, &claim, &project, &staging).await?;
+    let input = BuildInput {
+        released: released(&ctx, project.id).await?,
+        problems: crate::problems::known(&ctx.db, project.id).await?,
+        ctx: (*ctx).clone(),
+        project,
+        item,
+        claim,
+        staging,
+    };
+    build_and_carry_out(input).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "release job finished"
+    );
+    Ok(())
+}
+
+/// Removes the temp files of other claims on this project (a worker killed mid-packaging),
+/// behind the fence: once another job holds the project, those files may be its own.
+async fn remove_stopped_workers_files(
+    ctx: &JobContext,
+    claim: &Lease,
+    project: &Project,
+    staging: &Staging,
+) -> Result<(), ReleaseError> {
+    let removed = fenced(ctx, claim, async |_| {
         ctx.store
-            .remove_temp_files_except(&project.name, &staging)
+            .remove_temp_files_except(&project.name, staging)
             .map_err(|source| ReleaseError::Store {
                 file: "half-written archives of stopped workers".into(),
                 source,
@@ -103,61 +95,7 @@ pub async fn release_job(
             "removed archives a stopped worker left half-written"
         );
     }
-
-    let released = released(&ctx, project.id).await?;
-    let problems = crate::problems::known(&ctx.db, project.id).await?;
-    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(1);
-    let building = {
-        let input = BuildInput {
-            ctx: (*ctx).clone(),
-            project: project.clone(),
-            item,
-            claim: claim.clone(),
-            staging: staging.clone(),
-            released,
-            problems,
-        };
-        let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _in_job = span.enter();
-            build(&input, done_tx)
-        })
-    };
-    while let Some(done) = done_rx.recv().await {
-        // On an error the receiver is dropped, and the building stops at its next send.
-        carry_out(&ctx, &project, &claim, done).await?;
-    }
-    building.await??;
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "release job finished"
-    );
     Ok(())
-}
-
-/// Runs `write` in a write transaction that first checks the claim still holds the item,
-/// and keeps it held until the transaction ends: a stale job (its lease expired and the
-/// item handed out again) writes nothing.
-async fn fenced<T>(
-    ctx: &JobContext,
-    claim: &Lease,
-    write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ReleaseError>,
-) -> Result<T, ReleaseError> {
-    if claim.stopped() {
-        return Err(ReleaseError::ClaimLost);
-    }
-    let txn = crate::db::begin_write(&ctx.db).await?;
-    if !ctx
-        .queue
-        .holds_claim_on(&txn, claim.item, &claim.token)
-        .await?
-    {
-        claim.stop.cancel();
-        return Err(ReleaseError::ClaimLost);
-    }
-    let value = write(&txn).await?;
-    txn.commit().await?;
-    Ok(value)
 }
 
 async fn released(ctx: &JobContext, project_id: i64) -> Result<Vec<Released>, ReleaseError> {
@@ -185,25 +123,78 @@ struct BuildInput {
     problems: HashMap<String, String>,
 }
 
-/// The blocking part: the fetch, git and compression.
-fn build(input: &BuildInput, done_tx: tokio::sync::mpsc::Sender<Done>) -> Result<(), ReleaseError> {
+/// Runs the blocking part on a thread of its own, inside this job's span, and carries out
+/// each decision it sends as it arrives.
+async fn build_and_carry_out(input: BuildInput) -> Result<(), ReleaseError> {
+    let (decisions_tx, mut decisions) = mpsc::channel(1);
+    let (ctx, project, claim) = (
+        input.ctx.clone(),
+        input.project.clone(),
+        input.claim.clone(),
+    );
+    let span = tracing::Span::current();
+    let building = tokio::task::spawn_blocking(move || {
+        let _in_job = span.enter();
+        build(&input, decisions_tx)
+    });
+    while let Some(decision) = decisions.recv().await {
+        // On an error the receiver is dropped, and the building stops at its next send.
+        carry_out(&ctx, &project, &claim, decision).await?;
+    }
+    building.await??;
+    Ok(())
+}
+
+/// The blocking part: the fetch, the plan, then git and compression for each ref. Each
+/// decision goes to the async side as soon as it is made, and is carried out there while the
+/// next ref builds: a job cut off later keeps what it finished.
+fn build(input: &BuildInput, decisions: mpsc::Sender<Decision>) -> Result<(), ReleaseError> {
+    let SyncedMirror {
+        mirror,
+        shown_repo,
+        mut job_log,
+    } = sync_mirror(input)?;
+    let refs = resolve_refs(&mirror, &input.project, &input.item, &input.released)
+        .map_err(|source| fetch_error(&shown_repo, source))?;
+    let steps = plan::plan(&input.released, &input.problems, &refs, input.item.scan_all);
+    let tags = tag_releases(&input.released, &steps);
+    let steps = log_notes(steps, &mut job_log);
+    for step in steps {
+        let decision = match step {
+            Step::Note(_) => continue, // already in the job's log
+            Step::Fail(failure) => Decision::Fail(failure),
+            Step::Republish { version } => Decision::Republish(version),
+            Step::Unpublish { version } => Decision::Unpublish(version),
+            Step::ClearProblem { ref_name } => Decision::ClearProblem(ref_name),
+            Step::Build(build) => build_one(input, &mirror, &build, &tags, &job_log)?,
+        };
+        decisions
+            .blocking_send(decision)
+            .map_err(|_| ReleaseError::ClaimLost)?;
+    }
+    Ok(())
+}
+
+/// The project's mirror after the fetch, with the job's first log lines.
+struct SyncedMirror {
+    mirror: Mirror,
+    /// The repository as errors and logs name it: without any credentials in its URL.
+    shown_repo: String,
+    job_log: BuildLog,
+}
+
+/// Fetches the project's repository into its mirror, in a child process that stops when
+/// the claim is lost or the host goes quiet for the fetch timeout.
+fn sync_mirror(input: &BuildInput) -> Result<SyncedMirror, ReleaseError> {
     let BuildInput {
         ctx,
         project,
-        item,
         claim,
-        staging,
-        released,
-        problems,
+        ..
     } = input;
-    let fetch_started = Instant::now();
+    let started = Instant::now();
     let mirror_path = ctx.mirrors_dir.join(format!("{}.git", project.name));
-    // Errors and logs name the repository without any credentials in its URL.
-    let shown_repo = crate::startup::redact(&project.repo);
-    let fetch_error = |source| ReleaseError::Fetch {
-        repo: shown_repo.clone(),
-        source,
-    };
+    let shown_repo = crate::redact::redact(&project.repo);
     let request = FetchRequest {
         mirror: mirror_path.clone(),
         url: project.repo.clone(),
@@ -213,296 +204,78 @@ fn build(input: &BuildInput, done_tx: tokio::sync::mpsc::Sender<Done>) -> Result
     let fetched = match git::fetch_in_child(&ctx.fetch_program, &request, &|| claim.stopped()) {
         Ok(fetched) => fetched,
         Err(GitError::Stopped) => return Err(ReleaseError::ClaimLost),
-        Err(e) => return Err(fetch_error(e)),
+        Err(e) => return Err(fetch_error(&shown_repo, e)),
     };
-    let mirror = Mirror::open(&mirror_path).map_err(fetch_error)?;
+    let fetch_failed = |source| fetch_error(&shown_repo, source);
+    let mirror = Mirror::open(&mirror_path).map_err(fetch_failed)?;
     let mut job_log = BuildLog::default();
     job_log.admin_line(format_args!("fetched from {shown_repo}"));
     job_log.line(format_args!(
         "mirror synced in {} ms ({} objects, {} bytes received)",
-        fetch_started.elapsed().as_millis(),
+        started.elapsed().as_millis(),
         fetched.received_objects,
         fetched.received_bytes
     ));
-
     // An empty answer (a wrong URL, a host having a bad day) must not unpublish everything.
-    if mirror.tags().map_err(fetch_error)?.is_empty()
-        && mirror.branches().map_err(fetch_error)?.is_empty()
-    {
-        return Err(fetch_error(GitError::Fetch(
+    let no_tags = mirror.tags().map_err(fetch_failed)?.is_empty();
+    if no_tags && mirror.branches().map_err(fetch_failed)?.is_empty() {
+        return Err(fetch_failed(GitError::Fetch(
             "the repository has no branches and no tags; nothing was changed".into(),
         )));
     }
-    let refs = resolve_refs(&mirror, project, item, released).map_err(fetch_error)?;
-    let steps = plan::plan(released, problems, &refs, item.scan_all);
-    let tags = tag_releases(released, &steps);
-    // The notes first, so every release's log carries all of them.
-    let (notes, steps): (Vec<Step>, Vec<Step>) =
-        steps.into_iter().partition(|s| matches!(s, Step::Note(_)));
-    for note in notes {
-        if let Step::Note(note) = note {
-            tracing::info!("{note}");
-            job_log.line(note);
-        }
+    Ok(SyncedMirror {
+        mirror,
+        shown_repo,
+        job_log,
+    })
+}
+
+fn fetch_error(shown_repo: &str, source: GitError) -> ReleaseError {
+    ReleaseError::Fetch {
+        repo: shown_repo.to_string(),
+        source,
     }
-    // Each decision goes to the async side as soon as it is made, and is carried out there
-    // while the next ref builds: a job cut off later keeps what it finished.
-    let send = |done: Done| {
-        done_tx
-            .blocking_send(done)
-            .map_err(|_| ReleaseError::ClaimLost)
-    };
+}
+
+/// Writes the plan's notes to the job's log and trace, and returns the other steps. The
+/// notes come first, so every release's log carries all of them.
+fn log_notes(steps: Vec<Step>, job_log: &mut BuildLog) -> Vec<Step> {
+    let mut rest = Vec::with_capacity(steps.len());
     for step in steps {
         match step {
-            Step::Note(_) => {}
-            Step::Fail(failure) => send(Done::Fail(failure))?,
-            Step::Republish { version } => send(Done::Republish(version))?,
-            Step::Unpublish { version } => send(Done::Unpublish(version))?,
-            Step::ClearProblem { ref_name } => send(Done::ClearProblem(ref_name))?,
-            Step::Build(build) => {
-                if claim.stopped() {
-                    return Err(ReleaseError::ClaimLost);
-                }
-                match package(&mirror, project, &build, staging, &tags, &job_log) {
-                    Ok(built) => send(Done::Built(Box::new(built)))?,
-                    Err(e) if e.is_permanent() => send(Done::Fail(Failure {
-                        ref_name: build.full_name(),
-                        commit: build.commit.id.clone(),
-                        reason: e.to_string(),
-                    }))?,
-                    // Transient: the job fails after what it already sent is carried out,
-                    // and the queue retries the item.
-                    Err(source) => {
-                        return Err(ReleaseError::Package {
-                            version: build.version.version.clone(),
-                            source,
-                        });
-                    }
-                }
+            Step::Note(note) => {
+                tracing::info!("{note}");
+                job_log.line(note);
             }
+            step => rest.push(step),
         }
     }
-    Ok(())
+    rest
 }
 
-/// Every ref this job looks at, resolved in the mirror:
-/// - the queued ones (a push, or a deletion, which is only a hint to look);
-/// - every tag matching the project's patterns (hosts send no event when more than three tags
-///   are pushed at once, and a lost delivery must not lose a release; released tags are
-///   skipped cheaply);
-/// - the refs of the project's releases, so that one whose ref is gone is unpublished and
-///   one whose ref is back is published again;
-/// - for a rebuild, every matching branch.
-fn resolve_refs(
+/// Packages one ref, unless the claim is gone. A permanent failure fails the ref alone; a
+/// transient one fails the job after what it already sent is carried out, and the queue
+/// retries the item.
+fn build_one(
+    input: &BuildInput,
     mirror: &Mirror,
-    project: &Project,
-    item: &ClaimedItem,
-    released: &[Released],
-) -> Result<Vec<ResolvedRef>, GitError> {
-    // Short name → queued by the item.
-    let mut tags: BTreeMap<String, bool> = BTreeMap::new();
-    let mut branches: BTreeMap<String, bool> = BTreeMap::new();
-    for tag in mirror
-        .tags()?
-        .into_iter()
-        .filter(|t| project.releases_tag(t))
-    {
-        tags.insert(tag, false);
+    build: &Build,
+    tags: &[TagRelease],
+    job_log: &BuildLog,
+) -> Result<Decision, ReleaseError> {
+    if input.claim.stopped() {
+        return Err(ReleaseError::ClaimLost);
     }
-    if item.scan_all {
-        for branch in mirror
-            .branches()?
-            .into_iter()
-            .filter(|b| project.releases_branch(b))
-        {
-            branches.insert(branch, false);
-        }
-    }
-    for release in released {
-        match release.kind {
-            ReleaseKind::Tag if project.releases_tag(&release.ref_name) => {
-                tags.entry(release.ref_name.clone()).or_insert(false);
-            }
-            ReleaseKind::Dev if project.releases_branch(&release.ref_name) => {
-                branches.entry(release.ref_name.clone()).or_insert(false);
-            }
-            _ => {}
-        }
-    }
-    tags.extend(item.refs.tags.keys().map(|t| (t.clone(), true)));
-    branches.extend(item.refs.branches.keys().map(|b| (b.clone(), true)));
-
-    let resolve = |kind: ReleaseKind, name: String, queued: bool| {
-        let target = match mirror.ref_target(&plan::full_name(kind, &name)) {
-            Ok(RefTarget::Commit(commit)) => Target::Commit(commit),
-            Ok(RefTarget::Missing) => Target::Missing,
-            Ok(RefTarget::NotACommit { kind, id }) => Target::NotACommit { kind, id },
-            // A broken object fails this ref; a failing disk fails the job (and is retried).
-            Err(e) if e.is_permanent() => Target::Unreadable(e.to_string()),
-            Err(e) => return Err(e),
-        };
-        Ok(ResolvedRef {
-            kind,
-            name,
-            queued,
-            target,
-        })
-    };
-    tags.into_iter()
-        .map(|(name, queued)| resolve(ReleaseKind::Tag, name, queued))
-        .chain(
-            branches
-                .into_iter()
-                .map(|(name, queued)| resolve(ReleaseKind::Dev, name, queued)),
-        )
-        .collect()
-}
-
-/// Carries out one decision behind the claim's fence.
-async fn carry_out(
-    ctx: &JobContext,
-    project: &Project,
-    claim: &Lease,
-    done: Done,
-) -> Result<(), ReleaseError> {
-    match done {
-        Done::Built(built) => store_and_record(ctx, project, claim, *built).await,
-        Done::Fail(failure) => {
-            tracing::warn!(r#ref = %failure.ref_name, commit = %failure.commit, reason = %failure.reason,
-                "the ref failed on its own; the job goes on");
-            fenced(ctx, claim, async |txn| {
-                crate::problems::record_on(
-                    txn,
-                    project.id,
-                    &failure.ref_name,
-                    &failure.commit,
-                    &failure.reason,
-                )
-                .await
-                .map_err(ReleaseError::from)
-            })
-            .await
-        }
-        Done::ClearProblem(ref_name) => {
-            fenced(ctx, claim, async |txn| {
-                crate::problems::clear_on(txn, project.id, &ref_name)
-                    .await
-                    .map_err(ReleaseError::from)
-            })
-            .await
-        }
-        Done::Republish(version) => set_published(ctx, project, claim, &version, true).await,
-        Done::Unpublish(version) => set_published(ctx, project, claim, &version, false).await,
-    }
-}
-
-async fn set_published(
-    ctx: &JobContext,
-    project: &Project,
-    claim: &Lease,
-    version: &str,
-    published: bool,
-) -> Result<(), ReleaseError> {
-    fenced(ctx, claim, async |txn| {
-        releases::set_status_on(txn, project.id, version, published)
-            .await
-            .map_err(ReleaseError::from)
-    })
-    .await?;
-    if published {
-        tracing::info!(%version, "its ref is back at the same commit; published again");
-    } else {
-        tracing::info!(%version, "its ref is gone from the repository; unpublished");
-    }
-    Ok(())
-}
-
-/// Moves the files into place and records the release, in one fenced transaction; if that
-/// fails, a new release's files are removed again so nothing unrecorded stays visible.
-async fn store_and_record(
-    ctx: &JobContext,
-    project: &Project,
-    claim: &Lease,
-    built: Built,
-) -> Result<(), ReleaseError> {
-    let Built {
-        build,
-        archives,
-        log,
-        composer_json,
-        notes,
-    } = built;
-    let mut published: Vec<String> = Vec::new();
-    let recorded = fenced(ctx, claim, async |txn| {
-        // The plan saw no tag release of this version; nor may the database now, before any
-        // file moves (a tag release's files never change).
-        if let Some(kind) = releases::kind_of_on(txn, project.id, &build.version.version).await?
-            && (kind == ReleaseKind::Tag || build.kind == ReleaseKind::Tag)
-        {
-            return Err(ReleaseError::VersionTaken(build.version.version.clone()));
-        }
-        let mut files = Vec::new();
-        for archive in archives {
-            let name = archive.name.clone();
-            let format = archive.format.extension();
-            let checksums = archive.checksums.clone();
-            // A rename and a directory sync, done here rather than on a blocking thread of
-            // its own: if the job is dropped, no rename can land after the fence is gone.
-            ctx.store
-                .publish(&project.name, archive)
-                .map_err(|source| ReleaseError::Store {
-                    file: name.clone(),
-                    source,
-                })?;
-            published.push(name.clone());
-            files.push(NewFile {
-                format,
-                name,
-                checksums,
-            });
-        }
-        releases::record_on(
-            txn,
-            NewRelease {
-                project_id: project.id,
-                version: &build.version,
-                ref_name: &build.name,
-                commit: &build.commit.id,
-                commit_time: build.commit.time,
-                build_log: log.as_str(),
-                composer_json: composer_json.as_deref(),
-                notes: &notes,
-                files,
-            },
-        )
-        .await?;
-        crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
-        Ok(())
-    })
-    .await;
-    if let Err(e) = recorded {
-        // Only while this claim still holds the project: once another job has it, the files
-        // under these names may be that job's.
-        if build.is_new && !published.is_empty() {
-            let removed = fenced(ctx, claim, async |_| {
-                remove_files(ctx, project, &published);
-                Ok(())
-            })
-            .await;
-            if removed.is_err() {
-                tracing::warn!(files = ?published, "left unrecorded files: the claim is gone");
-            }
-        }
-        return Err(e);
-    }
-    tracing::info!(version = %build.version.version, commit = %build.commit.id, "released");
-    Ok(())
-}
-
-fn remove_files(ctx: &JobContext, project: &Project, names: &[String]) {
-    for name in names {
-        if let Err(e) = ctx.store.remove(&project.name, name) {
-            tracing::warn!(file = %name, error = %e, "could not remove an unrecorded file");
-        }
+    match package(mirror, &input.project, build, &input.staging, tags, job_log) {
+        Ok(built) => Ok(Decision::Built(Box::new(built))),
+        Err(e) if e.is_permanent() => Ok(Decision::Fail(Failure {
+            ref_name: build.full_name(),
+            commit: build.commit.id.clone(),
+            reason: e.to_string(),
+        })),
+        Err(source) => Err(ReleaseError::Package {
+            version: build.version.version.clone(),
+            source,
+        }),
     }
 }

@@ -21,6 +21,8 @@ pub struct Chromium {
 impl Chromium {
     /// Starts chromedriver on a free port and opens a session whose browser log
     /// (`goog:loggingPrefs`) keeps every console message, CSP reports among them.
+    ///
+    /// Long on purpose: chromedriver, then a session on it, each step needing the one before.
     pub async fn launch() -> Chromium {
         let chromium = program("BALER_TEST_CHROMIUM", "chromium", "chromium");
         let chromedriver = program("BALER_TEST_CHROMEDRIVER", "chromedriver", "chromium-driver");

@@ -1,0 +1,222 @@
+//! Carrying out a job's decisions on the async side: each one in its own write transaction
+//! behind the claim's fence, so a stale job (its lease expired and the item handed out
+//! again) writes nothing.
+
+use sea_orm::DatabaseTransaction;
+
+use super::JobContext;
+use super::build_ref::Built;
+use super::error::ReleaseError;
+use super::plan::{Build, Failure};
+use crate::package::{BuiltArchive, ReleaseKind};
+use crate::projects::Project;
+use crate::queue::backend::Lease;
+use crate::releases::{self, NewFile, NewRelease};
+
+/// What the blocking part decided and built, sent in plan order.
+pub(super) enum Decision {
+    Built(Box<Built>),
+    Fail(Failure),
+    Republish(String),
+    Unpublish(String),
+    ClearProblem(String),
+}
+
+/// Runs `write` in a write transaction that first checks the claim still holds the item,
+/// and keeps it held until the transaction ends: a stale job writes nothing.
+pub(super) async fn fenced<T>(
+    ctx: &JobContext,
+    claim: &Lease,
+    write: impl AsyncFnOnce(&DatabaseTransaction) -> Result<T, ReleaseError>,
+) -> Result<T, ReleaseError> {
+    if claim.stopped() {
+        return Err(ReleaseError::ClaimLost);
+    }
+    let txn = crate::db::begin_write(&ctx.db).await?;
+    if !ctx
+        .queue
+        .holds_claim_on(&txn, claim.item, &claim.token)
+        .await?
+    {
+        claim.stop.cancel();
+        return Err(ReleaseError::ClaimLost);
+    }
+    let value = write(&txn).await?;
+    txn.commit().await?;
+    Ok(value)
+}
+
+/// Carries out one decision behind the claim's fence.
+pub(super) async fn carry_out(
+    ctx: &JobContext,
+    project: &Project,
+    claim: &Lease,
+    decision: Decision,
+) -> Result<(), ReleaseError> {
+    match decision {
+        Decision::Built(built) => store_and_record(ctx, project, claim, *built).await,
+        Decision::Fail(failure) => record_problem(ctx, project, claim, failure).await,
+        Decision::ClearProblem(ref_name) => {
+            fenced(ctx, claim, async |txn| {
+                crate::problems::clear_on(txn, project.id, &ref_name)
+                    .await
+                    .map_err(ReleaseError::from)
+            })
+            .await
+        }
+        Decision::Republish(version) => set_published(ctx, project, claim, &version, true).await,
+        Decision::Unpublish(version) => set_published(ctx, project, claim, &version, false).await,
+    }
+}
+
+async fn record_problem(
+    ctx: &JobContext,
+    project: &Project,
+    claim: &Lease,
+    failure: Failure,
+) -> Result<(), ReleaseError> {
+    tracing::warn!(r#ref = %failure.ref_name, commit = %failure.commit, reason = %failure.reason,
+        "the ref failed on its own; the job goes on");
+    fenced(ctx, claim, async |txn| {
+        crate::problems::record_on(
+            txn,
+            project.id,
+            &failure.ref_name,
+            &failure.commit,
+            &failure.reason,
+        )
+        .await
+        .map_err(ReleaseError::from)
+    })
+    .await
+}
+
+async fn set_published(
+    ctx: &JobContext,
+    project: &Project,
+    claim: &Lease,
+    version: &str,
+    published: bool,
+) -> Result<(), ReleaseError> {
+    fenced(ctx, claim, async |txn| {
+        releases::set_status_on(txn, project.id, version, published)
+            .await
+            .map_err(ReleaseError::from)
+    })
+    .await?;
+    if published {
+        tracing::info!(%version, "its ref is back at the same commit; published again");
+    } else {
+        tracing::info!(%version, "its ref is gone from the repository; unpublished");
+    }
+    Ok(())
+}
+
+/// Moves the files into place and records the release, in one fenced transaction; if that
+/// fails, a new release's files are removed again so nothing unrecorded stays visible.
+async fn store_and_record(
+    ctx: &JobContext,
+    project: &Project,
+    claim: &Lease,
+    built: Built,
+) -> Result<(), ReleaseError> {
+    let Built {
+        build,
+        archives,
+        log,
+        composer_json,
+        notes,
+    } = built;
+    // Filled as each file lands, so a failure part-way knows which ones to take back.
+    let mut published: Vec<String> = Vec::new();
+    let recorded = fenced(ctx, claim, async |txn| {
+        refuse_a_taken_version(txn, project, &build).await?;
+        let files = publish_files(ctx, project, archives, &mut published)?;
+        let release = NewRelease {
+            project_id: project.id,
+            version: &build.version,
+            ref_name: &build.name,
+            commit: &build.commit.id,
+            commit_time: build.commit.time,
+            build_log: log.as_str(),
+            composer_json: composer_json.as_deref(),
+            notes: &notes,
+            files,
+        };
+        releases::record_on(txn, release).await?;
+        crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
+        Ok(())
+    })
+    .await;
+    if let Err(e) = recorded {
+        if build.is_new && !published.is_empty() {
+            remove_unrecorded(ctx, project, claim, &published).await;
+        }
+        return Err(e);
+    }
+    tracing::info!(version = %build.version.version, commit = %build.commit.id, "released");
+    Ok(())
+}
+
+/// The plan saw no tag release of this version; nor may the database now, before any file
+/// moves (a tag release's files never change).
+async fn refuse_a_taken_version(
+    txn: &DatabaseTransaction,
+    project: &Project,
+    build: &Build,
+) -> Result<(), ReleaseError> {
+    if let Some(kind) = releases::kind_of_on(txn, project.id, &build.version.version).await?
+        && (kind == ReleaseKind::Tag || build.kind == ReleaseKind::Tag)
+    {
+        return Err(ReleaseError::VersionTaken(build.version.version.clone()));
+    }
+    Ok(())
+}
+
+/// Moves each archive into the project's directory, noting its name in `published` as it
+/// lands, and returns the rows that describe them.
+fn publish_files(
+    ctx: &JobContext,
+    project: &Project,
+    archives: Vec<BuiltArchive>,
+    published: &mut Vec<String>,
+) -> Result<Vec<NewFile>, ReleaseError> {
+    let mut files = Vec::new();
+    for archive in archives {
+        let name = archive.name.clone();
+        let format = archive.format.extension();
+        let checksums = archive.checksums.clone();
+        // A rename and a directory sync, done here rather than on a blocking thread of
+        // its own: if the job is dropped, no rename can land after the fence is gone.
+        ctx.store
+            .publish(&project.name, &name, archive.file)
+            .map_err(|source| ReleaseError::Store {
+                file: name.clone(),
+                source,
+            })?;
+        published.push(name.clone());
+        files.push(NewFile {
+            format,
+            name,
+            checksums,
+        });
+    }
+    Ok(files)
+}
+
+/// Removes the files of a release that was not recorded. Only while this claim still holds
+/// the project: once another job has it, the files under these names may be that job's.
+async fn remove_unrecorded(ctx: &JobContext, project: &Project, claim: &Lease, names: &[String]) {
+    let removed = fenced(ctx, claim, async |_| {
+        for name in names {
+            if let Err(e) = ctx.store.remove(&project.name, name) {
+                tracing::warn!(file = %name, error = %e, "could not remove an unrecorded file");
+            }
+        }
+        Ok(())
+    })
+    .await;
+    if removed.is_err() {
+        tracing::warn!(files = ?names, "left unrecorded files: the claim is gone");
+    }
+}
