@@ -6,9 +6,10 @@ use clap::{Parser, Subcommand};
 use sea_orm::DatabaseConnection;
 
 use crate::admin::{Actor, AdminActions, tokens};
-use crate::config::{ArchiveFormat, Config, Layout};
+use crate::config::Config;
 use crate::git::RemoteAuth;
 use crate::package::offline::{self, OfflineRequest};
+use crate::package::{ArchiveFormat, Layout};
 use crate::queue::Queue;
 use crate::startup::{Application, Role, shutdown_signal};
 use crate::{db, demo, projects};

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::config::{Config, Layout, ProjectSettings, Provider, default_formats};
+use crate::config::{Config, ProjectSettings, default_formats};
+use crate::package::Layout;
+use crate::provider::Provider;
 use crate::queue::{PendingRefs, Queue};
 
 pub const DEMO_PROJECT: &str = "demo";

@@ -17,7 +17,9 @@ use sea_orm::{
     QueryFilter, QueryOrder, TryIntoModel,
 };
 
-use crate::config::{ArchiveFormat, Layout, ProjectSettings, Provider};
+use crate::config::ProjectSettings;
+use crate::package::{ArchiveFormat, Layout};
+use crate::provider::Provider;
 
 #[derive(Clone)]
 pub struct Project {

@@ -12,21 +12,7 @@ use crate::package::{Checksums, ReleaseKind, ReleaseVersion};
 
 /// Whether a release is listed (`releases.status`). An unpublished release (its tag was
 /// deleted) leaves the listings and feeds; its page and files stay for anyone who pinned them.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
-)]
-#[strum(serialize_all = "lowercase")]
-pub enum ReleaseStatus {
-    Published,
-    Unpublished,
-}
-
-impl ReleaseStatus {
-    /// The name the `status` column holds.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
+pub use entities::release::ReleaseStatus;
 
 /// A release with its files, as pages and the API show it.
 #[derive(Debug, Clone)]
@@ -101,7 +87,7 @@ pub async fn record_on<C: ConnectionTrait>(
         .one(txn)
         .await?;
     let mut model: release::ActiveModel = match existing {
-        Some(old) if kind_of(&old) == ReleaseKind::Tag => {
+        Some(old) if old.kind == ReleaseKind::Tag => {
             return Err(DbErr::Custom(format!(
                 "version {} is a tag release, which never changes",
                 old.version
@@ -121,11 +107,11 @@ pub async fn record_on<C: ConnectionTrait>(
             ..Default::default()
         },
     };
-    model.kind = Set(new.version.kind.as_str().to_string());
+    model.kind = Set(new.version.kind);
     model.ref_name = Set(new.ref_name.to_string());
     model.commit = Set(new.commit.to_string());
     model.commit_time = Set(new.commit_time);
-    model.status = Set(ReleaseStatus::Published.as_str().to_string());
+    model.status = Set(ReleaseStatus::Published);
     model.build_log = Set(new.build_log.to_string());
     model.composer_json = Set(new.composer_json.map(str::to_string));
     model.notes = Set(Some(
@@ -171,7 +157,7 @@ pub async fn for_project(
         })
         .collect();
     // Stable: keeps newest-first within each kind.
-    releases.sort_by_key(|r| kind_of(&r.release) != ReleaseKind::Tag);
+    releases.sort_by_key(|r| r.release.kind != ReleaseKind::Tag);
     Ok(releases)
 }
 
@@ -234,16 +220,7 @@ pub async fn kind_of_on<C: ConnectionTrait>(
         .filter(release::Column::Version.eq(version))
         .one(conn)
         .await?;
-    Ok(found.map(|r| kind_of(&r)))
-}
-
-/// Whether a release row is a tag release or a dev snapshot.
-pub fn kind_of(release: &release::Model) -> ReleaseKind {
-    if release.kind == ReleaseKind::Tag.as_str() {
-        ReleaseKind::Tag
-    } else {
-        ReleaseKind::Dev
-    }
+    Ok(found.map(|r| r.kind))
 }
 
 /// Sets a release's [`ReleaseStatus`] in the caller's transaction.
@@ -261,7 +238,7 @@ pub async fn set_status_on<C: ConnectionTrait>(
     let result = release::Entity::update_many()
         .col_expr(
             release::Column::Status,
-            sea_orm::sea_query::Expr::value(status.as_str()),
+            sea_orm::sea_query::Expr::value(status),
         )
         .col_expr(
             release::Column::UpdatedAt,

@@ -246,7 +246,7 @@ fn the_example_config_is_valid() {
         .unwrap()
         .to_string();
     assert!(err.contains("WEBFORM_GIT_TOKEN"), "{err}");
-    assert_eq!(config.projects[0].layout, baler::config::Layout::Drupal);
+    assert_eq!(config.projects[0].layout, baler::package::Layout::Drupal);
     assert_eq!(
         config.projects[1].previous_secret.as_deref(),
         Some("the-old-plain-token")

@@ -8,20 +8,81 @@ pub struct Model {
     pub id: i64,
     pub project_id: i64,
     pub version: String,
-    /// `tag` or `dev`.
-    pub kind: String,
+    pub kind: ReleaseKind,
     /// The tag or branch name the release comes from.
     pub ref_name: String,
     pub commit: String,
     /// Committer time of `commit`, Unix seconds: the archives' mtime and the release date.
     pub commit_time: i64,
-    /// `published` or `unpublished`.
-    pub status: String,
+    pub status: ReleaseStatus,
     pub build_log: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub composer_json: Option<String>,
     pub notes: Option<String>,
+}
+
+/// What a release is built from. The `kind` column holds the lower-case name.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    serde_with::SerializeDisplay,
+    serde_with::DeserializeFromStr,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum ReleaseKind {
+    /// A tag's release: never rebuilt once published.
+    Tag,
+    /// A branch's dev snapshot, rebuilt when the branch moves.
+    Dev,
+}
+
+/// Whether readers see a release. The `status` column holds the lower-case name.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    serde_with::SerializeDisplay,
+    serde_with::DeserializeFromStr,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum ReleaseStatus {
+    Published,
+    /// Kept, with its files, but listed and served to no one (its tag or branch is gone).
+    Unpublished,
+}
+
+impl ReleaseKind {
+    /// The name the `kind` column, the API and the feeds use.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+impl ReleaseStatus {
+    /// The name the `status` column and the API use.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

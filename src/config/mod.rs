@@ -13,8 +13,6 @@ mod file;
 mod http;
 mod project;
 
-pub use crate::package::{ArchiveFormat, Layout};
-pub use crate::provider::Provider;
 use env::Environment;
 use file::FileConfig;
 pub use file::{DEFAULT_CONFIG_FILE, QueueConfig, StorageConfig, WorkerConfig};

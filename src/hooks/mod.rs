@@ -1,6 +1,6 @@
 //! Webhook interpretation: verify the signature over the raw bytes, parse the host's payload,
 //! check it names the project's repository, and decide which refs (if any) the delivery asks
-//! baler to release. This module never touches the database; `crate::intake` acts on the
+//! baler to release. This module never touches the database; the intake module acts on the
 //! result.
 
 pub mod event;

@@ -7,20 +7,8 @@ pub struct ReleaseVersion {
     pub kind: ReleaseKind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseKind {
-    Tag,
-    Dev,
-}
-
-impl ReleaseKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReleaseKind::Tag => "tag",
-            ReleaseKind::Dev => "dev",
-        }
-    }
-}
+/// Tag release or dev snapshot: the persisted enum, one definition for the rows and the code.
+pub use entities::release::ReleaseKind;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(

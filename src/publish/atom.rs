@@ -3,6 +3,7 @@
 //! recorded (a dev snapshot rebuilt on a new commit comes back to the top).
 
 use atom_syndication::{Entry, Feed, FixedDateTime, Link, Person, Text};
+use entities::release::{ReleaseKind, ReleaseStatus};
 
 use crate::projects::Project;
 use crate::releases::ReleaseWithFiles;
@@ -28,7 +29,7 @@ pub fn feed(
 ) -> Feed {
     let mut published: Vec<&(&Project, &ReleaseWithFiles)> = releases
         .iter()
-        .filter(|(_, r)| r.release.status == "published")
+        .filter(|(_, r)| r.release.status == ReleaseStatus::Published)
         .collect();
     published.sort_by(|a, b| {
         b.1.release
@@ -61,7 +62,7 @@ pub fn feed(
 fn entry(project: &Project, r: &ReleaseWithFiles, links: &FeedLinks<'_>) -> Entry {
     let release = &r.release;
     let page = (links.release)(project, &release.version);
-    let kind = if release.kind == "tag" {
+    let kind = if release.kind == ReleaseKind::Tag {
         format!("tag {}", release.ref_name)
     } else {
         format!("branch {}", release.ref_name)

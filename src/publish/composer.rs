@@ -11,6 +11,7 @@
 pub mod owners;
 
 use chrono::{DateTime, Utc};
+use entities::release::ReleaseKind;
 use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Map, Value, json};
 
@@ -48,7 +49,7 @@ pub async fn find_package(db: &DatabaseConnection, name: &str) -> Result<Option<
 /// parse (`nightly`, `1.2-custom`), which would otherwise break the whole package for it.
 pub fn composer_version(release: &entities::release::Model) -> Option<String> {
     let line = LineVersion::parse(&release.version);
-    if release.kind != "tag" {
+    if release.kind != ReleaseKind::Tag {
         return Some(match line {
             Some(line) if line.dev => {
                 let numbers: Vec<String> = line.numbers.iter().map(u32::to_string).collect();
@@ -98,7 +99,7 @@ fn composer_stability(extra: &str) -> bool {
 pub fn metadata(package: &Package, dev: bool, file_url: &dyn Fn(&str) -> String) -> Value {
     let versions: Vec<Value> = published_newest_first(&package.releases)
         .into_iter()
-        .filter(|r| (r.release.kind != "tag") == dev)
+        .filter(|r| (r.release.kind != ReleaseKind::Tag) == dev)
         .filter_map(|r| version_entry(package, r, file_url))
         .collect();
     json!({ "packages": { &package.name: versions } })
@@ -158,11 +159,11 @@ mod tests {
             id: 1,
             project_id: 1,
             version: version.into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             ref_name: ref_name.into(),
             commit: "c".repeat(40),
             commit_time: 0,
-            status: "published".into(),
+            status: entities::release::ReleaseStatus::Published,
             build_log: String::new(),
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),

@@ -11,6 +11,7 @@
 //! left out, since one unreadable version makes the update module discard the whole feed.
 
 use askama::Template;
+use entities::release::ReleaseKind;
 
 use super::{LineVersion, published_newest_first};
 use crate::projects::Project;
@@ -111,7 +112,7 @@ pub fn feed(
         .filter(|r| !r.files.is_empty())
         .filter_map(|r| {
             let version = LineVersion::parse(&r.release.version)?;
-            let readable = if r.release.kind == "tag" {
+            let readable = if r.release.kind == ReleaseKind::Tag {
                 !version.dev && version.numbers.len() == if version.core.is_some() { 2 } else { 3 }
             } else {
                 version.dev

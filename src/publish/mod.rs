@@ -10,6 +10,7 @@ pub mod atom;
 pub mod composer;
 pub mod drupal;
 
+use entities::release::{ReleaseKind, ReleaseStatus};
 use std::cmp::Ordering;
 
 use crate::releases::ReleaseWithFiles;
@@ -122,7 +123,7 @@ fn numbers(text: &str) -> Option<Vec<u32>> {
 pub fn published_newest_first(releases: &[ReleaseWithFiles]) -> Vec<&ReleaseWithFiles> {
     let mut published: Vec<&ReleaseWithFiles> = releases
         .iter()
-        .filter(|r| r.release.status == "published")
+        .filter(|r| r.release.status == ReleaseStatus::Published)
         .collect();
     sort_newest_first(&mut published);
     published
@@ -135,7 +136,8 @@ pub fn sort_newest_first(releases: &mut [&ReleaseWithFiles]) {
             LineVersion::parse(&a.release.version),
             LineVersion::parse(&b.release.version),
         );
-        let by_kind = (a.release.kind != "tag").cmp(&(b.release.kind != "tag"));
+        let by_kind =
+            (a.release.kind != ReleaseKind::Tag).cmp(&(b.release.kind != ReleaseKind::Tag));
         let by_version = match (&va, &vb) {
             (Some(va), Some(vb)) => va.newest_first(vb),
             (Some(_), None) => Ordering::Less,

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use entities::release::ReleaseStatus;
 use serde::Serialize;
 
 use super::AppState;
@@ -44,7 +45,7 @@ pub async fn releases(
         project
             .releases
             .into_iter()
-            .filter(|r| r.status == "published")
+            .filter(|r| r.status == ReleaseStatus::Published)
             .collect(),
     ))
 }

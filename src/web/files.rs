@@ -11,13 +11,14 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use entities::release::ReleaseKind;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::pages::{find_project, find_public_project};
-use crate::config::ArchiveFormat;
 use crate::error::{AppError, Missing};
+use crate::package::ArchiveFormat;
 use crate::releases::{self, ReleaseWithFiles};
 
 pub async fn download(
@@ -76,7 +77,7 @@ pub async fn download(
             HeaderValue::from_str(&format!("attachment; filename=\"{}\"", record.name))
                 .map_err(anyhow::Error::from)?;
         // A tag's files never change; a dev snapshot's are rebuilt under the same name.
-        let cache = if release.kind == "tag" {
+        let cache = if release.kind == ReleaseKind::Tag {
             "public, max-age=31536000, immutable"
         } else {
             "public, no-cache"

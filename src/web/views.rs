@@ -1,5 +1,6 @@
 //! What pages and the API show of a release: one view built from the rows, used by both.
 
+use entities::release::{ReleaseKind, ReleaseStatus};
 use serde::Serialize;
 
 use super::PublicUrl;
@@ -22,14 +23,14 @@ pub struct FileView {
 #[derive(Debug, Clone, Serialize)]
 pub struct ReleaseView {
     pub version: String,
-    pub kind: String,
+    pub kind: ReleaseKind,
     #[serde(rename = "ref")]
     pub ref_name: String,
     pub commit: String,
     pub created_at: String,
     pub files: Vec<FileView>,
     /// `published`, or `unpublished` once its tag was deleted (files stay downloadable).
-    pub status: String,
+    pub status: ReleaseStatus,
     /// The commit's date (the archives' mtimes and the Drupal feed's `date`), RFC 3339.
     pub date: String,
     pub page: String,
@@ -44,6 +45,16 @@ pub struct ReleaseView {
 }
 
 impl ReleaseView {
+    /// A branch's dev snapshot, not a tag's release.
+    pub fn is_dev(&self) -> bool {
+        self.kind == ReleaseKind::Dev
+    }
+
+    /// Listed and in the feeds (its tag or branch still exists).
+    pub fn is_published(&self) -> bool {
+        self.status == ReleaseStatus::Published
+    }
+
     /// The shell lines that download every file and check it against `SHA256SUMS`.
     pub fn verify_command(&self) -> String {
         let mut lines: Vec<String> = self
@@ -58,7 +69,7 @@ impl ReleaseView {
     pub fn new(project: &str, r: &ReleaseWithFiles, public_url: &PublicUrl) -> ReleaseView {
         ReleaseView {
             version: r.release.version.clone(),
-            kind: r.release.kind.clone(),
+            kind: r.release.kind,
             ref_name: r.release.ref_name.clone(),
             commit: r.release.commit.clone(),
             created_at: rfc3339(r.release.created_at),
@@ -75,7 +86,7 @@ impl ReleaseView {
                     md5: f.md5.clone(),
                 })
                 .collect(),
-            status: r.release.status.clone(),
+            status: r.release.status,
             date: rfc3339(from_seconds(r.release.commit_time)),
             page: public_url.release(project, &r.release.version),
             sha256sums: format!(
@@ -163,7 +174,7 @@ impl ProjectView {
             url: url.project(&project.name),
             latest: releases
                 .iter()
-                .find(|r| r.status == "published")
+                .find(|r| r.status == ReleaseStatus::Published)
                 .map(|r| r.version.clone()),
             atom: format!("{}/releases.atom", url.project(&project.name)),
             update_feed: format!("{}/release-history/{}/current", url.0, project.name),
@@ -180,10 +191,10 @@ impl ProjectView {
     }
 
     pub fn tags(&self) -> impl Iterator<Item = &ReleaseView> {
-        self.releases.iter().filter(|r| r.kind == "tag")
+        self.releases.iter().filter(|r| r.kind == ReleaseKind::Tag)
     }
 
     pub fn snapshots(&self) -> impl Iterator<Item = &ReleaseView> {
-        self.releases.iter().filter(|r| r.kind != "tag")
+        self.releases.iter().filter(|r| r.kind != ReleaseKind::Tag)
     }
 }

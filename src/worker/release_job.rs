@@ -10,6 +10,7 @@
 //! - Idempotent: a ref already released at its commit is skipped, so a retry never
 //!   duplicates a release.
 
+use entities::release::ReleaseStatus;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -103,8 +104,8 @@ async fn released(ctx: &JobContext, project_id: i64) -> Result<Vec<Released>, Re
         .await?
         .into_iter()
         .map(|r| Released {
-            kind: releases::kind_of(&r.release),
-            published: r.release.status == "published",
+            kind: r.release.kind,
+            published: r.release.status == ReleaseStatus::Published,
             version: r.release.version,
             ref_name: r.release.ref_name,
             commit: r.release.commit,

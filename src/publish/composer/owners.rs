@@ -22,6 +22,7 @@
 //! [`Repository::resolve`] is that rule; the Composer repository, the pages and the admin pages
 //! all read it.
 
+use entities::release::ReleaseKind;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
 
@@ -266,7 +267,7 @@ fn claim(project: &Project, releases: &[ReleaseWithFiles]) -> Option<Claim> {
     // the package: a project that named it once long ago and then something else cannot come
     // back and take it from the project that owned it meanwhile.
     let written = |r: &ReleaseWithFiles| {
-        if r.release.kind == "tag" {
+        if r.release.kind == ReleaseKind::Tag {
             r.release.created_at
         } else {
             r.release.updated_at
@@ -311,15 +312,15 @@ mod tests {
             name: name.into(),
             title: name.into(),
             repo: format!("https://example.org/{name}.git"),
-            provider: crate::config::Provider::Github,
+            provider: crate::provider::Provider::Github,
             secret: "s".into(),
             previous_secret: None,
             allow_sha1: false,
             host_repository_id: None,
             branches: globset::GlobSet::empty(),
             tags: globset::GlobSet::empty(),
-            formats: vec![crate::config::ArchiveFormat::Zip],
-            layout: crate::config::Layout::Plain,
+            formats: vec![crate::package::ArchiveFormat::Zip],
+            layout: crate::package::Layout::Plain,
             composer: composer.map(str::to_string),
             drupal_type: "project_module".into(),
             supported_branches: None,
@@ -341,11 +342,11 @@ mod tests {
             id: 1,
             project_id: 1,
             version: version.into(),
-            kind: kind.into(),
+            kind: kind.parse().unwrap(),
             ref_name: version.into(),
             commit: "c".repeat(40),
             commit_time: 0,
-            status: "published".into(),
+            status: entities::release::ReleaseStatus::Published,
             build_log: String::new(),
             created_at: at(created),
             updated_at: at(updated),
