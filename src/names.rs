@@ -40,3 +40,31 @@ macro_rules! value_enum {
     };
 }
 pub(crate) use value_enum;
+
+/// Checks that every name of `T` is spelled the same by `Display`, `FromStr`, serde and clap:
+/// the unit tests of each named enum call it.
+#[cfg(test)]
+pub(crate) fn assert_one_spelling<T>()
+where
+    T: strum::VariantArray
+        + std::fmt::Display
+        + std::str::FromStr<Err = UnknownName>
+        + serde::Serialize
+        + clap::ValueEnum
+        + PartialEq
+        + std::fmt::Debug
+        + Copy
+        + Into<&'static str>,
+{
+    for variant in T::VARIANTS {
+        let name: &'static str = (*variant).into();
+        assert_eq!(variant.to_string(), name);
+        assert_eq!(name.parse::<T>().unwrap(), *variant);
+        assert_eq!(
+            serde_json::to_string(variant).unwrap(),
+            format!("\"{name}\"")
+        );
+        let value = clap::ValueEnum::to_possible_value(variant).unwrap();
+        assert_eq!(value.get_name(), name);
+    }
+}

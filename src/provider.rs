@@ -64,17 +64,7 @@ mod tests {
 
     #[test]
     fn one_spelling_everywhere() {
-        for provider in <Provider as strum::VariantArray>::VARIANTS {
-            let name = provider.as_str();
-            assert_eq!(provider.to_string(), name);
-            assert_eq!(name.parse::<Provider>().unwrap(), *provider);
-            assert_eq!(
-                serde_json::to_string(provider).unwrap(),
-                format!("\"{name}\"")
-            );
-            let value = clap::ValueEnum::to_possible_value(provider).unwrap();
-            assert_eq!(value.get_name(), name);
-        }
+        crate::names::assert_one_spelling::<Provider>();
         assert_eq!(Provider::Gitea.as_str(), "gitea");
         let err = "svn".parse::<Provider>().unwrap_err().to_string();
         assert_eq!(

@@ -99,26 +99,9 @@ mod tests {
 
     #[test]
     fn one_spelling_everywhere() {
-        for format in <ArchiveFormat as strum::VariantArray>::VARIANTS {
-            let name = format.extension();
-            assert_eq!(format.to_string(), name);
-            assert_eq!(name.parse::<ArchiveFormat>().unwrap(), *format);
-            assert_eq!(
-                serde_json::to_string(format).unwrap(),
-                format!("\"{name}\"")
-            );
-            let value = clap::ValueEnum::to_possible_value(format).unwrap();
-            assert_eq!(value.get_name(), name);
-        }
+        crate::names::assert_one_spelling::<ArchiveFormat>();
+        crate::names::assert_one_spelling::<Layout>();
         assert_eq!(ArchiveFormat::TarGz.extension(), "tar.gz");
-        for layout in <Layout as strum::VariantArray>::VARIANTS {
-            let name = layout.as_str();
-            assert_eq!(name.parse::<Layout>().unwrap(), *layout);
-            assert_eq!(
-                serde_json::to_string(layout).unwrap(),
-                format!("\"{name}\"")
-            );
-        }
         assert_eq!(Layout::Drupal.as_str(), "drupal");
         assert_eq!(
             "rar".parse::<ArchiveFormat>().unwrap_err().to_string(),

@@ -30,6 +30,7 @@ impl TestDb {
                 let admin = sea_orm::Database::connect(server.as_str())
                     .await
                     .expect("BALER_TEST_POSTGRES is reachable");
+                // Raw SQL: creating a database is outside what entities describe.
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
