@@ -1,7 +1,7 @@
 //! Periodic upkeep: the one place that keeps what baler stores from growing for ever. Today it
 //! prunes old deliveries and their refusal counts, and the failed admin sign-ins of addresses
-//! quiet for a month; retention of releases and queue items joins it here. (Ended admin
-//! sessions are pruned when the next one ends: see `AdminActions::logout`.)
+//! quiet for a month; other upkeep rounds (such as a retention policy) belong here too.
+//! (Ended admin sessions are pruned when the next one ends: see `AdminActions::logout`.)
 //!
 //! It runs in every process that receives webhooks, once at start and then every hour, and is
 //! started and drained with the web server and the workers (`startup`).
@@ -9,9 +9,8 @@
 //! Why a timer and not apalis: apalis-cron 1.0 would run upkeep as an apalis worker, but
 //! upkeep has none of what apalis brings to release jobs (no queue rows, leases, retries or
 //! concurrency: a round that fails is simply the next round), cron schedules fire on the
-//! clock's boundaries where retention's settings are intervals (`[retention] interval = "6h"`)
-//! and a restarted process should catch up at once, and it would add the `cron` and
-//! `chrono-tz` crates for one timer.
+//! clock's boundaries where upkeep wants intervals and a restarted process should catch up at
+//! once, and it would add the `cron` and `chrono-tz` crates for one timer.
 
 use std::future::Future;
 use std::time::Duration;

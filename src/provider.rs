@@ -2,7 +2,7 @@
 
 use strum::{Display, EnumString, IntoStaticStr, VariantArray, VariantNames};
 
-use crate::names::{UnknownName, value_enum};
+use crate::names::UnknownName;
 
 /// The host a project's webhooks come from; `gitea` covers Forgejo too.
 #[derive(
@@ -31,7 +31,6 @@ pub enum Provider {
     Gitea,
     Bitbucket,
 }
-value_enum!(Provider);
 
 fn unknown_provider(value: &str) -> UnknownName {
     UnknownName::new(

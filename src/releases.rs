@@ -2,6 +2,7 @@
 //! the pages, the API and downloads.
 
 use chrono::Utc;
+use entities::release::ReleaseStatus;
 use entities::{release, release_file};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
@@ -9,10 +10,6 @@ use sea_orm::{
 };
 
 use crate::package::{Checksums, ReleaseKind, ReleaseVersion};
-
-/// Whether a release is listed (`releases.status`). An unpublished release (its tag was
-/// deleted) leaves the listings and feeds; its page and files stay for anyone who pinned them.
-pub use entities::release::ReleaseStatus;
 
 /// A release with its files, as pages and the API show it.
 #[derive(Debug, Clone)]

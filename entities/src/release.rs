@@ -47,7 +47,9 @@ pub enum ReleaseKind {
     Dev,
 }
 
-/// Whether readers see a release. The `status` column holds the lower-case name.
+/// Whether a release is listed. The `status` column holds the lower-case name. An unpublished
+/// release (its tag was deleted) leaves the listings and feeds; its page and files stay for
+/// anyone who pinned them.
 #[derive(
     Clone,
     Copy,
@@ -73,13 +75,6 @@ pub enum ReleaseStatus {
 
 impl ReleaseKind {
     /// The name the `kind` column, the API and the feeds use.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-}
-
-impl ReleaseStatus {
-    /// The name the `status` column and the API use.
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -111,3 +106,25 @@ impl Related<super::release_file::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+#[cfg(test)]
+mod tests {
+    use super::{ReleaseKind, ReleaseStatus};
+    use sea_orm::{ActiveEnum, Iterable};
+
+    /// The column (sea-orm's `rename_all`) and the API and pages (strum's `serialize_all`)
+    /// spell each name the same, and parsing gives it back.
+    #[test]
+    fn the_column_and_the_api_spell_names_alike() {
+        for kind in ReleaseKind::iter() {
+            assert_eq!(kind.to_value(), kind.to_string());
+            assert_eq!(kind.to_string().parse::<ReleaseKind>().unwrap(), kind);
+        }
+        for status in ReleaseStatus::iter() {
+            assert_eq!(status.to_value(), status.to_string());
+            assert_eq!(status.to_string().parse::<ReleaseStatus>().unwrap(), status);
+        }
+        assert_eq!(ReleaseKind::Tag.as_str(), "tag");
+        assert_eq!(ReleaseStatus::Unpublished.to_string(), "unpublished");
+    }
+}

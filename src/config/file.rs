@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::ConfigError;
 use super::http::HttpConfig;
 use super::project::ProjectConfig;
+use super::{ConfigError, FieldError};
 
 pub const DEFAULT_CONFIG_FILE: &str = "baler.toml";
 
@@ -79,13 +79,16 @@ impl Default for QueueConfig {
 }
 
 impl QueueConfig {
-    /// The setting that is out of range, if any: `(key, message)`.
-    pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+    /// The setting that is out of range, if any.
+    pub(super) fn check(&self) -> Result<(), FieldError> {
         if self.lease_seconds < 2 {
-            return Err(("queue.lease_seconds", "must be at least 2".into()));
+            return Err(FieldError::new("queue.lease_seconds", "must be at least 2"));
         }
         if self.poll_interval_ms == 0 {
-            return Err(("queue.poll_interval_ms", "must be at least 1".into()));
+            return Err(FieldError::new(
+                "queue.poll_interval_ms",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -127,14 +130,14 @@ impl WorkerConfig {
         std::time::Duration::from_secs(self.drain_seconds)
     }
 
-    /// The setting that is out of range, if any: `(key, message)`.
-    pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+    /// The setting that is out of range, if any.
+    pub(super) fn check(&self) -> Result<(), FieldError> {
         for (key, value) in [
             ("worker.fetch_timeout_seconds", self.fetch_timeout_seconds),
             ("worker.job_timeout_seconds", self.job_timeout_seconds),
         ] {
             if value == 0 {
-                return Err((key, "must be at least 1".into()));
+                return Err(FieldError::new(key, "must be at least 1"));
             }
         }
         Ok(())

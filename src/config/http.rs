@@ -9,6 +9,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use super::FieldError;
+
 /// `[http]` as written in the config file.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -83,10 +85,10 @@ impl Default for HttpLimits {
 
 impl HttpConfig {
     /// Checks every value; the error names the key (`http.` + field) and says what is wanted.
-    pub fn check(self) -> Result<HttpLimits, (String, String)> {
+    pub fn check(self) -> Result<HttpLimits, FieldError> {
         let at_least_one = |key: &str, value: u64| {
             if value == 0 {
-                Err((format!("http.{key}"), "must be at least 1".to_string()))
+                Err(FieldError::new(format!("http.{key}"), "must be at least 1"))
             } else {
                 Ok(())
             }
@@ -105,9 +107,9 @@ impl HttpConfig {
             self.auth_failures_per_minute.into(),
         )?;
         if self.webhook_buffer_mib > 64 * 1024 {
-            return Err((
-                "http.webhook_buffer_mib".into(),
-                "must be at most 65536 (64 GiB)".into(),
+            return Err(FieldError::new(
+                "http.webhook_buffer_mib",
+                "must be at most 65536 (64 GiB)",
             ));
         }
         let trusted_proxies = self
@@ -116,8 +118,8 @@ impl HttpConfig {
             .map(|text| parse_net(text))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|bad| {
-                (
-                    "http.trusted_proxies".to_string(),
+                FieldError::new(
+                    "http.trusted_proxies",
                     format!("lists addresses or CIDR ranges like \"10.0.0.0/8\"; not {bad:?}"),
                 )
             })?;
@@ -178,13 +180,13 @@ mod tests {
             trusted_proxies: vec!["10.0.0.0/33".into()],
             ..HttpConfig::default()
         };
-        assert_eq!(bad.check().unwrap_err().0, "http.trusted_proxies");
+        assert_eq!(bad.check().unwrap_err().field, "http.trusted_proxies");
         let zero = HttpConfig {
             body_idle_timeout_seconds: 0,
             ..HttpConfig::default()
         };
         assert_eq!(
-            zero.check().unwrap_err().0,
+            zero.check().unwrap_err().field,
             "http.body_idle_timeout_seconds"
         );
     }

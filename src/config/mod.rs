@@ -40,6 +40,23 @@ pub enum ConfigError {
     },
 }
 
+/// What is wrong with one setting, before the caller says where it came from: `field` is the
+/// key (`queue.lease_seconds`, `http.trusted_proxies`, or a project's own field).
+#[derive(Debug)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 fn invalid(origin: &str, key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         origin: origin.to_string(),
@@ -120,14 +137,18 @@ impl Config {
             return Err(invalid(origin, "max_attempts", "must be at least 1"));
         }
         let queue = file.queue.unwrap_or_default();
-        queue.check().map_err(|(key, m)| invalid(origin, key, m))?;
+        queue
+            .check()
+            .map_err(|e| invalid(origin, &e.field, e.message))?;
         let worker = file.worker.unwrap_or_default();
-        worker.check().map_err(|(key, m)| invalid(origin, key, m))?;
+        worker
+            .check()
+            .map_err(|e| invalid(origin, &e.field, e.message))?;
         let http = file
             .http
             .unwrap_or_default()
             .check()
-            .map_err(|(key, message)| invalid(origin, &key, message))?;
+            .map_err(|e| invalid(origin, &e.field, e.message))?;
         Ok(Config {
             listen,
             public_url,
@@ -236,7 +257,7 @@ fn projects(
         let key = |field: &str| format!("projects[{index}].{field}");
         let settings = entry
             .resolve(env)
-            .map_err(|e| invalid(origin, &key(e.field), e.message))?;
+            .map_err(|e| invalid(origin, &key(&e.field), e.message))?;
         if projects.iter().any(|p| p.name == settings.name) {
             return Err(invalid(
                 origin,

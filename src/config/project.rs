@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use globset::Glob;
 use serde::Deserialize;
 
+use super::FieldError;
 use super::env::Environment;
 use crate::git::RemoteAuth;
 use crate::package::{ArchiveFormat, Layout};
@@ -103,18 +104,8 @@ impl std::fmt::Debug for ProjectSettings {
     }
 }
 
-/// What is wrong with one field of a project; the caller adds `projects[N].` and the origin.
-#[derive(Debug)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub message: String,
-}
-
 fn invalid(field: &'static str, message: impl Into<String>) -> FieldError {
-    FieldError {
-        field,
-        message: message.into(),
-    }
+    FieldError::new(field, message)
 }
 
 /// The project types Drupal's update module knows.

@@ -2,7 +2,7 @@
 //! (`web::hooks::receive`) only extracts the request, calls [`Intake::accept`] and renders the
 //! [`Answer`].
 //!
-//! A delivery goes: find the project (404, only counted) → read the body (413, 503) →
+//! A delivery goes: find the project (404, only counted) → read the body (413, 503, 408, 400) →
 //! `hooks::interpret` (415, 401, 400, 403) → the redelivery check and the queue → the
 //! deliveries log. Answers come well within the hosts' 10 s: nothing here waits on git or the
 //! network. Queueing is the only state a delivery changes: a deletion is queued for the worker

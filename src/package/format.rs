@@ -25,10 +25,10 @@ use crate::names::{UnknownName, value_enum};
     parse_err_fn = unknown_layout
 )]
 pub enum Layout {
-    /// Top directory `NAME/`, `.info` and `.info.yml` files get drupal.org's version block.
-    Drupal,
     /// Top directory `NAME-VERSION/`, files exactly as in git.
     Plain,
+    /// Top directory `NAME/`, `.info` and `.info.yml` files get drupal.org's version block.
+    Drupal,
 }
 value_enum!(Layout);
 
@@ -101,6 +101,26 @@ mod tests {
     fn one_spelling_everywhere() {
         crate::names::assert_one_spelling::<ArchiveFormat>();
         crate::names::assert_one_spelling::<Layout>();
+        // `baler package --layout/--format` accept the same names, in the same order.
+        let flags = |values: Vec<clap::builder::PossibleValue>| -> Vec<String> {
+            values.iter().map(|v| v.get_name().to_string()).collect()
+        };
+        let formats = <ArchiveFormat as clap::ValueEnum>::value_variants();
+        let formats = flags(
+            formats
+                .iter()
+                .filter_map(clap::ValueEnum::to_possible_value)
+                .collect(),
+        );
+        assert_eq!(formats, ["tar.gz", "zip"]);
+        let layouts = <Layout as clap::ValueEnum>::value_variants();
+        let layouts = flags(
+            layouts
+                .iter()
+                .filter_map(clap::ValueEnum::to_possible_value)
+                .collect(),
+        );
+        assert_eq!(layouts, ["plain", "drupal"]);
         assert_eq!(ArchiveFormat::TarGz.extension(), "tar.gz");
         assert_eq!(Layout::Drupal.as_str(), "drupal");
         assert_eq!(
