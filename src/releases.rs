@@ -6,7 +6,7 @@ use entities::release::ReleaseStatus;
 use entities::{release, release_file};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, ModelTrait, QueryFilter, QueryOrder, TryIntoModel,
+    DerivePartialModel, EntityTrait, ModelTrait, QueryFilter, QueryOrder, Select, TryIntoModel,
 };
 
 use crate::package::{Checksums, ReleaseKind, ReleaseVersion};
@@ -119,6 +119,7 @@ pub async fn record_on<C: ConnectionTrait>(
     for file in new.files {
         release_file::ActiveModel {
             release_id: Set(saved.id),
+            project_id: Set(saved.project_id),
             format: Set(file.format.to_string()),
             name: Set(file.name),
             size: Set(file.checksums.size as i64),
@@ -188,22 +189,40 @@ pub async fn find(
     Ok(Some(ReleaseWithFiles { release, files }))
 }
 
+/// What a download needs of a file: its name, format and checksum, and whether its release is
+/// a tag's (whose files never change). No other release column is read, build logs least.
+#[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "release_file::Entity")]
+pub struct Download {
+    pub name: String,
+    pub format: String,
+    pub sha256: String,
+    #[sea_orm(from_expr = "release::Column::Kind")]
+    pub kind: ReleaseKind,
+}
+
+/// The query behind [`find_download`]: the file by project and name (the unique
+/// `release_files_project_name` index), then its release by primary key.
+fn download_query(project_id: i64, name: &str) -> Select<release_file::Entity> {
+    release_file::Entity::find()
+        .inner_join(release::Entity)
+        .filter(release_file::Column::ProjectId.eq(project_id))
+        .filter(release_file::Column::Name.eq(name))
+}
+
 /// A published file of a project, by file name.
-pub async fn find_file(
+pub async fn find_download(
     db: &DatabaseConnection,
     project_id: i64,
     name: &str,
-) -> Result<Option<(release_file::Model, release::Model)>, DbErr> {
+) -> Result<Option<Download>, DbErr> {
     if !plausible_name(name) {
         return Ok(None);
     }
-    let found = release_file::Entity::find()
-        .filter(release_file::Column::Name.eq(name))
-        .find_also_related(release::Entity)
-        .filter(release::Column::ProjectId.eq(project_id))
+    download_query(project_id, name)
+        .into_partial_model::<Download>()
         .one(db)
-        .await?;
-    Ok(found.and_then(|(file, release)| release.map(|r| (file, r))))
+        .await
 }
 
 /// The kind (`tag` or `dev`) of `project_id`'s release `version`, if it has one.
@@ -246,4 +265,116 @@ pub async fn set_status_on<C: ConnectionTrait>(
         .exec(conn)
         .await?;
     Ok(result.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement};
+
+    use super::{NewRelease, ReleaseNotes, download_query, find_download, record_on};
+    use crate::package::{ReleaseKind, ReleaseVersion};
+
+    /// SQLite's plan for a download: the file found through `release_files_project_name`, its
+    /// release by primary key; no table is scanned.
+    #[tokio::test]
+    async fn a_download_is_an_indexed_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/plan.db?mode=rwc", dir.path().display());
+        let db = crate::db::connect(&url).await.unwrap();
+        crate::db::migrate(&db).await.unwrap();
+        // A fresh pool: a connection opened before the migrations keeps the schema it read
+        // then for EXPLAIN (a real query would be prepared again).
+        db.close().await.unwrap();
+        let db = crate::db::connect(&url).await.unwrap();
+        let query = download_query(7, "demo-1.0.0.zip").build(DbBackend::Sqlite);
+        let plan: Vec<String> = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                format!("EXPLAIN QUERY PLAN {}", query.sql),
+                query.values.map(|values| values.0).unwrap_or_default(),
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.try_get::<String>("", "detail").unwrap())
+            .collect();
+        assert!(
+            plan.iter().any(|step| step
+                .contains("USING INDEX release_files_project_name (project_id=? AND name=?)")),
+            "{plan:?}"
+        );
+        assert!(
+            plan.iter().all(|step| !step.starts_with("SCAN")),
+            "{plan:?}"
+        );
+    }
+
+    /// Files recorded before `release_files` had a `project_id` get their release's, and a
+    /// download then finds them in their own project only.
+    #[tokio::test]
+    async fn the_reads_migration_gives_old_files_their_project() {
+        use migrations::{Migrator, MigratorTrait};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/old.db?mode=rwc", dir.path().display());
+        let db = crate::db::connect(&url).await.unwrap();
+        // The schema as it was before the reads migration.
+        Migrator::up(&db, Some(7)).await.unwrap();
+        let config = crate::config::Config::from_toml(
+            "[[projects]]\nname = \"demo\"\nrepo = \"https://example.org/demo.git\"\n\
+             provider = \"github\"\nsecret = \"s\"\n\
+             [[projects]]\nname = \"other\"\nrepo = \"https://example.org/other.git\"\n\
+             provider = \"github\"\nsecret = \"s\"\n",
+            &[],
+        )
+        .unwrap();
+        for settings in &config.projects {
+            crate::projects::upsert(&db, settings, "config")
+                .await
+                .unwrap();
+        }
+        let demo = crate::projects::find(&db, "demo").await.unwrap().unwrap();
+        let other = crate::projects::find(&db, "other").await.unwrap().unwrap();
+        let version = ReleaseVersion::from_tag("1.0.0").unwrap();
+        let release = record_on(
+            &db,
+            NewRelease {
+                project_id: demo.id,
+                version: &version,
+                ref_name: "1.0.0",
+                commit: "c100",
+                commit_time: 1,
+                build_log: "",
+                composer_json: None,
+                notes: &ReleaseNotes::default(),
+                files: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+        // Raw SQL: the entity already has the column this schema lacks.
+        db.execute_unprepared(&format!(
+            "INSERT INTO release_files (release_id, format, name, size, sha256, sha1, md5, created_at) \
+             VALUES ({}, 'zip', 'demo-1.0.0.zip', 3, 'ab', 'cd', 'ef', '2026-12-01T00:00:00Z')",
+            release.id
+        ))
+        .await
+        .unwrap();
+
+        Migrator::up(&db, None).await.unwrap();
+        let found = find_download(&db, demo.id, "demo-1.0.0.zip")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.name.as_str(), found.sha256.as_str(), found.kind),
+            ("demo-1.0.0.zip", "ab", ReleaseKind::Tag)
+        );
+        assert_eq!(
+            find_download(&db, other.id, "demo-1.0.0.zip")
+                .await
+                .unwrap(),
+            None
+        );
+    }
 }

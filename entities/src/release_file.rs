@@ -7,9 +7,11 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub release_id: i64,
+    /// The release's project, so that a download finds its file by `(project_id, name)`.
+    pub project_id: i64,
     /// `tar.gz` or `zip`.
     pub format: String,
-    /// `NAME-VERSION.EXT`, unique within the project's files.
+    /// `NAME-VERSION.EXT`, unique within the project's files (`release_files_project_name`).
     pub name: String,
     pub size: i64,
     pub sha256: String,

@@ -10,6 +10,7 @@ mod m20261122_000004_publishing;
 mod m20261122_000005_admin;
 mod m20261202_000006_faults;
 mod m20261202_000007_abuse;
+mod m20261202_000008_reads;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_admin::Migration),
             Box::new(m20261202_000006_faults::Migration),
             Box::new(m20261202_000007_abuse::Migration),
+            Box::new(m20261202_000008_reads::Migration),
         ]
     }
 }

@@ -35,12 +35,12 @@ pub async fn download(
         })
     };
     if let Some(archive) = file.strip_suffix(".sha256") {
-        let (record, _) = releases::find_file(&state.db, project.id, archive)
+        let record = releases::find_download(&state.db, project.id, archive)
             .await?
             .ok_or_else(not_found)?;
         return Ok(checksum_list(&[(&record.sha256, &record.name)]));
     }
-    let (record, release) = releases::find_file(&state.db, project.id, &file)
+    let record = releases::find_download(&state.db, project.id, &file)
         .await?
         .ok_or_else(not_found)?;
     let path = state
@@ -77,7 +77,7 @@ pub async fn download(
             HeaderValue::from_str(&format!("attachment; filename=\"{}\"", record.name))
                 .map_err(anyhow::Error::from)?;
         // A tag's files never change; a dev snapshot's are rebuilt under the same name.
-        let cache = if release.kind == ReleaseKind::Tag {
+        let cache = if record.kind == ReleaseKind::Tag {
             "public, max-age=31536000, immutable"
         } else {
             "public, no-cache"
