@@ -1,20 +1,41 @@
 //! Release rows: written by the worker in one transaction once the files are in place, read by
 //! the pages, the API and downloads.
 
+use std::collections::HashMap;
+
 use chrono::Utc;
 use entities::release::ReleaseStatus;
 use entities::{release, release_file};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    DerivePartialModel, EntityTrait, ModelTrait, QueryFilter, QueryOrder, Select, TryIntoModel,
+    DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, TryIntoModel,
 };
 
 use crate::package::{Checksums, ReleaseKind, ReleaseVersion};
 
+/// A release row as listings read it: every column but the build log, which only the
+/// release's own page reads ([`build_log`]).
+#[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "release::Entity")]
+pub struct ListedRelease {
+    pub id: i64,
+    pub project_id: i64,
+    pub version: String,
+    pub kind: ReleaseKind,
+    pub ref_name: String,
+    pub commit: String,
+    pub commit_time: i64,
+    pub status: ReleaseStatus,
+    pub created_at: chrono::DateTime<Utc>,
+    pub updated_at: chrono::DateTime<Utc>,
+    pub composer_json: Option<String>,
+    pub notes: Option<String>,
+}
+
 /// A release with its files, as pages and the API show it.
 #[derive(Debug, Clone)]
 pub struct ReleaseWithFiles {
-    pub release: release::Model,
+    pub release: ListedRelease,
     pub files: Vec<release_file::Model>,
 }
 
@@ -31,7 +52,7 @@ impl ReleaseNotes {
     pub const LIMIT: usize = 100;
 
     /// The notes stored with a release (none for releases built before notes existed).
-    pub fn of(release: &release::Model) -> Option<ReleaseNotes> {
+    pub fn of(release: &ListedRelease) -> Option<ReleaseNotes> {
         serde_json::from_str(release.notes.as_deref()?).ok()
     }
 }
@@ -136,27 +157,48 @@ pub async fn record_on<C: ConnectionTrait>(
 }
 
 /// Every release of a project: tag releases first, newest commit first, then dev snapshots.
+/// Two indexed reads (the releases, then the project's files); no build log.
 pub async fn for_project(
     db: &DatabaseConnection,
     project_id: i64,
 ) -> Result<Vec<ReleaseWithFiles>, DbErr> {
-    let rows = release::Entity::find()
+    let rows: Vec<ListedRelease> = release::Entity::find()
         .filter(release::Column::ProjectId.eq(project_id))
         .order_by_desc(release::Column::CommitTime)
         .order_by_desc(release::Column::Id)
-        .find_with_related(release_file::Entity)
+        .into_partial_model()
         .all(db)
         .await?;
+    let mut files: HashMap<i64, Vec<release_file::Model>> = HashMap::new();
+    for file in release_file::Entity::find()
+        .filter(release_file::Column::ProjectId.eq(project_id))
+        .order_by_asc(release_file::Column::Format)
+        .all(db)
+        .await?
+    {
+        files.entry(file.release_id).or_default().push(file);
+    }
     let mut releases: Vec<ReleaseWithFiles> = rows
         .into_iter()
-        .map(|(release, mut files)| {
-            files.sort_by(|a, b| a.format.cmp(&b.format));
-            ReleaseWithFiles { release, files }
+        .map(|release| ReleaseWithFiles {
+            files: files.remove(&release.id).unwrap_or_default(),
+            release,
         })
         .collect();
     // Stable: keeps newest-first within each kind.
     releases.sort_by_key(|r| r.release.kind != ReleaseKind::Tag);
     Ok(releases)
+}
+
+/// A release's whole build log, admin-only lines included (see [`public_log`]).
+pub async fn build_log(db: &DatabaseConnection, release_id: i64) -> Result<String, DbErr> {
+    release::Entity::find_by_id(release_id)
+        .select_only()
+        .column(release::Column::BuildLog)
+        .into_tuple::<String>()
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("release {release_id}")))
 }
 
 /// Versions and file names hold only these characters (see `ReleaseVersion`); anything else
@@ -180,12 +222,16 @@ pub async fn find(
     let Some(release) = release::Entity::find()
         .filter(release::Column::ProjectId.eq(project_id))
         .filter(release::Column::Version.eq(version))
+        .into_partial_model::<ListedRelease>()
         .one(db)
         .await?
     else {
         return Ok(None);
     };
-    let files = release.find_related(release_file::Entity).all(db).await?;
+    let files = release_file::Entity::find()
+        .filter(release_file::Column::ReleaseId.eq(release.id))
+        .all(db)
+        .await?;
     Ok(Some(ReleaseWithFiles { release, files }))
 }
 

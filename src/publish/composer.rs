@@ -19,7 +19,7 @@ pub use owners::{Entry, Repository, Standing};
 
 use super::{LineVersion, published_newest_first};
 use crate::projects::Project;
-use crate::releases::ReleaseWithFiles;
+use crate::releases::{ListedRelease, ReleaseWithFiles};
 
 /// A project as a Composer package: its name and releases.
 pub struct Package {
@@ -47,7 +47,7 @@ pub async fn find_package(db: &DatabaseConnection, name: &str) -> Result<Option<
 /// The version Composer sees: `8.x-1.2` → `1.2.0`, `2.0.3` stays; branch `1.x` → `1.x-dev`,
 /// `8.x-1.x` → `1.x-dev`, any other branch → `dev-BRANCH`. `None` for a tag Composer could not
 /// parse (`nightly`, `1.2-custom`), which would otherwise break the whole package for it.
-pub fn composer_version(release: &entities::release::Model) -> Option<String> {
+pub fn composer_version(release: &ListedRelease) -> Option<String> {
     let line = LineVersion::parse(&release.version);
     if release.kind != ReleaseKind::Tag {
         return Some(match line {
@@ -154,8 +154,8 @@ pub fn last_modified(package: &Package) -> Option<DateTime<Utc>> {
 mod tests {
     use super::*;
 
-    fn release(version: &str, kind: &str, ref_name: &str) -> entities::release::Model {
-        entities::release::Model {
+    fn release(version: &str, kind: &str, ref_name: &str) -> ListedRelease {
+        ListedRelease {
             id: 1,
             project_id: 1,
             version: version.into(),
@@ -164,7 +164,6 @@ mod tests {
             commit: "c".repeat(40),
             commit_time: 0,
             status: entities::release::ReleaseStatus::Published,
-            build_log: String::new(),
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
             composer_json: None,

@@ -385,8 +385,9 @@ pub struct ReleasePage {
     actor: String,
     csrf: String,
     project: String,
-    /// Its `build_log` is shown whole, the admin-only lines (repository location) included.
-    release: entities::release::Model,
+    release: crate::releases::ListedRelease,
+    /// Shown whole, the admin-only lines (repository location) included.
+    build_log: String,
 }
 
 /// A release's whole build log, which the public release page shows without the lines that
@@ -401,6 +402,7 @@ pub async fn release(
         actor: actor.to_string(),
         csrf: session.csrf(),
         project: project.name,
+        build_log: crate::releases::build_log(&state.db, found.release.id).await?,
         release: found.release,
     };
     Ok((session.into_jar(), Page(page)).into_response())

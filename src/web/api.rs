@@ -64,10 +64,10 @@ pub async fn release(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Json<ReleaseDetail>, ApiError> {
-    let (_, release) = release_view(&state, &name, &version).await?;
+    let found = release_view(&state, &name, &version).await?;
     Ok(Json(ReleaseDetail {
-        build_log: release.build_log.clone(),
-        release,
+        release: found.view,
+        build_log: found.build_log,
     }))
 }
 

@@ -108,6 +108,8 @@ pub struct ReleasePage {
     name: String,
     title: String,
     release: ReleaseView,
+    /// Without the admin-only lines that name the repository's location.
+    build_log: String,
 }
 
 /// One release's rows, unpublished or not, of a project disabled or not (for admins); 404
@@ -138,25 +140,37 @@ async fn release_of(
 }
 
 /// One release of an enabled project as the public sees it, unpublished or not.
+pub struct PublicRelease {
+    pub project: Project,
+    pub view: ReleaseView,
+    /// The build log without its admin-only lines (`releases::public_log`).
+    pub build_log: String,
+}
+
 pub async fn release_view(
     state: &AppState,
     name: &str,
     version: &str,
-) -> Result<(Project, ReleaseView), AppError> {
+) -> Result<PublicRelease, AppError> {
     let project = find_public_project(state, name).await?;
     let release = release_of(state, &project, version).await?;
-    let view = ReleaseView::new(&project.name, &release, &state.public_url);
-    Ok((project, view))
+    let build_log = releases::build_log(&state.db, release.release.id).await?;
+    Ok(PublicRelease {
+        view: ReleaseView::new(&project.name, &release, &state.public_url),
+        build_log: releases::public_log(&build_log),
+        project,
+    })
 }
 
 pub async fn release(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Page<ReleasePage>, AppError> {
-    let (project, release) = release_view(&state, &name, &version).await?;
+    let found = release_view(&state, &name, &version).await?;
     Ok(Page(ReleasePage {
-        release,
-        name: project.name,
-        title: project.title,
+        release: found.view,
+        build_log: found.build_log,
+        name: found.project.name,
+        title: found.project.title,
     }))
 }

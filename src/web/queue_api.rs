@@ -17,6 +17,7 @@ use crate::deliveries::{self, DeliveryView};
 use crate::error::ApiError;
 use crate::problems::{self, Problem};
 use crate::queue::{Enqueued, QueueListing};
+use crate::releases;
 
 pub async fn list(_: Admin, State(state): State<AppState>) -> Result<Json<QueueListing>, ApiError> {
     Ok(Json(state.queue.list().await?))
@@ -119,9 +120,9 @@ pub async fn release_log(
     State(state): State<AppState>,
     Path((project, version)): Path<(String, String)>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let (_, release) = find_release(&state, &project, &version).await?;
+    let (_, found) = find_release(&state, &project, &version).await?;
     Ok((
         [(CONTENT_TYPE, "text/plain; charset=utf-8")],
-        release.release.build_log,
+        releases::build_log(&state.db, found.release.id).await?,
     ))
 }

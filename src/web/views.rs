@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::PublicUrl;
 use crate::publish::composer::Entry;
-use crate::releases::{ReleaseNotes, ReleaseWithFiles, public_log};
+use crate::releases::{ReleaseNotes, ReleaseWithFiles};
 use crate::time::{from_seconds, rfc3339};
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,10 +38,6 @@ pub struct ReleaseView {
     pub notes: Option<ReleaseNotes>,
     #[serde(skip)]
     pub commit_date: String,
-    /// The public build log: without the admin-only lines that name the repository's
-    /// location (`releases::public_log`). Admins read the whole log elsewhere.
-    #[serde(skip)]
-    pub build_log: String,
 }
 
 impl ReleaseView {
@@ -97,7 +93,6 @@ impl ReleaseView {
             commit_date: from_seconds(r.release.commit_time)
                 .format("%Y-%m-%d %H:%M UTC")
                 .to_string(),
-            build_log: public_log(&r.release.build_log),
         }
     }
 }

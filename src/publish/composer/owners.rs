@@ -33,7 +33,7 @@ use serde_json::Value;
 use super::Package;
 use crate::projects::{self, Project};
 use crate::publish::published_newest_first;
-use crate::releases::{self, ReleaseWithFiles};
+use crate::releases::{self, ListedRelease, ReleaseWithFiles};
 
 /// Where a project stands in the Composer repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,7 +289,7 @@ fn claim(project: &Project, releases: &[ReleaseWithFiles]) -> Option<Claim> {
 }
 
 /// The package name a release's `composer.json` gives, lowercased, if it is a valid one.
-fn manifest_name(release: &entities::release::Model) -> Option<String> {
+fn manifest_name(release: &ListedRelease) -> Option<String> {
     let manifest: Value = serde_json::from_str(release.composer_json.as_deref()?).ok()?;
     let name = manifest.get("name")?.as_str()?.to_ascii_lowercase();
     crate::config::valid_composer_name(&name).then_some(name)
@@ -338,7 +338,7 @@ mod tests {
         created: i64,
         updated: i64,
     ) -> ReleaseWithFiles {
-        let release = entities::release::Model {
+        let release = ListedRelease {
             id: 1,
             project_id: 1,
             version: version.into(),
@@ -347,7 +347,6 @@ mod tests {
             commit: "c".repeat(40),
             commit_time: 0,
             status: entities::release::ReleaseStatus::Published,
-            build_log: String::new(),
             created_at: at(created),
             updated_at: at(updated),
             composer_json: Some(json!({ "name": package }).to_string()),
