@@ -522,9 +522,103 @@ async fn pages_and_feeds_show_every_release_detail(db: TestDb) {
     }
 }
 
+/// The releases list pages as GitHub's API does. The releases are recorded straight into the
+/// database (their archives play no part in the list), eleven of them, one unpublished.
+async fn the_releases_list_pages_with_link_headers(db: TestDb) {
+    use baler::package::ReleaseVersion;
+    use baler::releases::{NewRelease, ReleaseNotes, record_on, set_status_on};
+
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github(
+            "widget",
+            "https://example.org/widget.git",
+        ))
+        .start()
+        .await;
+    let project_id = app.project_id("widget").await;
+    for minor in 0..11 {
+        let version = ReleaseVersion::from_tag(&format!("1.{minor}.0")).unwrap();
+        record_on(
+            &app.db,
+            NewRelease {
+                project_id,
+                version: &version,
+                ref_name: &version.version,
+                commit: &format!("{minor:040}"),
+                commit_time: 1_700_000_000 + minor,
+                build_log: "",
+                composer_json: None,
+                notes: &ReleaseNotes::default(),
+                files: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    set_status_on(&app.db, project_id, "1.5.0", false)
+        .await
+        .unwrap();
+    let path = "/api/v1/projects/widget/releases";
+    let base = format!("{}{path}", app.url);
+    let versions = |body: &Value| -> Vec<String> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    // No parameters: the whole list (it is under 100), newest first, and no Link header.
+    let answer = app.get(path).await;
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers().get("link").is_none());
+    let all = versions(&answer.json().await.unwrap());
+    assert_eq!(all.len(), 10);
+    assert_eq!(all[0], "1.10.0");
+    assert!(!all.contains(&"1.5.0".to_string()));
+
+    let answer = app.get(&format!("{path}?per_page=4&page=2")).await;
+    assert_eq!(answer.status(), 200);
+    let link = answer.headers()["link"].to_str().unwrap().to_string();
+    assert_eq!(
+        link,
+        format!(
+            "<{base}?page=1&per_page=4>; rel=\"prev\", <{base}?page=3&per_page=4>; rel=\"next\", \
+             <{base}?page=3&per_page=4>; rel=\"last\", <{base}?page=1&per_page=4>; rel=\"first\""
+        )
+    );
+    assert_eq!(versions(&answer.json().await.unwrap()), all[4..8]);
+
+    // Following `next` to the end gives every release once, in order.
+    let mut seen = Vec::new();
+    let mut next = Some(format!("{base}?per_page=3"));
+    while let Some(url) = next {
+        let answer = app.client.get(&url).send().await.unwrap();
+        next = answer.headers().get("link").and_then(|link| {
+            link.to_str().unwrap().split(", ").find_map(|rel| {
+                rel.strip_suffix("; rel=\"next\"")
+                    .map(|url| url.trim_matches(['<', '>']).to_string())
+            })
+        });
+        seen.extend(versions(&answer.json().await.unwrap()));
+    }
+    assert_eq!(seen, all);
+
+    let answer = app.get(&format!("{path}?page=0")).await;
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.unwrap();
+    assert!(
+        body.to_string()
+            .contains("page must be a whole number of at least 1"),
+        "{body}"
+    );
+}
+
 on_both_databases!(
     composer_installs_tagged_and_dev_releases,
     drupal_update_feed_is_what_the_update_module_reads,
     downloads_answer_range_head_and_conditional_requests,
     pages_and_feeds_show_every_release_detail,
+    the_releases_list_pages_with_link_headers,
 );

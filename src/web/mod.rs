@@ -12,6 +12,7 @@ mod files;
 mod headers;
 mod hooks;
 mod pages;
+mod paging;
 mod queue_api;
 pub mod router;
 pub mod server;
