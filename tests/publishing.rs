@@ -487,7 +487,14 @@ async fn pages_and_feeds_show_every_release_detail(db: TestDb) {
         .select(&scraper::Selector::parse("h2").unwrap())
         .map(|h| h.text().collect())
         .collect();
-    assert_eq!(headings, ["Releases", "Development snapshots"]);
+    assert_eq!(
+        headings,
+        [
+            "Latest of each line",
+            "Development snapshots",
+            "All releases"
+        ]
+    );
     let detail = app.get_json("/api/v1/projects/widget").await;
     let order: Vec<&str> = detail["releases"]
         .as_array()
@@ -525,8 +532,7 @@ async fn pages_and_feeds_show_every_release_detail(db: TestDb) {
 /// The releases list pages as GitHub's API does. The releases are recorded straight into the
 /// database (their archives play no part in the list), eleven of them, one unpublished.
 async fn the_releases_list_pages_with_link_headers(db: TestDb) {
-    use baler::package::ReleaseVersion;
-    use baler::releases::{NewRelease, ReleaseNotes, record_on, set_status_on};
+    use baler::releases::set_status_on;
 
     let app = TestApp::builder()
         .database(&db)
@@ -537,25 +543,8 @@ async fn the_releases_list_pages_with_link_headers(db: TestDb) {
         .start()
         .await;
     let project_id = app.project_id("widget").await;
-    for minor in 0..11 {
-        let version = ReleaseVersion::from_tag(&format!("1.{minor}.0")).unwrap();
-        record_on(
-            &app.db,
-            NewRelease {
-                project_id,
-                version: &version,
-                ref_name: &version.version,
-                commit: &format!("{minor:040}"),
-                commit_time: 1_700_000_000 + minor,
-                build_log: "",
-                composer_json: None,
-                notes: &ReleaseNotes::default(),
-                files: Vec::new(),
-            },
-        )
-        .await
-        .unwrap();
-    }
+    let tags: Vec<String> = (0..11).map(|minor| format!("1.{minor}.0")).collect();
+    record_releases(&app, project_id, &tags, &[]).await;
     set_status_on(&app.db, project_id, "1.5.0", false)
         .await
         .unwrap();
@@ -615,10 +604,101 @@ async fn the_releases_list_pages_with_link_headers(db: TestDb) {
     );
 }
 
+/// Records tag and dev releases straight into the database, without archives: for tests of
+/// listings, where files play no part. Commit times follow the order given.
+async fn record_releases(app: &TestApp, project_id: i64, tags: &[String], branches: &[&str]) {
+    use baler::package::ReleaseVersion;
+    use baler::releases::{NewRelease, ReleaseNotes, record_on};
+
+    let versions = tags
+        .iter()
+        .map(|tag| (ReleaseVersion::from_tag(tag).unwrap(), tag.as_str()))
+        .chain(
+            branches
+                .iter()
+                .map(|branch| (ReleaseVersion::from_branch(branch).unwrap(), *branch)),
+        );
+    for (n, (version, ref_name)) in versions.enumerate() {
+        record_on(
+            &app.db,
+            NewRelease {
+                project_id,
+                version: &version,
+                ref_name,
+                commit: &format!("{n:040}"),
+                commit_time: 1_700_000_000 + n as i64,
+                build_log: "",
+                composer_json: None,
+                notes: &ReleaseNotes::default(),
+                files: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
+
+/// The project page stays small: the newest release of each line, the dev snapshots, and 50
+/// releases of the history a page.
+async fn the_project_page_shows_lines_snapshots_and_a_page_of_history(db: TestDb) {
+    let app = TestApp::builder()
+        .database(&db)
+        .project(ProjectSpec::github(
+            "widget",
+            "https://example.org/widget.git",
+        ))
+        .start()
+        .await;
+    let project_id = app.project_id("widget").await;
+    let mut tags: Vec<String> = (0..57).map(|minor| format!("1.{minor}.0")).collect();
+    tags.extend([
+        "2.0.0".to_string(),
+        "2.1.0".to_string(),
+        "nightly".to_string(),
+    ]);
+    record_releases(&app, project_id, &tags, &["main"]).await;
+    let link = |version: &str| format!("href=\"/projects/widget/releases/{version}\"");
+    let links = |html: &str| html.matches("href=\"/projects/widget/releases/").count();
+    let section = |body: &str, heading: &str| -> String {
+        let start = body
+            .find(heading)
+            .unwrap_or_else(|| panic!("{heading} in {body}"));
+        let rest = &body[start + heading.len()..];
+        rest[..rest.find("<h2").unwrap_or(rest.len())].to_string()
+    };
+
+    let first = app.get("/projects/widget").await.text().await.unwrap();
+    let latest = section(&first, "Latest of each line</h2>");
+    assert!(latest.contains(&link("2.1.0")) && latest.contains(&link("1.56.0")));
+    assert_eq!(links(&latest), 2, "{latest}");
+    let snapshots = section(&first, "Development snapshots</h2>");
+    assert!(snapshots.contains(&link("main-dev")), "{snapshots}");
+    let history = section(&first, "All releases</h2>");
+    assert_eq!(links(&history), 50);
+    assert!(history.contains(&link("2.1.0")) && history.contains(&link("1.9.0")));
+    assert!(!history.contains(&link("1.8.0")));
+    assert!(first.contains("Page 1 of 2") && first.contains("href=\"?page=2#history\""));
+
+    let second = app
+        .get("/projects/widget?page=2")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let history = section(&second, "All releases</h2>");
+    assert_eq!(links(&history), 10);
+    assert!(history.contains(&link("1.0.0")) && history.contains(&link("nightly")));
+    assert!(!history.contains(&link("1.9.0")));
+    assert!(second.contains("Page 2 of 2") && second.contains("href=\"?page=1#history\""));
+
+    assert_eq!(app.get("/projects/widget?page=0").await.status(), 400);
+}
+
 on_both_databases!(
     composer_installs_tagged_and_dev_releases,
     drupal_update_feed_is_what_the_update_module_reads,
     downloads_answer_range_head_and_conditional_requests,
     pages_and_feeds_show_every_release_detail,
     the_releases_list_pages_with_link_headers,
+    the_project_page_shows_lines_snapshots_and_a_page_of_history,
 );

@@ -72,6 +72,13 @@ impl LineVersion {
         self.numbers[0]
     }
 
+    /// The major line a project page groups releases by: `8.x-1.x` for `8.x-1.2`, `2.x` for
+    /// `2.0.3`.
+    pub fn line_name(&self) -> String {
+        let core = self.core.map(|c| format!("{c}.x-")).unwrap_or_default();
+        format!("{core}{}.x", self.major())
+    }
+
     /// The release line as Drupal's `supported_branches` names it: `8.x-1.` for `8.x-1.2`,
     /// `2.0.` for `2.0.3` and `2.0.x-dev`.
     pub fn branch_prefix(&self) -> String {
@@ -179,6 +186,14 @@ mod tests {
         for odd in ["main-dev", "nightly", "1..2", "8.x-", "1.2.3-", "1.2-b/1"] {
             assert_eq!(LineVersion::parse(odd), None, "{odd}");
         }
+    }
+
+    #[test]
+    fn line_names() {
+        assert_eq!(v("8.x-1.2").line_name(), "8.x-1.x");
+        assert_eq!(v("8.x-2.0-beta3").line_name(), "8.x-2.x");
+        assert_eq!(v("2.0.3").line_name(), "2.x");
+        assert_eq!(v("2.10.0-RC1").line_name(), "2.x");
     }
 
     #[test]

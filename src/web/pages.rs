@@ -5,10 +5,11 @@
 //! views and downloads find disabled projects too ([`find_project`]).
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
+use super::paging::PageQuery;
 use super::views::{ProjectView, ReleaseView, human_size};
 use crate::error::{AppError, Missing};
 use crate::projects::{self, Project};
@@ -53,10 +54,20 @@ pub async fn index(State(state): State<AppState>) -> Result<Page<IndexPage>, App
     Ok(Page(IndexPage { projects, counts }))
 }
 
+/// Tag releases on one page of a project's history.
+const HISTORY_PER_PAGE: usize = 50;
+
+/// A project's page stays small at any release count: the newest release of each line, the dev
+/// snapshots, and one page of the whole history (`?page=N`, [`HISTORY_PER_PAGE`] a page).
 #[derive(Template)]
 #[template(path = "project.html")]
 pub struct ProjectPage {
     project: ProjectView,
+    latest: Vec<ReleaseView>,
+    snapshots: Vec<ReleaseView>,
+    history: Vec<ReleaseView>,
+    page: usize,
+    pages: usize,
 }
 
 fn no_project(name: &str) -> AppError {
@@ -96,9 +107,18 @@ pub async fn project_view(state: &AppState, name: &str) -> Result<ProjectView, A
 pub async fn project(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(query): Query<PageQuery>,
 ) -> Result<Page<ProjectPage>, AppError> {
+    let paging = query.check(HISTORY_PER_PAGE)?;
+    let project = project_view(&state, &name).await?;
+    let tags: Vec<ReleaseView> = project.tags().cloned().collect();
     Ok(Page(ProjectPage {
-        project: project_view(&state, &name).await?,
+        latest: project.latest_of_each_line().into_iter().cloned().collect(),
+        snapshots: project.snapshots().cloned().collect(),
+        history: paging.slice(&tags).to_vec(),
+        page: paging.page,
+        pages: tags.len().div_ceil(paging.per_page).max(1),
+        project,
     }))
 }
 

@@ -4,6 +4,7 @@ use entities::release::{ReleaseKind, ReleaseStatus};
 use serde::Serialize;
 
 use super::PublicUrl;
+use crate::publish::LineVersion;
 use crate::publish::composer::Entry;
 use crate::releases::{ReleaseNotes, ReleaseWithFiles};
 use crate::time::{from_seconds, rfc3339};
@@ -187,6 +188,18 @@ impl ProjectView {
 
     pub fn tags(&self) -> impl Iterator<Item = &ReleaseView> {
         self.releases.iter().filter(|r| r.kind == ReleaseKind::Tag)
+    }
+
+    /// The newest published tag release of each line (`2.x`, `8.x-1.x`), newest line first;
+    /// versions of no recognisable shape have no line and show only in the history.
+    pub fn latest_of_each_line(&self) -> Vec<&ReleaseView> {
+        let mut seen = std::collections::HashSet::new();
+        self.tags()
+            .filter(|r| r.is_published())
+            .filter(|r| {
+                LineVersion::parse(&r.version).is_some_and(|line| seen.insert(line.line_name()))
+            })
+            .collect()
     }
 
     pub fn snapshots(&self) -> impl Iterator<Item = &ReleaseView> {
