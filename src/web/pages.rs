@@ -167,6 +167,8 @@ pub struct PublicRelease {
     pub build_log: String,
 }
 
+/// The release `version` of the enabled project `name`, with its public build log; 404 for an
+/// unknown or disabled project or an unknown version.
 pub async fn release_view(
     state: &AppState,
     name: &str,
