@@ -102,25 +102,15 @@ mod tests {
         crate::names::assert_one_spelling::<ArchiveFormat>();
         crate::names::assert_one_spelling::<Layout>();
         // `baler package --layout/--format` accept the same names, in the same order.
-        let flags = |values: Vec<clap::builder::PossibleValue>| -> Vec<String> {
-            values.iter().map(|v| v.get_name().to_string()).collect()
-        };
-        let formats = <ArchiveFormat as clap::ValueEnum>::value_variants();
-        let formats = flags(
-            formats
+        fn flags<T: clap::ValueEnum>() -> Vec<String> {
+            T::value_variants()
                 .iter()
-                .filter_map(clap::ValueEnum::to_possible_value)
-                .collect(),
-        );
-        assert_eq!(formats, ["tar.gz", "zip"]);
-        let layouts = <Layout as clap::ValueEnum>::value_variants();
-        let layouts = flags(
-            layouts
-                .iter()
-                .filter_map(clap::ValueEnum::to_possible_value)
-                .collect(),
-        );
-        assert_eq!(layouts, ["plain", "drupal"]);
+                .filter_map(T::to_possible_value)
+                .map(|v| v.get_name().to_string())
+                .collect()
+        }
+        assert_eq!(flags::<ArchiveFormat>(), ["tar.gz", "zip"]);
+        assert_eq!(flags::<Layout>(), ["plain", "drupal"]);
         assert_eq!(ArchiveFormat::TarGz.extension(), "tar.gz");
         assert_eq!(Layout::Drupal.as_str(), "drupal");
         assert_eq!(

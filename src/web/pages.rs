@@ -111,11 +111,11 @@ pub async fn project(
 ) -> Result<Page<ProjectPage>, AppError> {
     let paging = query.check(HISTORY_PER_PAGE)?;
     let project = project_view(&state, &name).await?;
-    let tags: Vec<ReleaseView> = project.tags().cloned().collect();
+    let tags: Vec<&ReleaseView> = project.tags().collect();
     Ok(Page(ProjectPage {
         latest: project.latest_of_each_line().into_iter().cloned().collect(),
         snapshots: project.snapshots().cloned().collect(),
-        history: paging.slice(&tags).to_vec(),
+        history: paging.slice(&tags).iter().copied().cloned().collect(),
         page: paging.page,
         pages: tags.len().div_ceil(paging.per_page).max(1),
         project,
