@@ -37,6 +37,12 @@ pub enum Missing {
     Project(String),
     #[error("{project} has no release {version:?}")]
     Release { project: String, version: String },
+    /// A document not rendered yet: the web server renders every one when it starts.
+    #[error("{0} is not published yet")]
+    Document(String),
+    /// A page of a project's history past its last.
+    #[error("{project} has no page {page} of releases")]
+    Page { project: String, page: usize },
     #[error("{project} has no file {file:?}")]
     File { project: String, file: String },
     /// A Composer metadata file: `p2/{vendor}/{file}`.

@@ -13,8 +13,8 @@ use entities::project;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, TryIntoModel,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, TryIntoModel,
 };
 
 use crate::config::ProjectSettings;
@@ -273,11 +273,11 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<Project>, DbErr> {
 }
 
 /// Every project, disabled ones too, by name: for admin views and `baler project list`.
-pub async fn list_all(db: &DatabaseConnection) -> Result<Vec<Project>, DbErr> {
+pub async fn list_all<C: ConnectionTrait>(db: &C) -> Result<Vec<Project>, DbErr> {
     list_where(db, Disabled::Included).await
 }
 
-async fn list_where(db: &DatabaseConnection, disabled: Disabled) -> Result<Vec<Project>, DbErr> {
+async fn list_where<C: ConnectionTrait>(db: &C, disabled: Disabled) -> Result<Vec<Project>, DbErr> {
     let mut query = project::Entity::find().order_by_asc(project::Column::Name);
     if disabled == Disabled::Hidden {
         query = query.filter(project::Column::DisabledAt.is_null());

@@ -158,8 +158,8 @@ pub async fn record_on<C: ConnectionTrait>(
 
 /// Every release of a project: tag releases first, newest commit first, then dev snapshots.
 /// Two indexed reads (the releases, then the project's files); no build log.
-pub async fn for_project(
-    db: &DatabaseConnection,
+pub async fn for_project<C: ConnectionTrait>(
+    db: &C,
     project_id: i64,
 ) -> Result<Vec<ReleaseWithFiles>, DbErr> {
     let rows: Vec<ListedRelease> = release::Entity::find()

@@ -97,6 +97,15 @@ impl Application {
         } else {
             None
         };
+        // The documents readers fetch, for the projects as synced and the URL served at.
+        match &listener {
+            Some(listener) => {
+                let url = public_url(&config, listener)?;
+                crate::web::documents::publish_all(&db, &url).await
+            }
+            None => crate::web::documents::refresh(&db).await,
+        }
+        .context("rendering the published documents")?;
         let fetch_program = std::env::current_exe().context("finding baler's own binary")?;
         Ok(Application {
             config,
@@ -195,10 +204,7 @@ impl WebServer {
         listener: TcpListener,
     ) -> anyhow::Result<WebServer> {
         let address = listener.local_addr()?;
-        let public_url = match &config.public_url {
-            Some(url) => url.clone(),
-            None => format!("http://{address}"),
-        };
+        let public_url = public_url(config, &listener)?;
         let state = AppState::new(config, db.clone(), queue.clone(), store, &public_url).await?;
         tracing::info!(%address, %public_url, "listening");
         Ok(WebServer {
@@ -217,6 +223,14 @@ impl WebServer {
         let stopped = stop.clone().cancelled_owned();
         tokio::spawn(async move { server::serve(listener, app, &limits, stopped).await })
     }
+}
+
+/// Where readers reach the server: `public_url`, else the address it listens on.
+fn public_url(config: &Config, listener: &TcpListener) -> anyhow::Result<String> {
+    Ok(match &config.public_url {
+        Some(url) => url.clone(),
+        None => format!("http://{}", listener.local_addr()?),
+    })
 }
 
 /// What a release job needs, from the config.

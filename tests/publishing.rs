@@ -548,6 +548,7 @@ async fn the_releases_list_pages_with_link_headers(db: TestDb) {
     set_status_on(&app.db, project_id, "1.5.0", false)
         .await
         .unwrap();
+    baler::web::documents::refresh(&app.db).await.unwrap();
     let path = "/api/v1/projects/widget/releases";
     let base = format!("{}{path}", app.url);
     let versions = |body: &Value| -> Vec<String> {
@@ -604,8 +605,8 @@ async fn the_releases_list_pages_with_link_headers(db: TestDb) {
     );
 }
 
-/// Records tag and dev releases straight into the database, without archives: for tests of
-/// listings, where files play no part. Commit times follow the order given.
+/// Records tag and dev releases straight into the database, each with a zip row but no file
+/// on disk: for tests of listings and documents. Commit times follow the order given.
 async fn record_releases(app: &TestApp, project_id: i64, tags: &[String], branches: &[&str]) {
     use baler::package::ReleaseVersion;
     use baler::releases::{NewRelease, ReleaseNotes, record_on};
@@ -630,12 +631,23 @@ async fn record_releases(app: &TestApp, project_id: i64, tags: &[String], branch
                 build_log: "",
                 composer_json: None,
                 notes: &ReleaseNotes::default(),
-                files: Vec::new(),
+                files: vec![baler::releases::NewFile {
+                    format: "zip",
+                    name: format!("p{project_id}-{}.zip", version.version),
+                    checksums: baler::package::Checksums {
+                        size: 1,
+                        sha256: format!("{n:064}"),
+                        sha1: format!("{n:040}"),
+                        md5: format!("{n:032}"),
+                    },
+                }],
             },
         )
         .await
         .unwrap();
     }
+    // As the worker does after recording: the documents readers fetch follow the rows.
+    baler::web::documents::refresh(&app.db).await.unwrap();
 }
 
 /// The project page stays small: the newest release of each line, the dev snapshots, and 50
@@ -694,6 +706,123 @@ async fn the_project_page_shows_lines_snapshots_and_a_page_of_history(db: TestDb
     assert_eq!(app.get("/projects/widget?page=0").await.status(), 400);
 }
 
+/// Every publish-time document answers with its stored `ETag` and `Last-Modified`, 304 for a
+/// client's current copy, and a cache policy a CDN may hold; a change of releases changes the
+/// documents it touches at once (the next request sees it), and leaves the others' validators.
+async fn documents_are_stored_with_validators_and_follow_each_change(db: TestDb) {
+    let app = TestApp::builder()
+        .database(&db)
+        .project(
+            ProjectSpec::github("widget", "https://example.org/widget.git").composer("acme/widget"),
+        )
+        .project(ProjectSpec::github(
+            "gadget",
+            "https://example.org/gadget.git",
+        ))
+        .start()
+        .await;
+    let widget = app.project_id("widget").await;
+    record_releases(&app, widget, &["1.0.0".to_string()], &["main"]).await;
+    let documents = [
+        "/packages.json",
+        "/p2/acme/widget.json",
+        "/p2/acme/widget~dev.json",
+        "/release-history/widget/current",
+        "/releases.atom",
+        "/projects/widget/releases.atom",
+        "/api/v1/projects",
+        "/api/v1/projects/widget",
+        "/api/v1/projects/widget/releases",
+        "/projects/widget",
+        "/projects/gadget",
+    ];
+    let header = |answer: &reqwest::Response, name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .unwrap_or_else(|| panic!("{} has no {name}", answer.url()))
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut validators = std::collections::HashMap::new();
+    for path in documents {
+        let answer = app.get(path).await;
+        assert_eq!(answer.status(), 200, "{path}");
+        let etag = header(&answer, "etag");
+        let modified = header(&answer, "last-modified");
+        assert_eq!(
+            header(&answer, "cache-control"),
+            "public, no-cache",
+            "{path}"
+        );
+        let body = answer.bytes().await.unwrap();
+        assert!(!body.is_empty(), "{path}");
+
+        let again = |name: &'static str, value: String| {
+            app.client
+                .get(format!("{}{path}", app.url))
+                .header(name, value)
+                .send()
+        };
+        let answer = again("if-none-match", etag.clone()).await.unwrap();
+        assert_eq!(answer.status(), 304, "{path} If-None-Match");
+        assert_eq!(header(&answer, "etag"), etag);
+        assert!(answer.bytes().await.unwrap().is_empty());
+        let answer = again("if-modified-since", modified.clone()).await.unwrap();
+        assert_eq!(answer.status(), 304, "{path} If-Modified-Since");
+        let answer = again("if-none-match", "\"other\"".into()).await.unwrap();
+        assert_eq!(answer.status(), 200, "{path} another copy");
+        assert_eq!(answer.bytes().await.unwrap(), body, "{path}");
+        validators.insert(path, (etag, modified));
+    }
+    let answer = app.get("/p2/acme/widget.json").await;
+    assert_eq!(header(&answer, "content-type"), "application/json");
+    let p2: Value = answer.json().await.unwrap();
+    assert_eq!(p2["packages"]["acme/widget"][0]["version"], "1.0.0");
+    assert_eq!(
+        header(
+            &app.get("/release-history/widget/current").await,
+            "content-type"
+        ),
+        "application/xml; charset=utf-8"
+    );
+    assert_eq!(app.get("/p2/acme/nothing.json").await.status(), 404);
+    assert_eq!(app.get("/projects/widget?page=2").await.status(), 404);
+    assert_eq!(app.get("/projects/nobody").await.status(), 404);
+
+    // A new release: the next request sees it, under a new ETag, in every document that
+    // lists it; the others (the other project's page, the package list, the dev metadata)
+    // keep their validators.
+    record_releases(&app, widget, &["1.1.0".to_string()], &[]).await;
+    let unchanged = [
+        "/projects/gadget",
+        "/packages.json",
+        "/p2/acme/widget~dev.json",
+    ];
+    for path in documents {
+        let (etag, _) = &validators[path];
+        let answer = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        if unchanged.contains(&path) {
+            assert_eq!(answer.status(), 304, "{path} did not change");
+            continue;
+        }
+        assert_eq!(answer.status(), 200, "{path} changed");
+        assert_ne!(&header(&answer, "etag"), etag, "{path}");
+        let body = answer.text().await.unwrap();
+        assert!(
+            body.contains("1.1.0"),
+            "{path} shows the new release: {body}"
+        );
+    }
+}
+
 on_both_databases!(
     composer_installs_tagged_and_dev_releases,
     drupal_update_feed_is_what_the_update_module_reads,
@@ -701,4 +830,5 @@ on_both_databases!(
     pages_and_feeds_show_every_release_detail,
     the_releases_list_pages_with_link_headers,
     the_project_page_shows_lines_snapshots_and_a_page_of_history,
+    documents_are_stored_with_validators_and_follow_each_change,
 );

@@ -5,6 +5,8 @@ pub mod api_token;
 pub mod audit_entry;
 pub mod auth_failure;
 pub mod delivery;
+pub mod document;
+pub mod download_count;
 pub mod ended_session;
 pub mod project;
 pub mod queue_control;
@@ -20,6 +22,8 @@ pub mod prelude {
     pub use super::audit_entry::Entity as AuditEntry;
     pub use super::auth_failure::Entity as AuthFailure;
     pub use super::delivery::Entity as Delivery;
+    pub use super::document::Entity as Document;
+    pub use super::download_count::Entity as DownloadCount;
     pub use super::ended_session::Entity as EndedSession;
     pub use super::project::Entity as Project;
     pub use super::queue_control::Entity as QueueControl;

@@ -11,6 +11,7 @@ mod m20261122_000005_admin;
 mod m20261202_000006_faults;
 mod m20261202_000007_abuse;
 mod m20261202_000008_reads;
+mod m20261203_000009_documents;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_faults::Migration),
             Box::new(m20261202_000007_abuse::Migration),
             Box::new(m20261202_000008_reads::Migration),
+            Box::new(m20261203_000009_documents::Migration),
         ]
     }
 }

@@ -5,14 +5,12 @@
 //! `shasum` is the file's sha1 and its `reference` the commit.
 //!
 //! A name has one owner: the project that configures it with `composer =`, else the one that
-//! published it first ([`owners`] has the whole rule). [`all_packages`] (`/packages.json`) and
-//! [`find_package`] (`/p2/…`) both read [`Repository`], so they cannot disagree.
+//! published it first ([`owners`] has the whole rule). `/packages.json` and every `/p2/…` file
+//! are rendered together from one [`Repository::packages`], so they cannot disagree.
 
 pub mod owners;
 
-use chrono::{DateTime, Utc};
 use entities::release::ReleaseKind;
-use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::{Map, Value, json};
 
 pub use owners::{Entry, Repository, Standing};
@@ -26,22 +24,6 @@ pub struct Package {
     pub name: String,
     pub project: Project,
     pub releases: Vec<ReleaseWithFiles>,
-    /// The newest change to any row the owner was decided from (see [`last_modified`]).
-    changed: Option<DateTime<Utc>>,
-}
-
-/// Every published package, by name (`/packages.json`).
-pub async fn all_packages(db: &DatabaseConnection) -> Result<Vec<Package>, DbErr> {
-    Ok(Repository::load(db).await?.into_packages())
-}
-
-/// The published package called `name` (`/p2/…`): one of [`all_packages`], so `/p2/…` serves
-/// exactly the names `/packages.json` lists.
-pub async fn find_package(db: &DatabaseConnection, name: &str) -> Result<Option<Package>, DbErr> {
-    Ok(all_packages(db)
-        .await?
-        .into_iter()
-        .find(|package| package.name == name))
 }
 
 /// The version Composer sees: `8.x-1.2` → `1.2.0`, `2.0.3` stays; branch `1.x` → `1.x-dev`,
@@ -142,12 +124,6 @@ fn version_entry(
         }),
     );
     Some(Value::Object(entry))
-}
-
-/// When the package's metadata may last have changed: the newest change to any project or
-/// release row, since any of them can change who owns the name.
-pub fn last_modified(package: &Package) -> Option<DateTime<Utc>> {
-    package.changed
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::projects::Project;
 use crate::releases::ReleaseWithFiles;
 
 /// Which feed: `current`, or a legacy core API such as `7.x`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Api {
     Current,
     Core(u32),

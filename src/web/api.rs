@@ -2,46 +2,55 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderValue;
 use axum::http::header::LINK;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
-use super::pages::{all_projects, find_public_project, project_view, release_view};
+use super::documents;
+use super::pages::{all_projects, find_public_project, release_view};
 use super::paging::PageQuery;
 use super::views::{ProjectView, ReleaseView};
-use crate::error::ApiError;
-use crate::publish::published_newest_first;
+use crate::error::{ApiError, AppError, Missing};
 use crate::releases;
 
 /// `GET /api/v1/projects`: every project, its latest release and its feeds.
-pub async fn projects(State(state): State<AppState>) -> Result<Json<Vec<ProjectView>>, ApiError> {
-    Ok(Json(all_projects(&state).await?))
+pub async fn projects(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    match documents::serve(&state.db, "/api/v1/projects", &headers).await? {
+        Some(document) => Ok(document),
+        // Before the web server's first refresh: read the rows.
+        None => Ok(Json(all_projects(&state).await?).into_response()),
+    }
 }
 
 /// `GET /api/v1/projects/{project}`: the project page's content.
 #[derive(Serialize)]
 pub struct ProjectDetail {
     #[serde(flatten)]
-    project: ProjectView,
-    releases: Vec<ReleaseView>,
+    pub project: ProjectView,
+    pub releases: Vec<ReleaseView>,
 }
 
+/// The stored document (`web::documents`).
 pub async fn project(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<ProjectDetail>, ApiError> {
-    let project = project_view(&state, &name).await?;
-    Ok(Json(ProjectDetail {
-        releases: project.releases.clone(),
-        project,
-    }))
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = format!("/api/v1/projects/{name}");
+    match documents::serve(&state.db, &key, &headers).await? {
+        Some(document) => Ok(document),
+        None => Err(AppError::from(Missing::Project(name)).into()),
+    }
 }
 
 /// The most releases one page of the releases list holds; with no `per_page`, a page holds
 /// this many, so a client that does not paginate sees the newest 100.
-const MAX_RELEASES_PER_PAGE: usize = 100;
+pub const MAX_RELEASES_PER_PAGE: usize = 100;
 
 /// Published releases newest first: tags by version, then dev snapshots. Releases of deleted
 /// tags are unpublished and left out (their pages and files remain). Paginated as GitHub's API
@@ -50,22 +59,21 @@ pub async fn releases(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let asks_for_a_page = query.asks_for_a_page();
     let paging = query.check(MAX_RELEASES_PER_PAGE)?;
+    if !asks_for_a_page {
+        let key = format!("/api/v1/projects/{name}/releases");
+        if let Some(document) = documents::serve(&state.db, &key, &headers).await? {
+            return Ok(document);
+        }
+    }
     let project = find_public_project(&state, &name).await?;
     let all = releases::for_project(&state.db, project.id).await?;
-    let published = published_newest_first(&all);
-    let views: Vec<ReleaseView> = paging
-        .slice(&published)
-        .iter()
-        .map(|r| ReleaseView::new(&project.name, r, &state.public_url))
-        .collect();
-    let base = format!(
-        "{}/api/v1/projects/{}/releases",
-        state.public_url.0, project.name
-    );
+    let (views, link) = documents::releases_page(&project, &all, &state.public_url, Some(paging));
     let mut response = Json(views).into_response();
-    if let Some(link) = paging.link(&base, published.len()) {
+    if let Some(link) = link {
         let link = HeaderValue::from_str(&link).map_err(anyhow::Error::from)?;
         response.headers_mut().insert(LINK, link);
     }

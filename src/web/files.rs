@@ -9,7 +9,7 @@
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use entities::release::ReleaseKind;
 use tower::ServiceExt;
@@ -51,7 +51,9 @@ pub async fn download(
         HeaderValue::from_str(&format!("\"{}\"", record.sha256)).map_err(anyhow::Error::from)?;
 
     let (mut parts, body) = request.into_parts();
-    if none_match(&parts.headers, &etag) {
+    if let Some(tags) = parts.headers.get(header::IF_NONE_MATCH)
+        && super::headers::lists_etag(tags, etag.to_str().unwrap_or_default())
+    {
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     if let Some(if_range) = parts.headers.remove(header::IF_RANGE)
@@ -121,18 +123,4 @@ fn checksum_list<S: AsRef<str>>(lines: &[(S, S)]) -> Response {
         .map(|(hash, name)| format!("{}  {}\n", hash.as_ref(), name.as_ref()))
         .collect();
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-}
-
-/// True when `If-None-Match` lists this `ETag` (or `*`): the client has these bytes.
-fn none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
-    let Some(value) = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let ours = etag.to_str().unwrap_or_default();
-    value.split(',').map(str::trim).any(|candidate| {
-        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == ours
-    })
 }

@@ -42,6 +42,26 @@ pub async fn admin_pages(uri: Uri, mut response: Response) -> Response {
     response
 }
 
+/// True when an `If-None-Match` value lists `etag` (or is `*`): the client has these bytes.
+/// Weak tags (`W/"…"`) compare by their value, as `If-None-Match` does.
+pub fn lists_etag(value: &HeaderValue, etag: &str) -> bool {
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    value.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+/// The request's `If-Modified-Since`, when it holds a date.
+pub fn if_modified_since(headers: &axum::http::HeaderMap) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = headers
+        .get(axum::http::header::IF_MODIFIED_SINCE)?
+        .to_str()
+        .ok()?;
+    Some(httpdate::parse_http_date(text).ok()?.into())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -7,6 +7,7 @@ mod api;
 pub mod auth;
 pub mod body;
 pub mod client;
+pub mod documents;
 mod feeds;
 mod files;
 mod headers;

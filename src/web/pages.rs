@@ -6,14 +6,16 @@
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 
 use super::AppState;
+use super::documents;
 use super::paging::PageQuery;
 use super::views::{ProjectView, ReleaseView, human_size};
 use crate::error::{AppError, Missing};
 use crate::projects::{self, Project};
-use crate::publish::composer::{Entry, Repository};
+use crate::publish::composer::Repository;
 use crate::queue::QueueCounts;
 use crate::releases::{self, ReleaseWithFiles};
 
@@ -89,37 +91,53 @@ pub async fn find_project(state: &AppState, name: &str) -> Result<Project, AppEr
         .ok_or_else(|| no_project(name))
 }
 
-/// A project already found, with its releases and Composer standing.
-async fn project_entry(state: &AppState, project: &Project) -> Result<Entry, AppError> {
-    Repository::load(&state.db)
-        .await?
-        .into_entry(project.id)
-        .ok_or_else(|| no_project(&project.name))
-}
-
-/// An enabled project with every release (unpublished ones too, marked), newest first.
-pub async fn project_view(state: &AppState, name: &str) -> Result<ProjectView, AppError> {
-    let project = find_public_project(state, name).await?;
-    let entry = project_entry(state, &project).await?;
-    Ok(ProjectView::new(&entry, &state.public_url))
-}
-
+/// `GET /projects/{project}`: the stored page (`?page=N` for older history).
 pub async fn project(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<PageQuery>,
-) -> Result<Page<ProjectPage>, AppError> {
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
     let paging = query.check(HISTORY_PER_PAGE)?;
-    let project = project_view(&state, &name).await?;
-    let tags: Vec<&ReleaseView> = project.tags().collect();
-    Ok(Page(ProjectPage {
-        latest: project.latest_of_each_line().into_iter().cloned().collect(),
-        snapshots: project.snapshots().cloned().collect(),
-        history: paging.slice(&tags).iter().copied().cloned().collect(),
+    let key = match paging.page {
+        1 => format!("/projects/{name}"),
+        n => format!("/projects/{name}?page={n}"),
+    };
+    if let Some(page) = documents::serve(&state.db, &key, &headers).await? {
+        return Ok(page);
+    }
+    let project = find_public_project(&state, &name).await?;
+    Err(Missing::Page {
+        project: project.name,
         page: paging.page,
-        pages: tags.len().div_ceil(paging.per_page).max(1),
-        project,
-    }))
+    }
+    .into())
+}
+
+/// A project's page and its older history pages, in order: the newest release of each line
+/// and the dev snapshots on every one, the history [`HISTORY_PER_PAGE`] tags a page.
+pub fn project_pages(project: &ProjectView) -> Result<Vec<String>, askama::Error> {
+    let tags: Vec<&ReleaseView> = project.tags().collect();
+    let pages = tags.len().div_ceil(HISTORY_PER_PAGE).max(1);
+    let latest: Vec<ReleaseView> = project.latest_of_each_line().into_iter().cloned().collect();
+    let snapshots: Vec<ReleaseView> = project.snapshots().cloned().collect();
+    (1..=pages)
+        .map(|page| {
+            let paging = super::paging::Paging {
+                page,
+                per_page: HISTORY_PER_PAGE,
+            };
+            ProjectPage {
+                latest: latest.clone(),
+                snapshots: snapshots.clone(),
+                history: paging.slice(&tags).iter().copied().cloned().collect(),
+                page,
+                pages,
+                project: project.clone(),
+            }
+            .render()
+        })
+        .collect()
 }
 
 #[derive(Template)]

@@ -23,6 +23,12 @@ pub struct Paging {
 }
 
 impl PageQuery {
+    /// True when the query names a page or a page size; without either a list is its first
+    /// page at the full size.
+    pub fn asks_for_a_page(&self) -> bool {
+        self.page.is_some() || self.per_page.is_some()
+    }
+
     /// `per_page` defaults to `max_per_page` and is capped at it.
     pub fn check(self, max_per_page: usize) -> Result<Paging, AppError> {
         let page = whole_number("page", self.page.as_deref())?.unwrap_or(1);

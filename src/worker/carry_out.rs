@@ -1,6 +1,7 @@
 //! Carrying out a job's decisions on the async side: each one in its own write transaction
 //! behind the claim's fence, so a stale job (its lease expired and the item handed out
-//! again) writes nothing.
+//! again) writes nothing. A decision that changes what readers see (a release recorded,
+//! unpublished or published again) refreshes the publish-time documents in its transaction.
 
 use sea_orm::DatabaseTransaction;
 
@@ -12,6 +13,7 @@ use crate::package::{BuiltArchive, ReleaseKind};
 use crate::projects::Project;
 use crate::queue::backend::Lease;
 use crate::releases::{self, NewFile, NewRelease};
+use crate::web::documents::refresh_on;
 
 /// What the blocking part decided and built, sent in plan order.
 pub(super) enum Decision {
@@ -99,9 +101,9 @@ async fn set_published(
     published: bool,
 ) -> Result<(), ReleaseError> {
     fenced(ctx, claim, async |txn| {
-        releases::set_status_on(txn, project.id, version, published)
-            .await
-            .map_err(ReleaseError::from)
+        releases::set_status_on(txn, project.id, version, published).await?;
+        refresh_on(txn).await?;
+        Ok(())
     })
     .await?;
     if published {
@@ -145,6 +147,7 @@ async fn store_and_record(
         };
         releases::record_on(txn, release).await?;
         crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
+        refresh_on(txn).await?;
         Ok(())
     })
     .await;

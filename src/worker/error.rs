@@ -30,6 +30,8 @@ pub enum ReleaseError {
     ClaimLost,
     #[error("version {0} is already a release that this build may not replace")]
     VersionTaken(String),
+    #[error("publishing documents: {0}")]
+    Documents(#[from] crate::web::documents::RefreshError),
     #[error("the packaging thread stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
 }

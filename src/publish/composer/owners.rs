@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DbErr};
 use serde_json::Value;
 
 use super::Package;
@@ -108,12 +108,11 @@ pub struct Entry {
 pub struct Repository {
     /// By project name.
     entries: Vec<Entry>,
-    changed: Option<DateTime<Utc>>,
 }
 
 impl Repository {
     /// Reads every project and its releases, and decides.
-    pub async fn load(db: &DatabaseConnection) -> Result<Repository, DbErr> {
+    pub async fn load<C: ConnectionTrait>(db: &C) -> Result<Repository, DbErr> {
         let mut loaded = Vec::new();
         for project in projects::list_all(db).await? {
             let releases = releases::for_project(db, project.id).await?;
@@ -170,16 +169,6 @@ impl Repository {
                 }
             })
             .collect();
-        // Who owns a name depends on every project's rows (a project disabled or renaming its
-        // package hands a name on), so a change to any of them is a change to every package:
-        // a client's copy from before a change of owner is never answered with 304.
-        let changed = loaded
-            .iter()
-            .flat_map(|(project, releases)| {
-                std::iter::once(project.updated_at)
-                    .chain(releases.iter().map(|r| r.release.updated_at))
-            })
-            .max();
         let entries = loaded
             .into_iter()
             .zip(standings)
@@ -189,7 +178,7 @@ impl Repository {
                 standing,
             })
             .collect();
-        Repository { entries, changed }
+        Repository { entries }
     }
 
     /// Every project, disabled ones too, by name.
@@ -213,20 +202,18 @@ impl Repository {
     }
 
     /// The published packages, by name; each name once, since each has one owner.
-    pub fn into_packages(self) -> Vec<Package> {
-        let changed = self.changed;
+    pub fn packages(&self) -> Vec<Package> {
         let mut packages: Vec<Package> = self
             .entries
-            .into_iter()
+            .iter()
             .filter_map(|entry| {
-                let Standing::Published(name) = entry.standing else {
+                let Standing::Published(name) = &entry.standing else {
                     return None;
                 };
                 Some(Package {
-                    name,
-                    project: entry.project,
-                    releases: entry.releases,
-                    changed,
+                    name: name.clone(),
+                    project: entry.project.clone(),
+                    releases: entry.releases.clone(),
                 })
             })
             .collect();
@@ -300,7 +287,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::publish::composer::last_modified;
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(seconds, 0).expect("a valid time")
@@ -480,14 +466,12 @@ mod tests {
             repository.standing_of(2),
             Standing::Disabled(Some("acme/widget".into()))
         );
-        let packages = repository.into_packages();
+        let packages = repository.packages();
         assert_eq!(packages.len(), 1);
         assert_eq!(
             (packages[0].name.as_str(), packages[0].project.name.as_str()),
             ("acme/widget", "alpha")
         );
-        // The disabled project's change counts: a client's copy from before it is stale.
-        assert_eq!(last_modified(&packages[0]), Some(at(100)));
     }
 
     #[test]
@@ -502,7 +486,7 @@ mod tests {
             .chain([(project(9, "other", Some("acme/other")), vec![])])
             .collect();
         let names: Vec<String> = Repository::resolve(loaded)
-            .into_packages()
+            .packages()
             .into_iter()
             .map(|p| format!("{} {}", p.name, p.project.name))
             .collect();

@@ -1,0 +1,19 @@
+use sea_orm::entity::prelude::*;
+
+/// Downloads of one file on one UTC day, added to in batches.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "download_counts")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub file_id: i64,
+    /// `YYYY-MM-DD`, UTC.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub day: String,
+    pub project_id: i64,
+    pub downloads: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
