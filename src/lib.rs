@@ -8,6 +8,7 @@ pub mod db;
 pub mod deliveries;
 pub mod demo;
 pub mod documents;
+pub mod downloads;
 pub mod error;
 pub mod git;
 pub mod hooks;

@@ -193,6 +193,8 @@ struct WebServer {
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    downloads: crate::downloads::DownloadCounter,
+    db: DatabaseConnection,
 }
 
 impl WebServer {
@@ -209,19 +211,33 @@ impl WebServer {
         tracing::info!(%address, %public_url, "listening");
         Ok(WebServer {
             listener,
+            downloads: state.downloads.clone(),
+            db: db.clone(),
             app: router::router(state),
             limits: config.http.clone(),
         })
     }
 
+    /// Serves until `stop`; the download counts are flushed as they go and once more after
+    /// the last request.
     fn spawn(self, stop: &CancellationToken) -> JoinHandle<()> {
         let WebServer {
             listener,
             app,
             limits,
+            downloads,
+            db,
         } = self;
         let stopped = stop.clone().cancelled_owned();
-        tokio::spawn(async move { server::serve(listener, app, &limits, stopped).await })
+        let (served_tx, served_rx) = tokio::sync::oneshot::channel::<()>();
+        let flushing = tokio::spawn(downloads.run_until(db, limits.downloads_flush, async {
+            let _ = served_rx.await;
+        }));
+        tokio::spawn(async move {
+            server::serve(listener, app, &limits, stopped).await;
+            let _ = served_tx.send(());
+            let _ = flushing.await;
+        })
     }
 }
 

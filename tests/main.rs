@@ -8,6 +8,7 @@ mod admin_tokens;
 mod archives;
 mod auth_throttle;
 mod burst;
+mod download_stats;
 mod faults;
 mod http_limits;
 mod leases;

@@ -4,7 +4,9 @@
 //!   project JSON and pages), rendered when releases change and stored with their `ETag`,
 //!   `Last-Modified` and (for a paginated list) `Link` header, one row per URL (`key`). A
 //!   project's rows carry its id.
-//! - `download_counts`: downloads per file and UTC day, added to in batches.
+//! - `download_counts`: downloads per project, file name and UTC day, added to in batches. By
+//!   name, not file row: a dev snapshot's rebuild replaces its file rows but keeps the names,
+//!   and its count goes on.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -26,9 +28,9 @@ enum Documents {
 #[derive(DeriveIden)]
 enum DownloadCounts {
     Table,
-    FileId,
-    Day,
     ProjectId,
+    File,
+    Day,
     Downloads,
 }
 
@@ -56,13 +58,14 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(DownloadCounts::Table)
-                    .col(big_integer(DownloadCounts::FileId))
-                    .col(string_len(DownloadCounts::Day, 10))
                     .col(big_integer(DownloadCounts::ProjectId))
+                    .col(string(DownloadCounts::File))
+                    .col(string_len(DownloadCounts::Day, 10))
                     .col(big_integer(DownloadCounts::Downloads))
                     .primary_key(
                         Index::create()
-                            .col(DownloadCounts::FileId)
+                            .col(DownloadCounts::ProjectId)
+                            .col(DownloadCounts::File)
                             .col(DownloadCounts::Day),
                     )
                     .to_owned(),

@@ -43,6 +43,11 @@ pub struct HttpConfig {
     /// Refused webhook deliveries kept one row each, per client address per hour; past it
     /// they are only counted per minute.
     pub kept_refusals_per_hour: u32,
+    /// Count downloads per file and day (the stats API and the project page's chart).
+    pub count_downloads: bool,
+    /// Download counts are kept in memory and written to the database this often (and when
+    /// the server stops); a process killed with SIGKILL loses at most this long of counts.
+    pub downloads_flush_seconds: u64,
 }
 
 impl Default for HttpConfig {
@@ -57,6 +62,8 @@ impl Default for HttpConfig {
             commit_timeout_seconds: 5,
             auth_failures_per_minute: 10,
             kept_refusals_per_hour: 60,
+            count_downloads: true,
+            downloads_flush_seconds: 10,
         }
     }
 }
@@ -73,6 +80,8 @@ pub struct HttpLimits {
     pub commit_timeout: Duration,
     pub auth_failures_per_minute: u32,
     pub kept_refusals_per_hour: u32,
+    pub count_downloads: bool,
+    pub downloads_flush: Duration,
 }
 
 impl Default for HttpLimits {
@@ -102,6 +111,7 @@ impl HttpConfig {
         at_least_one("webhook_buffer_mib", self.webhook_buffer_mib)?;
         at_least_one("max_connections", self.max_connections as u64)?;
         at_least_one("commit_timeout_seconds", self.commit_timeout_seconds)?;
+        at_least_one("downloads_flush_seconds", self.downloads_flush_seconds)?;
         at_least_one(
             "auth_failures_per_minute",
             self.auth_failures_per_minute.into(),
@@ -133,6 +143,8 @@ impl HttpConfig {
             commit_timeout: Duration::from_secs(self.commit_timeout_seconds),
             auth_failures_per_minute: self.auth_failures_per_minute,
             kept_refusals_per_hour: self.kept_refusals_per_hour,
+            count_downloads: self.count_downloads,
+            downloads_flush: Duration::from_secs(self.downloads_flush_seconds),
         })
     }
 }

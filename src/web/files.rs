@@ -6,6 +6,7 @@
 //! Ranges (206/416), `HEAD` and `If-Modified-Since` are tower-http's `ServeFile`; baler adds
 //! the strong `ETag` (the file's sha256, so it changes exactly when the bytes do), answers
 //! `If-None-Match` with 304, and honours `If-Range` only when it names the current `ETag`.
+//! Each `GET` of a whole file (or of its first piece) is counted (`crate::downloads`).
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -51,6 +52,7 @@ pub async fn download(
         HeaderValue::from_str(&format!("\"{}\"", record.sha256)).map_err(anyhow::Error::from)?;
 
     let (mut parts, body) = request.into_parts();
+    let is_get = parts.method == axum::http::Method::GET;
     if let Some(tags) = parts.headers.get(header::IF_NONE_MATCH)
         && super::headers::lists_etag(tags, etag.to_str().unwrap_or_default())
     {
@@ -68,6 +70,9 @@ pub async fn download(
         .await
         .map_err(|e| AppError::Internal(anyhow::anyhow!("serving {}: {e}", path.display())))?;
     let (mut head, body) = served.into_parts();
+    if is_get && is_whole_download(&head) {
+        state.downloads.count(project.id, &record.name);
+    }
     if head.status.is_success() || head.status == StatusCode::NOT_MODIFIED {
         let content_type = record
             .format
@@ -93,6 +98,20 @@ pub async fn download(
         }
     }
     Ok(Response::from_parts(head, Body::new(body)))
+}
+
+/// A download to count: the whole file, or the first piece of one fetched in pieces; not a
+/// resumed download's later piece, a `HEAD` or a 304.
+fn is_whole_download(head: &axum::http::response::Parts) -> bool {
+    match head.status {
+        StatusCode::OK => true,
+        StatusCode::PARTIAL_CONTENT => head
+            .headers
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|range| range.starts_with("bytes 0-")),
+        _ => false,
+    }
 }
 
 /// `GET /projects/{project}/releases/{version}/SHA256SUMS`.

@@ -18,6 +18,7 @@ mod queue_api;
 pub mod router;
 pub mod server;
 pub mod session;
+mod stats;
 mod views;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub http: Arc<crate::config::HttpLimits>,
     pub body_budget: body::BodyBudget,
     pub auth_throttle: crate::admin::AuthThrottle,
+    /// Downloads counted in memory until the next flush.
+    pub downloads: crate::downloads::DownloadCounter,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
                 std::num::NonZeroU32::new(config.http.auth_failures_per_minute)
                     .context("http.auth_failures_per_minute must be at least 1")?,
             ),
+            downloads: crate::downloads::DownloadCounter::new(config.http.count_downloads),
             public_url: PublicUrl(Arc::from(public_url)),
             db,
             queue,

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
-use super::{AppState, admin, admin_projects, api, feeds, files, hooks, pages, queue_api};
+use super::{AppState, admin, admin_projects, api, feeds, files, hooks, pages, queue_api, stats};
 
 /// The largest body of any request but a webhook: admin forms and JSON actions.
 pub const MAX_FORM_BODY: usize = 64 * 1024;
@@ -48,6 +48,7 @@ fn page_routes() -> Router<AppState> {
             "/projects/{project}/releases/{version}",
             get(pages::release),
         )
+        .route("/projects/{project}/downloads.svg", get(stats::chart))
 }
 
 /// Consumers: archives and their checksums.
@@ -85,6 +86,10 @@ fn public_api_routes() -> Router<AppState> {
         .route(
             "/api/v1/projects/{project}/releases/{version}",
             get(api::release),
+        )
+        .route(
+            "/api/v1/projects/{project}/stats",
+            get(stats::project_stats),
         )
         .route("/api/v1/status", get(api::status))
 }

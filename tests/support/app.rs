@@ -26,6 +26,7 @@ pub struct TestApp {
     pub(super) config: ConfigFile,
     _temp: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// What a test app is started with. Beyond what a test sets, an app listens on port 0, runs 2
@@ -141,7 +142,7 @@ impl TestAppBuilder {
         let queue = app.queue().clone();
         let db = app.db().clone();
         let (stop, stopped) = oneshot::channel();
-        tokio::spawn(app.run_until(async {
+        let running = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
         }));
         TestApp {
@@ -154,6 +155,7 @@ impl TestAppBuilder {
             config: file,
             _temp: temp,
             stop: Some(stop),
+            running: Some(running),
         }
     }
 }
@@ -188,6 +190,18 @@ impl Installation {
             data_dir: Some(self.data_dir()),
             database_url: self.database_url.clone(),
             ..ConfigFile::default()
+        }
+    }
+}
+
+impl TestApp {
+    /// Stops as on SIGTERM, and returns once everything has shut down.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
         }
     }
 }

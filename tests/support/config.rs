@@ -87,6 +87,8 @@ pub struct HttpSettings {
     pub auth_failures_per_minute: Option<u32>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloads_flush_seconds: Option<u64>,
 }
 
 impl HttpSettings {
