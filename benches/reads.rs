@@ -1,7 +1,7 @@
 //! Reads at scale, against nginx serving the same bytes from files. Prints figures; asserts
 //! nothing about speed.
 //!
-//!     cargo bench --bench reads
+//!     cargo bench --bench reads [-- WORD]   (WORD: only the endpoints whose label has it)
 //!
 //! Setup: one project (`big`) with 500 tag releases, one (`few`) with 5, and 50 more with 10
 //! each, recorded straight into a fresh SQLite database with an archive file per release (a
@@ -29,7 +29,7 @@ const CONNECTIONS: usize = 64;
 const SMALL_ZIP: usize = 450;
 const LARGE_ZIP: usize = 30 * 1024 * 1024;
 
-/// The endpoints, with `{p}` for the project and `{v}` for its Composer vendor path.
+/// The endpoints, with `{p}` for the project.
 const ENDPOINTS: &[(&str, &str)] = &[
     ("project page", "/projects/{p}"),
     ("project JSON", "/api/v1/projects/{p}"),
@@ -196,7 +196,8 @@ fn start_nginx(dir: &Path, root: &Path) -> (Running, String) {
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  default_type application/octet-stream;\n\
                client_body_temp_path {dir}/tmp;\n  proxy_temp_path {dir}/tmp;\n  fastcgi_temp_path {dir}/tmp;\n\
                uwsgi_temp_path {dir}/tmp;\n  scgi_temp_path {dir}/tmp;\n\
-               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    etag on;\n  }}\n}}\n",
+               types {{ text/html html; application/json json; application/zip zip; }}\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {root};\n    index index.html index.json;\n    etag on;\n  }}\n}}\n",
             dir = dir.display(),
             root = root.display(),
         ),
@@ -216,13 +217,29 @@ fn start_nginx(dir: &Path, root: &Path) -> (Running, String) {
     (Running(child), url)
 }
 
+/// Where nginx keeps `path`, and the path it serves it at: a path that is also a directory
+/// of others (`/projects/big` beside `/projects/big/releases.atom`) is its index file.
+fn nginx_file(path: &str) -> (String, String) {
+    let file = path.trim_start_matches('/').to_string();
+    if path.starts_with("/projects/") && path.matches('/').count() == 2 {
+        (format!("{file}/index.html"), format!("{path}/"))
+    } else if path.starts_with("/api/v1/projects/") && path.matches('/').count() == 4 {
+        (format!("{file}/index.json"), format!("{path}/"))
+    } else {
+        (file, path.to_string())
+    }
+}
+
 /// nginx's root: each document as baler serves it, and links to the archive files.
 fn nginx_root(dir: &Path, baler: &str, files: &Path) -> PathBuf {
     let root = dir.join("root");
     for project in ["big", "few"] {
         for (_, path) in ENDPOINTS {
             let path = path.replace("{p}", project);
-            let target = root.join(path.trim_start_matches('/'));
+            let target = root.join(nginx_file(&path).0);
+            if target.exists() {
+                continue; // `/packages.json` and `/releases.atom` belong to no project
+            }
             std::fs::create_dir_all(target.parent().unwrap()).unwrap();
             if let Some(file) = path.strip_prefix("/files/") {
                 std::fs::hard_link(files.join(file), &target)
@@ -322,12 +339,17 @@ fn main() {
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut small_download = 0.0;
-    for (label, path) in ENDPOINTS {
+    // `cargo bench --bench reads -- WORD`: only the endpoints whose label contains WORD.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    for (label, path) in ENDPOINTS
+        .iter()
+        .filter(|(label, _)| only.as_deref().is_none_or(|word| label.contains(word)))
+    {
         let mut at = Vec::new();
         for (project, releases) in [("big", 500), ("few", 5)] {
             let path = path.replace("{p}", project);
             let ours = load(&format!("{baler_url}{path}"), seconds);
-            let peer = load(&format!("{nginx_url}{path}"), seconds);
+            let peer = load(&format!("{nginx_url}{}", nginx_file(&path).1), seconds);
             at.push(ours.rate);
             if *label == "small download" && project == "big" {
                 small_download = ours.rate;

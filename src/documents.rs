@@ -8,12 +8,15 @@
 //! Only documents whose bytes changed are written, so an unchanged document keeps its
 //! `Last-Modified` and a client's copy stays valid.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use entities::document;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, Statement,
 };
 use sha2::{Digest, Sha256};
 
@@ -40,7 +43,7 @@ pub async fn find<C: ConnectionTrait>(db: &C, key: &str) -> Result<Option<docume
     document::Entity::find_by_id(key.to_string()).one(db).await
 }
 
-/// What [`replace_all_on`] changed.
+/// What [`replace_on`] changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Changes {
     pub written: usize,
@@ -50,13 +53,23 @@ pub struct Changes {
 
 /// Makes the stored documents exactly `rendered`: a document whose bytes (or `Link`) changed is
 /// written with a new `ETag` and `Last-Modified`, a new one is added, and one no longer
-/// rendered (a project disabled, a feed with no release left) is removed. Call it inside the
-/// transaction that changed what they show, after [`lock_on`].
-pub async fn replace_all_on<C: ConnectionTrait>(
+/// rendered (a project disabled, a feed with no release left) is removed. With `only`, the
+/// documents of other projects are left as they are. Call it inside the transaction that
+/// changed what they show, after [`lock_on`].
+pub async fn replace_on<C: ConnectionTrait>(
     db: &C,
     rendered: Vec<Rendered>,
+    only: Option<&HashSet<i64>>,
 ) -> Result<Changes, DbErr> {
-    let stored: HashMap<String, (String, Option<String>)> = document::Entity::find()
+    let mut query = document::Entity::find();
+    if let Some(ids) = only {
+        query = query.filter(
+            Condition::any()
+                .add(document::Column::ProjectId.is_null())
+                .add(document::Column::ProjectId.is_in(ids.iter().copied())),
+        );
+    }
+    let stored: HashMap<String, (String, Option<String>)> = query
         .select_only()
         .column(document::Column::Key)
         .column(document::Column::Etag)
@@ -127,6 +140,53 @@ pub async fn lock_on<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
     Ok(())
 }
 
+/// Tells other processes the documents changed, in the transaction that changed them: a new
+/// random version in `server_keys` (which web servers poll), and on PostgreSQL a
+/// notification on [`NOTIFY_CHANNEL`], delivered when the transaction commits.
+pub async fn announce_on<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        "INSERT INTO server_keys (name, value, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
+        vec![
+            VERSION.into(),
+            uuid::Uuid::new_v4().simple().to_string().into(),
+            crate::time::now_millis().into(),
+        ],
+    ))
+    .await?;
+    if backend == DatabaseBackend::Postgres {
+        db.execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}"))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The PostgreSQL channel on which a refresh announces itself.
+pub const NOTIFY_CHANNEL: &str = "baler_documents";
+
+/// The `server_keys` row that changes with every refresh that changed something.
+const VERSION: &str = "documents_version";
+
+/// The documents' current version (see [`announce_on`]); none before the first change.
+pub async fn version<C: ConnectionTrait>(db: &C) -> Result<Option<String>, DbErr> {
+    server_value(db, VERSION).await
+}
+
+async fn server_value<C: ConnectionTrait>(db: &C, name: &str) -> Result<Option<String>, DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT value FROM server_keys WHERE name = $1",
+            vec![name.into()],
+        ))
+        .await?;
+    row.map(|row| row.try_get::<String>("", "value"))
+        .transpose()
+}
+
 /// The advisory lock's key: "baler-documents" in a number.
 const DOCUMENTS_LOCK: i64 = 0x6261_6c65_7264_6f63;
 
@@ -153,16 +213,105 @@ pub async fn set_public_url<C: ConnectionTrait>(db: &C, url: &str) -> Result<(),
 
 /// The URL the web server last said it is reached at; none before any server has run.
 pub async fn public_url<C: ConnectionTrait>(db: &C) -> Result<Option<String>, DbErr> {
-    let backend = db.get_database_backend();
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT value FROM server_keys WHERE name = $1",
-            vec![PUBLIC_URL.into()],
-        ))
-        .await?;
-    row.map(|row| row.try_get::<String>("", "value"))
-        .transpose()
+    server_value(db, PUBLIC_URL).await
+}
+
+/// How readers in this process know their in-memory copies are current. Every change to the
+/// documents in this process runs inside a [`Changing`] from before its transaction commits
+/// to after; a change in another process is reported with [`changed_elsewhere`] (a PostgreSQL
+/// notification, or the version row a web server polls). Copies are tagged with the
+/// generation they were read at and used only while no change is under way and the
+/// generation has not moved; otherwise the reader reads the database.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static CHANGING: AtomicU64 = AtomicU64::new(0);
+
+/// A change to the documents under way in this process, from before its commit to after.
+#[must_use = "hold it until the transaction has committed (or failed)"]
+pub struct Changing(());
+
+impl Changing {
+    pub fn begin() -> Changing {
+        CHANGING.fetch_add(1, Ordering::SeqCst);
+        GENERATION.fetch_add(1, Ordering::SeqCst);
+        Changing(())
+    }
+}
+
+impl Drop for Changing {
+    fn drop(&mut self) {
+        GENERATION.fetch_add(1, Ordering::SeqCst);
+        CHANGING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Another process changed the documents: copies read before now are not used again.
+pub fn changed_elsewhere() {
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// The generation copies may be tagged with now; `None` while a change is under way.
+fn settled_generation() -> Option<u64> {
+    if CHANGING.load(Ordering::SeqCst) > 0 {
+        return None;
+    }
+    Some(GENERATION.load(Ordering::SeqCst))
+}
+
+/// Copies of what readers fetch (documents, the file a download names), each used while it
+/// is current (see [`Changing`]). Only what exists is kept, so the keys are bounded by the
+/// documents and files there are, not by what strangers ask for; and the first copy read at
+/// a new generation drops every older one.
+pub struct ReadCache<V> {
+    entries: RwLock<Entries<V>>,
+}
+
+/// Copies by key, all of them read at `generation`.
+struct Entries<V> {
+    generation: u64,
+    by_key: HashMap<String, V>,
+}
+
+impl<V> Default for ReadCache<V> {
+    fn default() -> Self {
+        ReadCache {
+            entries: RwLock::new(Entries {
+                generation: 0,
+                by_key: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<V: Clone> ReadCache<V> {
+    /// The current copy of `key`, else what `load` reads (kept when nothing changed meanwhile).
+    pub async fn get_or_load<E, F>(&self, key: &str, load: F) -> Result<Option<V>, E>
+    where
+        F: AsyncFnOnce() -> Result<Option<V>, E>,
+    {
+        let Some(generation) = settled_generation() else {
+            return load().await;
+        };
+        {
+            let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+            if entries.generation == generation
+                && let Some(value) = entries.by_key.get(key)
+            {
+                return Ok(Some(value.clone()));
+            }
+        }
+        let loaded = load().await?;
+        if let Some(value) = &loaded
+            && settled_generation() == Some(generation)
+        {
+            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+            if entries.generation != generation {
+                entries.by_key.clear();
+                entries.generation = generation;
+            }
+            entries.by_key.insert(key.to_string(), value.clone());
+        }
+        Ok(loaded)
+    }
 }
 
 #[cfg(test)]

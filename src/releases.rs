@@ -162,32 +162,57 @@ pub async fn for_project<C: ConnectionTrait>(
     db: &C,
     project_id: i64,
 ) -> Result<Vec<ReleaseWithFiles>, DbErr> {
-    let rows: Vec<ListedRelease> = release::Entity::find()
-        .filter(release::Column::ProjectId.eq(project_id))
+    let mut by_project = read_with_files(db, Some(project_id)).await?;
+    Ok(by_project.remove(&project_id).unwrap_or_default())
+}
+
+/// Every project's releases, ordered as [`for_project`] orders them, by project id: two
+/// reads in all, however many projects there are.
+pub async fn by_project<C: ConnectionTrait>(
+    db: &C,
+) -> Result<HashMap<i64, Vec<ReleaseWithFiles>>, DbErr> {
+    read_with_files(db, None).await
+}
+
+async fn read_with_files<C: ConnectionTrait>(
+    db: &C,
+    project_id: Option<i64>,
+) -> Result<HashMap<i64, Vec<ReleaseWithFiles>>, DbErr> {
+    let mut rows = release::Entity::find();
+    let mut file_rows = release_file::Entity::find();
+    if let Some(id) = project_id {
+        rows = rows.filter(release::Column::ProjectId.eq(id));
+        file_rows = file_rows.filter(release_file::Column::ProjectId.eq(id));
+    }
+    let rows: Vec<ListedRelease> = rows
         .order_by_desc(release::Column::CommitTime)
         .order_by_desc(release::Column::Id)
         .into_partial_model()
         .all(db)
         .await?;
     let mut files: HashMap<i64, Vec<release_file::Model>> = HashMap::new();
-    for file in release_file::Entity::find()
-        .filter(release_file::Column::ProjectId.eq(project_id))
+    for file in file_rows
         .order_by_asc(release_file::Column::Format)
         .all(db)
         .await?
     {
         files.entry(file.release_id).or_default().push(file);
     }
-    let mut releases: Vec<ReleaseWithFiles> = rows
-        .into_iter()
-        .map(|release| ReleaseWithFiles {
-            files: files.remove(&release.id).unwrap_or_default(),
-            release,
-        })
-        .collect();
-    // Stable: keeps newest-first within each kind.
-    releases.sort_by_key(|r| r.release.kind != ReleaseKind::Tag);
-    Ok(releases)
+    let mut by_project: HashMap<i64, Vec<ReleaseWithFiles>> = HashMap::new();
+    for release in rows {
+        by_project
+            .entry(release.project_id)
+            .or_default()
+            .push(ReleaseWithFiles {
+                files: files.remove(&release.id).unwrap_or_default(),
+                release,
+            });
+    }
+    for releases in by_project.values_mut() {
+        // Stable: keeps newest-first within each kind.
+        releases.sort_by_key(|r| r.release.kind != ReleaseKind::Tag);
+    }
+    Ok(by_project)
 }
 
 /// A release's whole build log, admin-only lines included (see [`public_log`]).

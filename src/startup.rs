@@ -230,6 +230,10 @@ impl WebServer {
         } = self;
         let stopped = stop.clone().cancelled_owned();
         let (served_tx, served_rx) = tokio::sync::oneshot::channel::<()>();
+        let watching = tokio::spawn(crate::web::documents::watch_other_processes(
+            db.clone(),
+            stop.clone().cancelled_owned(),
+        ));
         let flushing = tokio::spawn(downloads.run_until(db, limits.downloads_flush, async {
             let _ = served_rx.await;
         }));
@@ -237,6 +241,7 @@ impl WebServer {
             server::serve(listener, app, &limits, stopped).await;
             let _ = served_tx.send(());
             let _ = flushing.await;
+            let _ = watching.await;
         })
     }
 }

@@ -492,7 +492,8 @@ async fn pages_and_feeds_show_every_release_detail(db: TestDb) {
         [
             "Latest of each line",
             "Development snapshots",
-            "All releases"
+            "All releases",
+            "Downloads"
         ]
     );
     let detail = app.get_json("/api/v1/projects/widget").await;

@@ -48,6 +48,9 @@ pub struct HttpConfig {
     /// Download counts are kept in memory and written to the database this often (and when
     /// the server stops); a process killed with SIGKILL loses at most this long of counts.
     pub downloads_flush_seconds: u64,
+    /// Archives of at most 1 MiB are answered from memory, up to this much in all; 0 reads
+    /// every download from disk.
+    pub files_in_memory_mib: u64,
 }
 
 impl Default for HttpConfig {
@@ -64,6 +67,7 @@ impl Default for HttpConfig {
             kept_refusals_per_hour: 60,
             count_downloads: true,
             downloads_flush_seconds: 10,
+            files_in_memory_mib: 64,
         }
     }
 }
@@ -82,6 +86,7 @@ pub struct HttpLimits {
     pub kept_refusals_per_hour: u32,
     pub count_downloads: bool,
     pub downloads_flush: Duration,
+    pub files_in_memory_bytes: usize,
 }
 
 impl Default for HttpLimits {
@@ -145,6 +150,12 @@ impl HttpConfig {
             kept_refusals_per_hour: self.kept_refusals_per_hour,
             count_downloads: self.count_downloads,
             downloads_flush: Duration::from_secs(self.downloads_flush_seconds),
+            files_in_memory_bytes: usize::try_from(self.files_in_memory_mib)
+                .ok()
+                .and_then(|mib| mib.checked_mul(1 << 20))
+                .ok_or_else(|| {
+                    FieldError::new("http.files_in_memory_mib", "is too large for this machine")
+                })?,
         })
     }
 }

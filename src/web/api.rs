@@ -20,7 +20,7 @@ pub async fn projects(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    match documents::serve(&state.db, "/api/v1/projects", &headers).await? {
+    match documents::serve(&state, "/api/v1/projects", &headers).await? {
         Some(document) => Ok(document),
         // Before the web server's first refresh: read the rows.
         None => Ok(Json(all_projects(&state).await?).into_response()),
@@ -42,7 +42,7 @@ pub async fn project(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = format!("/api/v1/projects/{name}");
-    match documents::serve(&state.db, &key, &headers).await? {
+    match documents::serve(&state, &key, &headers).await? {
         Some(document) => Ok(document),
         None => Err(AppError::from(Missing::Project(name)).into()),
     }
@@ -65,7 +65,7 @@ pub async fn releases(
     let paging = query.check(MAX_RELEASES_PER_PAGE)?;
     if !asks_for_a_page {
         let key = format!("/api/v1/projects/{name}/releases");
-        if let Some(document) = documents::serve(&state.db, &key, &headers).await? {
+        if let Some(document) = documents::serve(&state, &key, &headers).await? {
             return Ok(document);
         }
     }

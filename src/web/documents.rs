@@ -12,11 +12,13 @@
 //!   (the newest 100, with its `Link`);
 //! - each project page `/projects/{p}` and its history pages `/projects/{p}?page=N`.
 //!
-//! Everything is rendered on every refresh, from one read of every project's rows: who owns a
-//! Composer name depends on every project, and so do the feeds of all projects; only what
-//! changed is written.
+//! A refresh reads every project's rows (two queries: who owns a Composer name depends on
+//! every project, and so do the documents about all projects). After a release it renders the
+//! documents of that project, of the projects whose Composer standing it can change, and the
+//! documents about all projects ([`Scope::Project`]); at start and after the config's projects
+//! sync, everything ([`Scope::All`]). Only what changed is written.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use askama::Template;
 use axum::body::Body;
@@ -31,7 +33,7 @@ use super::api::{MAX_RELEASES_PER_PAGE, ProjectDetail};
 use super::pages::project_pages;
 use super::paging::Paging;
 use super::views::{ProjectView, ReleaseView};
-use crate::documents::{self, Rendered};
+use crate::documents::{self, Changing, Rendered};
 use crate::projects::Project;
 use crate::publish::composer::{self, Entry, Repository};
 use crate::publish::{LineVersion, atom, drupal, published_newest_first};
@@ -62,30 +64,63 @@ pub enum RefreshError {
 /// changed. Documents link to the URL the web server recorded; before any server has run
 /// there is no reader and nothing to render. Call it in the transaction that changed
 /// releases or projects, after the change.
-pub async fn refresh_on<C: ConnectionTrait>(db: &C) -> Result<(), RefreshError> {
+///
+/// Hold the returned [`Changing`] until the transaction has committed: until then, readers in
+/// this process read the database rather than their copies.
+pub async fn refresh_on<C: ConnectionTrait>(
+    db: &C,
+    scope: Scope,
+) -> Result<Changing, RefreshError> {
+    let changing = Changing::begin();
+    let started = std::time::Instant::now();
     documents::lock_on(db).await?;
+    let locked_ms = started.elapsed().as_millis() as u64;
     let Some(url) = documents::public_url(db).await? else {
-        return Ok(());
+        return Ok(changing);
     };
     let url = PublicUrl(url.into());
     let repository = Repository::load(db).await?;
-    let rendered = render_all(&repository, &url)?;
-    let changes = documents::replace_all_on(db, rendered).await?;
+    let loaded_ms = started.elapsed().as_millis() as u64;
+    let only = match scope {
+        Scope::All => None,
+        Scope::Project(id) => Some(repository.touched_by(id)),
+    };
+    let rendered = render(&repository, &url, only.as_ref())?;
+    let rendered_ms = started.elapsed().as_millis() as u64;
+    let changes = documents::replace_on(db, rendered, only.as_ref()).await?;
+    // Always, not only when a document changed: what a download finds (a rebuilt snapshot's
+    // checksum, a disabled project) is read through the same copies.
+    documents::announce_on(db).await?;
     tracing::debug!(
         written = changes.written,
         removed = changes.removed,
         unchanged = changes.unchanged,
+        locked_ms,
+        loaded_ms,
+        rendered_ms,
+        total_ms = started.elapsed().as_millis() as u64,
         "documents refreshed"
     );
-    Ok(())
+    Ok(changing)
+}
+
+/// What a refresh renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every document.
+    All,
+    /// After a change to this project's releases: its documents, those of the projects its
+    /// Composer claims touch, and those about all projects.
+    Project(i64),
 }
 
 /// [`refresh_on`] in a transaction of its own: after a change made outside one (projects
 /// synced from the config file).
 pub async fn refresh(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
     let txn = crate::db::begin_write(db).await?;
-    refresh_on(&txn).await?;
+    let changing = refresh_on(&txn, Scope::All).await?;
     txn.commit().await?;
+    drop(changing);
     Ok(())
 }
 
@@ -95,13 +130,19 @@ pub async fn refresh(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
 pub async fn publish_all(db: &sea_orm::DatabaseConnection, url: &str) -> anyhow::Result<()> {
     let txn = crate::db::begin_write(db).await?;
     documents::set_public_url(&txn, url).await?;
-    refresh_on(&txn).await?;
+    let changing = refresh_on(&txn, Scope::All).await?;
     txn.commit().await?;
+    drop(changing);
     Ok(())
 }
 
-/// Every document, from every project's rows.
-pub fn render_all(repository: &Repository, url: &PublicUrl) -> Result<Vec<Rendered>, RefreshError> {
+/// The documents about all projects, and those of the projects in `only` (all when `None`).
+pub fn render(
+    repository: &Repository,
+    url: &PublicUrl,
+    only: Option<&HashSet<i64>>,
+) -> Result<Vec<Rendered>, RefreshError> {
+    let chosen = |id: i64| only.is_none_or(|ids| ids.contains(&id));
     let mut rendered = Vec::new();
     let enabled: Vec<&Entry> = repository
         .entries()
@@ -111,11 +152,13 @@ pub fn render_all(repository: &Repository, url: &PublicUrl) -> Result<Vec<Render
     let mut views = Vec::with_capacity(enabled.len());
     for entry in &enabled {
         let view = ProjectView::new(entry, url);
-        project_documents(entry, &view, url, &mut rendered)?;
+        if chosen(entry.project.id) {
+            project_documents(entry, &view, url, &mut rendered)?;
+        }
         views.push(view);
     }
     rendered.push(json_document("/api/v1/projects".into(), None, &views)?);
-    composer_documents(repository, url, &mut rendered)?;
+    composer_documents(repository, url, &chosen, &mut rendered)?;
     let pairs: Vec<(&Project, &ReleaseWithFiles)> = enabled
         .iter()
         .flat_map(|entry| entry.releases.iter().map(move |r| (&entry.project, r)))
@@ -268,6 +311,7 @@ pub fn drupal_xml(
 fn composer_documents(
     repository: &Repository,
     url: &PublicUrl,
+    chosen: &dyn Fn(i64) -> bool,
     rendered: &mut Vec<Rendered>,
 ) -> Result<(), RefreshError> {
     let packages = repository.packages();
@@ -278,7 +322,7 @@ fn composer_documents(
         "available-packages": names,
     });
     rendered.push(json_document("/packages.json".into(), None, &root)?);
-    for package in &packages {
+    for package in packages.iter().filter(|p| chosen(p.project.id)) {
         let file_url = |f: &str| url.file(&package.project.name, f);
         for (suffix, dev) in [("", false), ("~dev", true)] {
             rendered.push(json_document(
@@ -324,52 +368,140 @@ fn atom_text(
     atom::feed(title, pairs, &links).to_string()
 }
 
+/// A stored document as requests are answered from it, headers ready.
+pub struct Served {
+    body: bytes::Bytes,
+    etag: HeaderValue,
+    last_modified: HeaderValue,
+    modified_at: i64,
+    content_type: HeaderValue,
+    link: Option<HeaderValue>,
+}
+
+impl Served {
+    fn new(document: document::Model) -> Served {
+        let header = |text: &str| {
+            HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        let modified = crate::time::from_seconds(document.modified_at);
+        Served {
+            etag: header(&document.etag),
+            last_modified: header(&httpdate::fmt_http_date(modified.into())),
+            modified_at: document.modified_at,
+            content_type: header(&document.content_type),
+            link: document.link.as_deref().map(header),
+            body: document.body.into(),
+        }
+    }
+}
+
+/// This process's copies of stored documents (`crate::documents::ReadCache`).
+pub type DocumentCache = std::sync::Arc<documents::ReadCache<std::sync::Arc<Served>>>;
+
 /// The stored document at `key`, answered as its request asks: 304 when the client's copy
 /// (`If-None-Match`, else `If-Modified-Since`) is current, else the bytes. `None` when there
 /// is no such document.
 pub async fn serve(
-    db: &sea_orm::DatabaseConnection,
+    state: &super::AppState,
     key: &str,
     request: &HeaderMap,
 ) -> Result<Option<Response>, sea_orm::DbErr> {
-    Ok(documents::find(db, key)
-        .await?
-        .map(|document| respond(document, request)))
+    let found = state
+        .documents
+        .get_or_load(key, async || {
+            Ok::<_, sea_orm::DbErr>(
+                documents::find(&state.db, key)
+                    .await?
+                    .map(|document| std::sync::Arc::new(Served::new(document))),
+            )
+        })
+        .await?;
+    Ok(found.map(|document| respond(&document, request)))
 }
 
-fn respond(document: document::Model, request: &HeaderMap) -> Response {
-    let modified = crate::time::from_seconds(document.modified_at);
+fn respond(document: &Served, request: &HeaderMap) -> Response {
     let current = match request.get(header::IF_NONE_MATCH) {
-        Some(tags) => super::headers::lists_etag(tags, &document.etag),
+        Some(tags) => super::headers::lists_etag(tags, document.etag.to_str().unwrap_or_default()),
         None => super::headers::if_modified_since(request)
-            .is_some_and(|since| modified.timestamp() <= since.timestamp()),
+            .is_some_and(|since| document.modified_at <= since.timestamp()),
     };
     let mut response = Response::new(if current {
         Body::empty()
     } else {
-        Body::from(document.body)
+        Body::from(document.body.clone())
     });
     if current {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
     }
     let headers = response.headers_mut();
-    if let Ok(etag) = HeaderValue::from_str(&document.etag) {
-        headers.insert(header::ETAG, etag);
-    }
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(modified.into())) {
-        headers.insert(header::LAST_MODIFIED, date);
-    }
+    headers.insert(header::ETAG, document.etag.clone());
+    headers.insert(header::LAST_MODIFIED, document.last_modified.clone());
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
     if !current {
-        if let Ok(kind) = HeaderValue::from_str(&document.content_type) {
-            headers.insert(header::CONTENT_TYPE, kind);
-        }
-        if let Some(link) = document.link.and_then(|l| HeaderValue::from_str(&l).ok()) {
-            headers.insert(header::LINK, link);
+        headers.insert(header::CONTENT_TYPE, document.content_type.clone());
+        if let Some(link) = &document.link {
+            headers.insert(header::LINK, link.clone());
         }
     }
     response
+}
+
+/// How often a web server looks for refreshes made by other processes (on PostgreSQL it is
+/// also told at once, by a notification).
+pub const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Watches for refreshes made by other processes (`baler worker`, another server's start)
+/// until `stop`: each one ends this process's copies. On PostgreSQL a `LISTEN` hears of them
+/// as they commit; on both databases the version row is polled every [`WATCH_INTERVAL`].
+pub async fn watch_other_processes(
+    db: sea_orm::DatabaseConnection,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let listening = listen_for_refreshes(&db);
+    let polling = async {
+        let mut seen = documents::version(&db).await.ok().flatten();
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            match documents::version(&db).await {
+                Ok(now) if now != seen => {
+                    documents::changed_elsewhere();
+                    seen = now;
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "could not read the documents' version"),
+            }
+        }
+    };
+    tokio::select! {
+        _ = stop => {}
+        _ = polling => {}
+        _ = listening => {}
+    }
+}
+
+/// On PostgreSQL, ends this process's copies whenever a refresh commits anywhere; elsewhere
+/// never resolves.
+async fn listen_for_refreshes(db: &sea_orm::DatabaseConnection) {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+        return std::future::pending().await;
+    }
+    let pool = db.get_postgres_connection_pool().clone();
+    loop {
+        match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(documents::NOTIFY_CHANNEL).await {
+                Ok(()) => {
+                    // `recv` reconnects by itself; what was missed meanwhile, the poll sees.
+                    while listener.recv().await.is_ok() {
+                        documents::changed_elsewhere();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "LISTEN for document refreshes failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "could not open a listening connection"),
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
+    }
 }

@@ -24,7 +24,7 @@ pub async fn release_history(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let key = format!("/release-history/{name}/{api_text}");
-    if let Some(feed) = documents::serve(&state.db, &key, &headers).await? {
+    if let Some(feed) = documents::serve(&state, &key, &headers).await? {
         return Ok(feed);
     }
     let xml = |status: StatusCode, body: String| {
@@ -77,7 +77,7 @@ pub async fn project_atom(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     let key = format!("/projects/{name}/releases.atom");
-    if let Some(feed) = documents::serve(&state.db, &key, &headers).await? {
+    if let Some(feed) = documents::serve(&state, &key, &headers).await? {
         return Ok(feed);
     }
     find_public_project(&state, &name).await?;
@@ -102,7 +102,7 @@ async fn stored(
     headers: &HeaderMap,
     missing: impl FnOnce() -> Missing,
 ) -> Result<Response, AppError> {
-    documents::serve(&state.db, key, headers)
+    documents::serve(state, key, headers)
         .await?
         .ok_or_else(|| missing().into())
 }

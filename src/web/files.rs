@@ -1,7 +1,8 @@
 //! Downloads: `GET|HEAD /files/{project}/{file}` streams an archive from the store, and
 //! `{file}.sha256` and a release's `SHA256SUMS` give its checksums in `sha256sum` format.
-//! Only files a recorded release names are served: the name is looked up in the database,
-//! never joined to a path as given, so `..`, encoded slashes and absolute paths find nothing.
+//! Only files a recorded release names are served: the name is looked up in the database
+//! (then kept in memory until releases change), never joined to a path as given, so `..`,
+//! encoded slashes and absolute paths find nothing.
 //!
 //! Ranges (206/416), `HEAD` and `If-Modified-Since` are tower-http's `ServeFile`; baler adds
 //! the strong `ETag` (the file's sha256, so it changes exactly when the bytes do), answers
@@ -16,40 +17,107 @@ use entities::release::ReleaseKind;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::AppState;
 use super::pages::{find_project, find_public_project};
+use crate::documents::ReadCache;
 use crate::error::{AppError, Missing};
 use crate::package::ArchiveFormat;
-use crate::releases::{self, ReleaseWithFiles};
+use crate::projects;
+use crate::releases::{self, Download, ReleaseWithFiles};
+
+/// What serving one file needs, read once and kept while releases do not change (see
+/// `crate::documents::ReadCache`): downloads repeat, and then cost no database read.
+pub struct Servable {
+    project_id: i64,
+    record: Download,
+    path: PathBuf,
+    /// The file's bytes, when it is small and the budget allows.
+    in_memory: Option<InMemory>,
+    etag: HeaderValue,
+    content_type: &'static str,
+    disposition: HeaderValue,
+    cache_control: &'static str,
+}
+
+/// This process's [`Servable`]s, by `{project}/{file}`.
+pub type FileCache = Arc<ReadCache<Arc<Servable>>>;
+
+/// The file `file` of project `name` (disabled projects' too: their releases are kept, and
+/// lock files still point here), from the cache or else the database.
+async fn servable(state: &AppState, name: &str, file: &str) -> Result<Arc<Servable>, AppError> {
+    let key = format!("{name}/{file}");
+    let found = state
+        .files
+        .get_or_load(&key, async || {
+            let Some(project) = projects::find_including_disabled(&state.db, name).await? else {
+                return Ok::<_, AppError>(None);
+            };
+            let Some(record) = releases::find_download(&state.db, project.id, file).await? else {
+                return Ok(None);
+            };
+            let Some(path) = state.store.path_of(&project.name, &record.name) else {
+                return Ok(None);
+            };
+            let header = |text: String| HeaderValue::from_str(&text).map_err(anyhow::Error::from);
+            let in_memory = state.file_memory.read(path.clone()).await;
+            Ok(Some(Arc::new(Servable {
+                in_memory,
+                project_id: project.id,
+                etag: header(format!("\"{}\"", record.sha256))?,
+                content_type: record
+                    .format
+                    .parse::<ArchiveFormat>()
+                    .ok()
+                    .map(ArchiveFormat::content_type)
+                    .unwrap_or("application/octet-stream"),
+                disposition: header(format!("attachment; filename=\"{}\"", record.name))?,
+                // A tag's files never change; a dev snapshot's are rebuilt under the same name.
+                cache_control: if record.kind == ReleaseKind::Tag {
+                    "public, max-age=31536000, immutable"
+                } else {
+                    "public, no-cache"
+                },
+                path,
+                record,
+            })))
+        })
+        .await?;
+    match found {
+        Some(servable) => Ok(servable),
+        None => {
+            // Which is missing, the project or the file, in the error's words.
+            find_project(state, name).await?;
+            Err(Missing::File {
+                project: name.to_string(),
+                file: file.to_string(),
+            }
+            .into())
+        }
+    }
+}
 
 pub async fn download(
     State(state): State<AppState>,
     Path((name, file)): Path<(String, String)>,
     request: Request,
 ) -> Result<Response, AppError> {
-    // A disabled project's files too: its releases are kept, and lock files still point here.
-    let project = find_project(&state, &name).await?;
-    let not_found = || {
-        AppError::from(Missing::File {
-            project: name.clone(),
-            file: file.clone(),
-        })
-    };
     if let Some(archive) = file.strip_suffix(".sha256") {
-        let record = releases::find_download(&state.db, project.id, archive)
-            .await?
-            .ok_or_else(not_found)?;
+        let record = &servable(&state, &name, archive).await?.record;
         return Ok(checksum_list(&[(&record.sha256, &record.name)]));
     }
-    let record = releases::find_download(&state.db, project.id, &file)
-        .await?
-        .ok_or_else(not_found)?;
-    let path = state
-        .store
-        .path_of(&project.name, &record.name)
-        .ok_or_else(not_found)?;
-    let etag =
-        HeaderValue::from_str(&format!("\"{}\"", record.sha256)).map_err(anyhow::Error::from)?;
+    let servable = servable(&state, &name, &file).await?;
+    let Servable {
+        project_id,
+        record,
+        path,
+        etag,
+        ..
+    } = &*servable;
+    let etag = etag.clone();
 
     let (mut parts, body) = request.into_parts();
     let is_get = parts.method == axum::http::Method::GET;
@@ -65,39 +133,198 @@ pub async fn download(
         // piece of the new one to splice onto the old.
         parts.headers.remove(header::RANGE);
     }
-    let served = ServeFile::new(&path)
-        .oneshot(Request::from_parts(parts, body))
-        .await
-        .map_err(|e| AppError::Internal(anyhow::anyhow!("serving {}: {e}", path.display())))?;
+    let served = match &servable.in_memory {
+        Some(file) => file.respond(&parts, servable.content_type),
+        None => ServeFile::new(path)
+            .oneshot(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| AppError::Internal(anyhow::anyhow!("serving {}: {e}", path.display())))?
+            .map(Body::new),
+    };
     let (mut head, body) = served.into_parts();
     if is_get && is_whole_download(&head) {
-        state.downloads.count(project.id, &record.name);
+        state.downloads.count(*project_id, &record.name);
     }
     if head.status.is_success() || head.status == StatusCode::NOT_MODIFIED {
-        let content_type = record
-            .format
-            .parse::<ArchiveFormat>()
-            .ok()
-            .map(ArchiveFormat::content_type)
-            .unwrap_or("application/octet-stream");
-        let disposition =
-            HeaderValue::from_str(&format!("attachment; filename=\"{}\"", record.name))
-                .map_err(anyhow::Error::from)?;
-        // A tag's files never change; a dev snapshot's are rebuilt under the same name.
-        let cache = if record.kind == ReleaseKind::Tag {
-            "public, max-age=31536000, immutable"
-        } else {
-            "public, no-cache"
-        };
         let headers = &mut head.headers;
         headers.insert(header::ETAG, etag);
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(servable.cache_control),
+        );
         if head.status != StatusCode::NOT_MODIFIED {
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-            headers.insert(header::CONTENT_DISPOSITION, disposition);
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(servable.content_type),
+            );
+            headers.insert(header::CONTENT_DISPOSITION, servable.disposition.clone());
         }
     }
-    Ok(Response::from_parts(head, Body::new(body)))
+    Ok(Response::from_parts(head, body))
+}
+
+/// Archives up to this size may be answered from memory.
+const IN_MEMORY_MAX: u64 = 1 << 20;
+
+/// The bytes of small archives, held within `[http] files_in_memory_mib`: answering them
+/// costs no file system call and no hop to a blocking thread. Copies go with the
+/// [`FileCache`] entry that holds them, and give their bytes back to the budget then.
+#[derive(Clone)]
+pub struct FileMemory {
+    limit: usize,
+    used: Arc<AtomicUsize>,
+}
+
+impl FileMemory {
+    pub fn new(limit: usize) -> FileMemory {
+        FileMemory {
+            limit,
+            used: Arc::default(),
+        }
+    }
+
+    /// The file at `path` in memory, when it is small and fits in what is left of the budget;
+    /// else (or when it cannot be read) `None`, and it is served from disk.
+    async fn read(&self, path: PathBuf) -> Option<InMemory> {
+        let budget = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let size = std::fs::metadata(&path).ok()?.len();
+            if size > IN_MEMORY_MAX {
+                return None;
+            }
+            let held = budget.hold(size as usize)?;
+            let bytes = std::fs::read(&path).ok()?;
+            // Modified between the two calls (a snapshot rebuilt): serve it from disk.
+            let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
+            (bytes.len() as u64 == size).then(|| InMemory {
+                bytes: bytes.into(),
+                last_modified: httpdate::HttpDate::from(modified),
+                _held: held,
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    fn hold(&self, bytes: usize) -> Option<Held> {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .ok()?;
+        Some(Held {
+            bytes,
+            used: self.used.clone(),
+        })
+    }
+}
+
+/// Bytes taken from a [`FileMemory`] budget, given back when dropped.
+struct Held {
+    bytes: usize,
+    used: Arc<AtomicUsize>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+/// A small archive's bytes, answered as tower-http's `ServeFile` answers from disk (the same
+/// statuses and headers, so a client cannot tell): `If-Unmodified-Since` → 412,
+/// `If-Modified-Since` → 304, one range → 206, several or none satisfiable → 416, `HEAD`
+/// without the body.
+struct InMemory {
+    bytes: bytes::Bytes,
+    last_modified: httpdate::HttpDate,
+    _held: Held,
+}
+
+impl InMemory {
+    fn respond(
+        &self,
+        request: &axum::http::request::Parts,
+        content_type: &'static str,
+    ) -> Response {
+        let date = |name| {
+            request
+                .headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok())
+                .map(httpdate::HttpDate::from)
+        };
+        if date(header::IF_UNMODIFIED_SINCE).is_some_and(|since| since < self.last_modified) {
+            return StatusCode::PRECONDITION_FAILED.into_response();
+        }
+        if date(header::IF_MODIFIED_SINCE).is_some_and(|since| since >= self.last_modified) {
+            return StatusCode::NOT_MODIFIED.into_response();
+        }
+        let size = self.bytes.len() as u64;
+        let head = request.method == axum::http::Method::HEAD;
+        let body = |bytes: bytes::Bytes| {
+            if head {
+                Body::empty()
+            } else {
+                Body::from(bytes)
+            }
+        };
+        let mut response = match request
+            .headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|range| http_range_header::parse_range_header(range)?.validate(size))
+        {
+            None => {
+                let mut response = Response::new(body(self.bytes.clone()));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+                response
+            }
+            Some(Ok(ranges)) if ranges.len() == 1 => {
+                let (start, end) = (*ranges[0].start(), *ranges[0].end());
+                let mut response =
+                    Response::new(body(self.bytes.slice(start as usize..=end as usize)));
+                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+                        .expect("digits are a header value"),
+                );
+                let length = if size == 0 { 0 } else { end - start + 1 };
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+                response
+            }
+            Some(found) => {
+                let text = if found.is_ok() {
+                    "Cannot serve multipart range requests"
+                } else {
+                    ""
+                };
+                let mut response = Response::new(Body::from(text));
+                *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                response.headers_mut().insert(
+                    header::CONTENT_RANGE,
+                    HeaderValue::from_str(&format!("bytes */{size}"))
+                        .expect("digits are a header value"),
+                );
+                response
+            }
+        };
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        headers.insert(
+            header::LAST_MODIFIED,
+            HeaderValue::from_str(&self.last_modified.to_string())
+                .expect("an HTTP date is a header value"),
+        );
+        response
+    }
 }
 
 /// A download to count: the whole file, or the first piece of one fetched in pieces; not a

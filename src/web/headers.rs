@@ -17,7 +17,7 @@ pub const SAME_ORIGIN: &str = "same-origin";
 /// What the admin templates (`templates/admin-*.html`) use: inline `<style>` blocks (base and
 /// admin-style), forms that post to baler, `<meta http-equiv="refresh">` (which no directive
 /// governs), links (navigation is not governed either). No script, font, image or frame;
-/// `img-src 'self'` only lets the browser fetch `/favicon.ico` without a reported violation.
+/// `img-src 'self'` only lets the browser fetch the icon (`/favicon.svg`).
 pub const ADMIN_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 

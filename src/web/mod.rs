@@ -44,6 +44,12 @@ pub struct AppState {
     pub http: Arc<crate::config::HttpLimits>,
     pub body_budget: body::BodyBudget,
     pub auth_throttle: crate::admin::AuthThrottle,
+    /// This process's copies of the stored documents.
+    pub documents: documents::DocumentCache,
+    /// This process's copies of what a download needs to know of its file.
+    pub files: files::FileCache,
+    /// The budget for small archives kept in memory.
+    pub file_memory: files::FileMemory,
     /// Downloads counted in memory until the next flush.
     pub downloads: crate::downloads::DownloadCounter,
 }
@@ -75,6 +81,9 @@ impl AppState {
                     .context("http.auth_failures_per_minute must be at least 1")?,
             ),
             downloads: crate::downloads::DownloadCounter::new(config.http.count_downloads),
+            documents: documents::DocumentCache::default(),
+            files: files::FileCache::default(),
+            file_memory: files::FileMemory::new(config.http.files_in_memory_bytes),
             public_url: PublicUrl(Arc::from(public_url)),
             db,
             queue,

@@ -103,7 +103,7 @@ pub async fn project(
         1 => format!("/projects/{name}"),
         n => format!("/projects/{name}?page={n}"),
     };
-    if let Some(page) = documents::serve(&state.db, &key, &headers).await? {
+    if let Some(page) = documents::serve(&state, &key, &headers).await? {
         return Ok(page);
     }
     let project = find_public_project(&state, &name).await?;

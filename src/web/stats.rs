@@ -120,9 +120,9 @@ pub fn svg(days: &[(NaiveDate, i64)]) -> String {
     };
     format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{sum} downloads in the last {} days\">\
-         <title>{sum} downloads in the last {} days</title>\
-         <text x=\"0\" y=\"14\" font-family=\"sans-serif\" font-size=\"12\">{sum} downloads in the last {} days (busiest day: {})</text>\
+         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{sum} {noun} in the last {} days\">\
+         <title>{sum} {noun} in the last {} days</title>\
+         <text x=\"0\" y=\"14\" font-family=\"sans-serif\" font-size=\"12\">{sum} {noun} in the last {} days (busiest day: {})</text>\
          <g fill=\"#3b6ea5\">{bars}</g>\
          <line x1=\"0\" y1=\"{base}\" x2=\"{WIDTH}\" y2=\"{base}\" stroke=\"#999\"/>\
          <text x=\"0\" y=\"{label}\" font-family=\"sans-serif\" font-size=\"11\" fill=\"#666\">{first}</text>\
@@ -134,6 +134,7 @@ pub fn svg(days: &[(NaiveDate, i64)]) -> String {
         if sum == 0 { 0 } else { most },
         base = HEIGHT - BOTTOM,
         label = HEIGHT - 4,
+        noun = if sum == 1 { "download" } else { "downloads" },
     )
 }
 

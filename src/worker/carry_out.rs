@@ -13,7 +13,7 @@ use crate::package::{BuiltArchive, ReleaseKind};
 use crate::projects::Project;
 use crate::queue::backend::Lease;
 use crate::releases::{self, NewFile, NewRelease};
-use crate::web::documents::refresh_on;
+use crate::web::documents::{Scope, refresh_on};
 
 /// What the blocking part decided and built, sent in plan order.
 pub(super) enum Decision {
@@ -100,12 +100,12 @@ async fn set_published(
     version: &str,
     published: bool,
 ) -> Result<(), ReleaseError> {
-    fenced(ctx, claim, async |txn| {
+    let changing = fenced(ctx, claim, async |txn| {
         releases::set_status_on(txn, project.id, version, published).await?;
-        refresh_on(txn).await?;
-        Ok(())
+        Ok(refresh_on(txn, Scope::Project(project.id)).await?)
     })
     .await?;
+    drop(changing);
     if published {
         tracing::info!(%version, "its ref is back at the same commit; published again");
     } else {
@@ -147,16 +147,20 @@ async fn store_and_record(
         };
         releases::record_on(txn, release).await?;
         crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
-        refresh_on(txn).await?;
-        Ok(())
+        Ok(refresh_on(txn, Scope::Project(project.id)).await?)
     })
     .await;
-    if let Err(e) = recorded {
-        if build.is_new && !published.is_empty() {
-            remove_unrecorded(ctx, project, claim, &published).await;
+    let changing = match recorded {
+        Ok(changing) => changing,
+        Err(e) => {
+            if build.is_new && !published.is_empty() {
+                remove_unrecorded(ctx, project, claim, &published).await;
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
+    // Committed: readers may keep copies again.
+    drop(changing);
     tracing::info!(version = %build.version.version, commit = %build.commit.id, "released");
     Ok(())
 }

@@ -89,6 +89,8 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downloads_flush_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_in_memory_mib: Option<u64>,
 }
 
 impl HttpSettings {

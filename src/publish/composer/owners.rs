@@ -23,8 +23,8 @@
 //! all read it.
 
 use entities::release::ReleaseKind;
-use std::collections::HashMap;
 use std::collections::hash_map::Entry as Slot;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
@@ -113,11 +113,15 @@ pub struct Repository {
 impl Repository {
     /// Reads every project and its releases, and decides.
     pub async fn load<C: ConnectionTrait>(db: &C) -> Result<Repository, DbErr> {
-        let mut loaded = Vec::new();
-        for project in projects::list_all(db).await? {
-            let releases = releases::for_project(db, project.id).await?;
-            loaded.push((project, releases));
-        }
+        let mut releases = releases::by_project(db).await?;
+        let loaded = projects::list_all(db)
+            .await?
+            .into_iter()
+            .map(|project| {
+                let rows = releases.remove(&project.id).unwrap_or_default();
+                (project, rows)
+            })
+            .collect();
         Ok(Repository::resolve(loaded))
     }
 
@@ -199,6 +203,30 @@ impl Repository {
         self.entries
             .into_iter()
             .find(|e| e.project.id == project_id)
+    }
+
+    /// The projects whose documents a change to `project_id`'s releases can change: itself, and
+    /// every project claiming a Composer name it claims or any of its releases names (a name
+    /// it gives up passes to another claimer; one it takes leaves another in conflict).
+    pub fn touched_by(&self, project_id: i64) -> HashSet<i64> {
+        let mut touched = HashSet::from([project_id]);
+        let Some(entry) = self.entries.iter().find(|e| e.project.id == project_id) else {
+            return touched;
+        };
+        let mut names: HashSet<String> = entry
+            .releases
+            .iter()
+            .filter_map(|r| manifest_name(&r.release))
+            .collect();
+        names.extend(entry.standing.claimed_name().map(str::to_string));
+        names.extend(entry.project.composer.clone());
+        touched.extend(
+            self.entries
+                .iter()
+                .filter(|e| e.standing.claimed_name().is_some_and(|n| names.contains(n)))
+                .map(|e| e.project.id),
+        );
+        touched
     }
 
     /// The published packages, by name; each name once, since each has one owner.
