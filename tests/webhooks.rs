@@ -240,6 +240,11 @@ fn the_example_config_is_valid() {
     assert_eq!(config.projects[0].auth.http_user, "x-access-token");
     assert_eq!(config.projects[1].auth.http_user, "oauth2");
     assert!(config.projects[2].auth.ssh_key.is_some());
+    assert_eq!(config.http.files_in_memory_bytes, 64 << 20);
+    assert_eq!(
+        config.http.downloads_flush,
+        std::time::Duration::from_secs(10)
+    );
     // A token variable that is not set is an error naming it, not an anonymous fetch.
     let err = baler::config::Config::from_toml(&text, &env[..1])
         .err()
