@@ -144,19 +144,8 @@ pub async fn lock_on<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
 /// random version in `server_keys` (which web servers poll), and on PostgreSQL a
 /// notification on [`NOTIFY_CHANNEL`], delivered when the transaction commits.
 pub async fn announce_on<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        "INSERT INTO server_keys (name, value, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
-        vec![
-            VERSION.into(),
-            uuid::Uuid::new_v4().simple().to_string().into(),
-            crate::time::now_millis().into(),
-        ],
-    ))
-    .await?;
-    if backend == DatabaseBackend::Postgres {
+    set_server_value(db, VERSION, &uuid::Uuid::new_v4().simple().to_string()).await?;
+    if db.get_database_backend() == DatabaseBackend::Postgres {
         db.execute_unprepared(&format!("NOTIFY {NOTIFY_CHANNEL}"))
             .await?;
     }
@@ -166,12 +155,28 @@ pub async fn announce_on<C: ConnectionTrait>(db: &C) -> Result<(), DbErr> {
 /// The PostgreSQL channel on which a refresh announces itself.
 pub const NOTIFY_CHANNEL: &str = "baler_documents";
 
-/// The `server_keys` row that changes with every refresh that changed something.
+/// The `server_keys` row that changes with every refresh.
 const VERSION: &str = "documents_version";
 
 /// The documents' current version (see [`announce_on`]); none before the first change.
 pub async fn version<C: ConnectionTrait>(db: &C) -> Result<Option<String>, DbErr> {
     server_value(db, VERSION).await
+}
+
+/// Writes the `server_keys` row `name`.
+async fn set_server_value<C: ConnectionTrait>(
+    db: &C,
+    name: &str,
+    value: &str,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO server_keys (name, value, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
+        vec![name.into(), value.into(), crate::time::now_millis().into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 async fn server_value<C: ConnectionTrait>(db: &C, name: &str) -> Result<Option<String>, DbErr> {
@@ -196,19 +201,7 @@ const PUBLIC_URL: &str = "public_url";
 
 /// Records the URL the web server is reached at; documents rendered from now on link there.
 pub async fn set_public_url<C: ConnectionTrait>(db: &C, url: &str) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        "INSERT INTO server_keys (name, value, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
-        vec![
-            PUBLIC_URL.into(),
-            url.into(),
-            crate::time::now_millis().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    set_server_value(db, PUBLIC_URL, url).await
 }
 
 /// The URL the web server last said it is reached at; none before any server has run.

@@ -60,8 +60,8 @@ pub enum RefreshError {
     Json(#[from] serde_json::Error),
 }
 
-/// Renders every document from the rows as `db` (a transaction) sees them and stores what
-/// changed. Documents link to the URL the web server recorded; before any server has run
+/// Renders the documents `scope` names from the rows as `db` (a transaction) sees them and
+/// stores what changed. Documents link to the URL the web server recorded; before any server has run
 /// there is no reader and nothing to render. Call it in the transaction that changed
 /// releases or projects, after the change.
 ///

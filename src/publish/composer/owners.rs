@@ -520,4 +520,37 @@ mod tests {
             .collect();
         assert_eq!(names, ["acme/other other", "acme/widget p1"]);
     }
+
+    #[test]
+    fn a_release_touches_the_projects_that_claim_the_names_it_has_named() {
+        // taker renamed its package from acme/old to acme/new; keeper still claims acme/old
+        // (it owns it now, and would own it less or more as taker's releases change), rival
+        // claims acme/new, and other claims nothing of taker's.
+        let repository = Repository::resolve(vec![
+            (
+                project(1, "taker", None),
+                vec![
+                    naming("2.0.0", "tag", "acme/new", 20, 20),
+                    naming("1.0.0", "tag", "acme/old", 10, 10),
+                ],
+            ),
+            (
+                project(2, "keeper", None),
+                vec![naming("1.0.0", "tag", "acme/old", 15, 15)],
+            ),
+            (project(3, "rival", Some("acme/new")), vec![]),
+            (
+                project(4, "other", None),
+                vec![naming("1.0.0", "tag", "acme/other", 5, 5)],
+            ),
+        ]);
+        let mut touched: Vec<i64> = repository.touched_by(1).into_iter().collect();
+        touched.sort();
+        assert_eq!(touched, [1, 2, 3]);
+        // A project with no claims touches only itself; an unknown id, only that id.
+        let mut alone: Vec<i64> = repository.touched_by(4).into_iter().collect();
+        alone.sort();
+        assert_eq!(alone, [4]);
+        assert_eq!(repository.touched_by(99), HashSet::from([99]));
+    }
 }
