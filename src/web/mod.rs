@@ -23,15 +23,25 @@ mod views;
 
 use std::sync::Arc;
 
-use axum::extract::FromRef;
 use sea_orm::DatabaseConnection;
 
 use crate::queue::Queue;
 use crate::store::LocalStore;
 
-/// Everything a handler may need; cheap to clone.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Everything a handler may need. Cloned for every request, so it is one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     pub db: DatabaseConnection,
     pub queue: Queue,
     pub store: LocalStore,
@@ -67,7 +77,7 @@ impl AppState {
         let session_key = crate::admin::keys::session_key(&db)
             .await
             .context("reading the admin session key")?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             tokens: crate::admin::AdminTokens::new(db.clone(), config.admin_token.as_deref()),
             actions: crate::admin::AdminActions::new(db.clone(), queue.clone()),
             sessions: session::Sessions::new(&session_key, public_url.starts_with("https://"))?,
@@ -88,7 +98,7 @@ impl AppState {
             db,
             queue,
             store,
-        })
+        })))
     }
 }
 
