@@ -18,7 +18,7 @@ use crate::config::{Config, HttpLimits};
 use crate::maintenance::Maintenance;
 use crate::queue::{Queue, QueueTuning};
 use crate::redact::redact;
-use crate::store::LocalStore;
+use crate::store::Store;
 use crate::web::{AppState, router, server};
 use crate::worker::{self, JobContext};
 use crate::{db, projects};
@@ -51,6 +51,8 @@ pub struct Application {
     queue: Queue,
     listener: Option<TcpListener>,
     role: Role,
+    /// Where release files live, checked usable.
+    store: Store,
     /// The `baler` binary the workers run as their fetch child (`baler fetch-mirror`).
     fetch_program: PathBuf,
 }
@@ -74,6 +76,11 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
+        let store = crate::store::open(&config)?;
+        // A wrong key, a missing bucket or an unreachable endpoint stops the start here, in
+        // the store's own words, rather than failing every job later.
+        store.check().await?;
+        tracing::info!(store = %store.describe(), "release files are stored here");
         let db = db::connect(&config.database_url)
             .await
             .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
@@ -113,6 +120,7 @@ impl Application {
             queue,
             listener,
             role,
+            store,
             fetch_program,
         })
     }
@@ -150,10 +158,10 @@ impl Application {
             queue,
             listener,
             role,
+            store,
             fetch_program,
         } = self;
         let drain = config.worker.drain();
-        let store = LocalStore::new(config.files_dir());
         // Everything that can fail is ready before anything starts, so a failure leaves
         // nothing running.
         let web = match listener {
@@ -202,7 +210,7 @@ impl WebServer {
         config: &Config,
         db: &DatabaseConnection,
         queue: &Queue,
-        store: LocalStore,
+        store: Store,
         listener: TcpListener,
     ) -> anyhow::Result<WebServer> {
         let address = listener.local_addr()?;
@@ -259,7 +267,7 @@ fn job_context(
     config: &Config,
     db: &DatabaseConnection,
     queue: &Queue,
-    store: LocalStore,
+    store: Store,
     fetch_program: PathBuf,
 ) -> JobContext {
     JobContext {

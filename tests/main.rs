@@ -20,5 +20,6 @@ mod publishing;
 mod queue;
 mod read_cache;
 mod release_path;
+mod s3_storage;
 mod support;
 mod webhooks;

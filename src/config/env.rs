@@ -26,6 +26,15 @@ impl<'a> Environment<'a> {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every set variable whose name starts with `prefix`.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<(String, String)> {
+        self.vars
+            .iter()
+            .filter(|(k, v)| k.starts_with(prefix) && !v.is_empty())
+            .cloned()
+            .collect()
+    }
+
     /// The variable `name` if set, else the file's value (from `file_origin`).
     pub fn or_file(&self, name: &str, file_value: Option<String>, file_origin: &str) -> Sourced {
         match self.var(name) {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::http::HttpConfig;
 use super::project::ProjectConfig;
+use super::storage::StorageConfig;
 use super::{ConfigError, FieldError};
 
 pub const DEFAULT_CONFIG_FILE: &str = "baler.toml";
@@ -142,10 +143,4 @@ impl WorkerConfig {
         }
         Ok(())
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
-pub enum StorageConfig {
-    Local,
 }

@@ -12,15 +12,17 @@ mod env;
 mod file;
 mod http;
 mod project;
+mod storage;
 
 use env::Environment;
 use file::FileConfig;
-pub use file::{DEFAULT_CONFIG_FILE, QueueConfig, StorageConfig, WorkerConfig};
+pub use file::{DEFAULT_CONFIG_FILE, QueueConfig, WorkerConfig};
 pub use http::{HttpConfig, HttpLimits};
 pub use project::{
     DRUPAL_TYPES, MAX_PROJECT_NAME, ProjectConfig, ProjectSettings, default_branches,
     default_formats, default_tags, valid_composer_name, validate_project_name,
 };
+pub use storage::{S3Downloads, S3Settings, StorageConfig, StorageKind, StorageSettings};
 
 /// Errors say which file or variable and which key is wrong, so a user can fix it at once.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +80,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub worker: WorkerConfig,
     pub http: HttpLimits,
-    pub storage: StorageConfig,
+    pub storage: StorageSettings,
     pub projects: Vec<ProjectSettings>,
 }
 
@@ -94,6 +96,7 @@ impl std::fmt::Debug for Config {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("workers", &self.workers)
+            .field("storage", &self.storage)
             .field("projects", &self.projects)
             .finish_non_exhaustive()
     }
@@ -160,7 +163,11 @@ impl Config {
             queue,
             worker,
             http,
-            storage: file.storage.unwrap_or(StorageConfig::Local),
+            storage: file
+                .storage
+                .unwrap_or_default()
+                .check(env)
+                .map_err(|e| invalid(origin, &e.field, e.message))?,
             projects: projects(file.projects, origin, env)?,
         })
     }

@@ -1,145 +1,135 @@
-//! Artifact storage. Files are built beside their final place and renamed in, so a reader sees
-//! either the old file or the whole new one, never a half-written one.
+//! Artifact storage behind one trait, [`ArtifactStore`], with two implementations: a local
+//! directory ([`LocalStore`], the embedded default) and an S3-compatible bucket ([`S3Store`],
+//! through the `object_store` crate), chosen by `[storage] kind`.
+//!
+//! Either way a job writes each archive to a local staged file first (its checksums and a
+//! zip's central directory need the whole file), then:
+//! 1. [`ArtifactStore::upload`] puts it where publishing is one cheap step: the local store
+//!    leaves it staged beside its final place; the S3 store streams it by multipart upload to a
+//!    temporary key.
+//! 2. [`ArtifactStore::publish`], behind the job's fence, gives it its final name: a rename,
+//!    or a server-side copy and the temporary key's removal.
+//!
+//! A reader never sees a half-written file or object, and nothing is published before its job
+//! still holds the project. What a killed job leaves (a staged file, a temporary key) carries
+//! its claim in its name, and the next job of the project removes it
+//! ([`ArtifactStore::remove_temp_files_except`]).
 
+mod local;
+mod s3;
 mod staging;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+pub use local::LocalStore;
+pub use s3::{ObjectFile, S3Store};
 use staging::TEMP_PREFIX;
 pub use staging::{StagedFile, Staging};
 
-#[derive(Debug, Clone)]
-pub struct LocalStore {
-    root: PathBuf,
-}
+use crate::config::{Config, StorageSettings};
 
-impl LocalStore {
-    /// A store rooted at `data_dir/files`.
-    pub fn new(root: PathBuf) -> LocalStore {
-        LocalStore { root }
-    }
+/// Where releases' files live. Names are always plain file names (no `/`), under a directory
+/// or key prefix per project.
+#[async_trait::async_trait]
+pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
+    /// Where the store is, for logs and errors (`local directory …`, `s3://bucket/prefix …`).
+    fn describe(&self) -> String;
 
-    /// The directory of `project`'s files; archives are staged here so the rename is atomic.
-    pub fn project_dir(&self, project: &str) -> PathBuf {
-        self.root.join(project)
-    }
+    /// Checks that the store can be used: the directory can be created, or the bucket exists
+    /// and the keys are accepted. `baler serve` and `baler worker` call it when they start.
+    async fn check(&self) -> Result<(), StoreError>;
 
-    /// Where a job holding `claim` stages `project`'s files.
-    pub fn staging(&self, project: &str, claim: &str) -> Staging {
-        Staging::for_claim(self.project_dir(project), claim)
-    }
+    /// Where a job holding `claim` stages `project`'s files on the local disk.
+    fn staging(&self, project: &str, claim: &str) -> Staging;
 
-    /// Moves a file staged for `project` to its final `name`, replacing an older file of that
-    /// name; see [`StagedFile::commit`].
-    pub fn publish(&self, project: &str, name: &str, file: StagedFile) -> std::io::Result<PathBuf> {
-        debug_assert_eq!(
-            file.dir(),
-            self.project_dir(project),
-            "staged for {project}"
-        );
-        file.commit(name)
-    }
+    /// Makes a complete staged file ready to publish, before the job's fence (this may take
+    /// long: an upload). Dropping or [`discard`](Self::discard)ing the result leaves nothing
+    /// visible.
+    async fn upload(&self, project: &str, file: StagedFile) -> Result<Upload, StoreError>;
 
-    /// The path of a published file, if `name` is a plain file name.
-    pub fn path_of(&self, project: &str, name: &str) -> Option<PathBuf> {
-        let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']);
-        plain.then(|| self.project_dir(project).join(name))
-    }
+    /// Gives an uploaded file its final `name`, replacing an older file of that name. Quick:
+    /// it runs inside the job's fence.
+    async fn publish(&self, project: &str, name: &str, upload: Upload) -> Result<(), StoreError>;
 
-    /// Removes the half-written files of every other claim in `project`'s directory: those a
-    /// dead or stalled worker left. Only call it while the claim that owns `keep` holds the
-    /// project (inside its fence): no other job of the project can be writing then.
-    pub fn remove_temp_files_except(
+    /// Removes an upload that will not be published.
+    async fn discard(&self, upload: Upload);
+
+    /// Removes a published file; a file that is not there is not an error.
+    async fn remove(&self, project: &str, name: &str) -> Result<(), StoreError>;
+
+    /// Removes what jobs of other claims left half-done in `project` (a worker killed while
+    /// packaging or uploading). Only call it while the claim that owns `keep` holds the project
+    /// (inside its fence): no other job of the project can be writing then.
+    async fn remove_temp_files_except(
         &self,
         project: &str,
         keep: &Staging,
-    ) -> std::io::Result<usize> {
-        let mut removed = 0;
-        let entries = match std::fs::read_dir(self.project_dir(project)) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with(TEMP_PREFIX) && !keep.holds(&name) {
-                match std::fs::remove_file(entry.path()) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                    _ => removed += 1,
-                }
-            }
+    ) -> Result<usize, StoreError>;
+
+    /// Where a published file is read from, if `name` is a plain file name.
+    fn locate(&self, project: &str, name: &str) -> Option<Located>;
+}
+
+/// The store as the processes share it.
+pub type Store = Arc<dyn ArtifactStore>;
+
+/// Opens the store `config` names, without checking it (see [`ArtifactStore::check`]).
+pub fn open(config: &Config) -> Result<Store, StoreError> {
+    Ok(match &config.storage {
+        StorageSettings::Local => Arc::new(LocalStore::new(config.files_dir())),
+        StorageSettings::S3(settings) => {
+            Arc::new(S3Store::new(settings, config.data_dir.join("staging"))?)
         }
-        Ok(removed)
+    })
+}
+
+/// A file ready to publish: still staged on the local disk, or uploaded under a temporary key.
+#[derive(Debug)]
+pub struct Upload(UploadKind);
+
+#[derive(Debug)]
+enum UploadKind {
+    Staged(StagedFile),
+    Object(object_store::path::Path),
+}
+
+/// Where a download is read from.
+pub enum Located {
+    /// A file on the local disk.
+    File(PathBuf),
+    /// An object in a bucket.
+    Object(ObjectFile),
+}
+
+/// What went wrong, with the cause's own words in the message (object_store's errors already
+/// carry their causes in theirs, so they are not repeated as a source chain).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: std::io::Error },
+    #[error("{what}: {cause}")]
+    Object {
+        what: String,
+        cause: object_store::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl StoreError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let what = what.into();
+        move |cause| StoreError::Io { what, cause }
     }
 
-    pub fn remove(&self, project: &str, name: &str) -> std::io::Result<()> {
-        match self.path_of(project, name) {
-            Some(path) => match std::fs::remove_file(path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-            None => Ok(()),
-        }
+    fn object(what: impl Into<String>) -> impl FnOnce(object_store::Error) -> StoreError {
+        let what = what.into();
+        move |cause| StoreError::Object { what, cause }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::LocalStore;
-
-    fn publish(store: &LocalStore, claim: &str, name: &str) -> std::path::PathBuf {
-        let staged = store.staging("widget", claim).stage().unwrap();
-        staged.writer().unwrap().write_all(name.as_bytes()).unwrap();
-        store.publish("widget", name, staged).unwrap()
-    }
-
-    /// A web server or an rsync mirror in front of `data_dir` can read what is published:
-    /// the file gets the mode any new file gets, not its temporary file's 0600.
-    #[cfg(unix)]
-    #[test]
-    fn a_published_file_is_readable_by_others() {
-        use std::os::unix::fs::PermissionsExt;
-
-        let mode =
-            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-        let root = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(root.path().join("files"));
-        let path = publish(&store, "claim", "widget-1.0.0.zip");
-        assert_eq!(
-            Some(path.clone()),
-            store.path_of("widget", "widget-1.0.0.zip")
-        );
-        let reference = root.path().join("reference");
-        std::fs::File::create(&reference).unwrap();
-        assert_eq!(mode(&path), mode(&reference) & 0o644);
-        if mode(&reference) & 0o044 == 0o044 {
-            assert_eq!(mode(&path) & 0o044, 0o044, "under the usual umask");
-        }
-    }
-
-    #[test]
-    fn cleanup_removes_only_other_claims_staged_files() {
-        let root = tempfile::tempdir().unwrap();
-        let store = LocalStore::new(root.path().join("files"));
-        assert_eq!(
-            store
-                .remove_temp_files_except("widget", &store.staging("widget", "mine"))
-                .unwrap(),
-            0,
-            "no directory yet"
-        );
-        let published = publish(&store, "mine", "widget-1.0.0.zip");
-        let mine = store.staging("widget", "mine");
-        let own = mine.stage().unwrap();
-        // What a dead worker leaves: a staged file nobody drops.
-        let stalled_path = store.project_dir("widget").join(".building-stalled-x1y2z3");
-        std::fs::write(&stalled_path, b"half").unwrap();
-        assert_eq!(store.remove_temp_files_except("widget", &mine).unwrap(), 1);
-        assert!(!stalled_path.exists());
-        assert!(own.path().exists() && published.exists());
-    }
+/// Whether `name` may be a published file's name: one plain path segment, not hidden.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
 }

@@ -4,15 +4,18 @@
 //! (then kept in memory until releases change), never joined to a path as given, so `..`,
 //! encoded slashes and absolute paths find nothing.
 //!
-//! Ranges (206/416), `HEAD` and `If-Modified-Since` are tower-http's `ServeFile`; baler adds
-//! the strong `ETag` (the file's sha256, so it changes exactly when the bytes do), answers
-//! `If-None-Match` with 304, and honours `If-Range` only when it names the current `ETag`.
-//! Each `GET` of a whole file (or of its first piece) is counted (`crate::downloads`).
+//! Ranges (206/416), `HEAD` and `If-Modified-Since` are tower-http's `ServeFile` for files on
+//! disk; small files in memory and objects in an S3 bucket are answered the same way (one
+//! range passed through to the bucket as a ranged GET). With `[storage] downloads =
+//! "redirect"`, a download is a 302 to a presigned GET instead. baler adds the strong `ETag`
+//! (the file's sha256, so it changes exactly when the bytes do), answers `If-None-Match` with
+//! 304, and honours `If-Range` only when it names the current `ETag`. Each `GET` of a whole
+//! file (or of its first piece) is counted (`crate::downloads`).
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use entities::release::ReleaseKind;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -28,19 +31,33 @@ use crate::error::{AppError, Missing};
 use crate::package::ArchiveFormat;
 use crate::projects;
 use crate::releases::{self, Download, ReleaseWithFiles};
+use crate::store::{Located, ObjectFile};
 
 /// What serving one file needs, read once and kept while releases do not change (see
 /// `crate::documents::ReadCache`): downloads repeat, and then cost no database read.
 pub struct Servable {
     project_id: i64,
     record: Download,
-    path: PathBuf,
+    source: Source,
     /// The file's bytes, when it is small and the budget allows.
     in_memory: Option<InMemory>,
     etag: HeaderValue,
     content_type: &'static str,
     disposition: HeaderValue,
     cache_control: &'static str,
+}
+
+/// Where a file's bytes come from when they are not in memory.
+enum Source {
+    Disk(PathBuf),
+    /// Proxied from the bucket; its size and date read once, with its entry.
+    Object {
+        file: ObjectFile,
+        size: u64,
+        last_modified: httpdate::HttpDate,
+    },
+    /// Answered with a presigned URL.
+    Redirect(ObjectFile),
 }
 
 /// This process's [`Servable`]s, by `{project}/{file}`.
@@ -59,13 +76,35 @@ async fn servable(state: &AppState, name: &str, file: &str) -> Result<Arc<Servab
             let Some(record) = releases::find_download(&state.db, project.id, file).await? else {
                 return Ok(None);
             };
-            let Some(path) = state.store.path_of(&project.name, &record.name) else {
+            let Some(located) = state.store.locate(&project.name, &record.name) else {
                 return Ok(None);
             };
+            let (source, in_memory) = match located {
+                Located::File(path) => {
+                    let in_memory = state.file_memory.read(path.clone()).await;
+                    (Source::Disk(path), in_memory)
+                }
+                Located::Object(file) if file.redirects() => (Source::Redirect(file), None),
+                Located::Object(file) => {
+                    let meta = file.meta().await.map_err(anyhow::Error::from)?;
+                    let last_modified =
+                        httpdate::HttpDate::from(std::time::SystemTime::from(meta.last_modified));
+                    let in_memory = state
+                        .file_memory
+                        .read_object(&file, meta.size, last_modified)
+                        .await;
+                    let source = Source::Object {
+                        file,
+                        size: meta.size,
+                        last_modified,
+                    };
+                    (source, in_memory)
+                }
+            };
             let header = |text: String| HeaderValue::from_str(&text).map_err(anyhow::Error::from);
-            let in_memory = state.file_memory.read(path.clone()).await;
             Ok(Some(Arc::new(Servable {
                 in_memory,
+                source,
                 project_id: project.id,
                 etag: header(format!("\"{}\"", record.sha256))?,
                 content_type: record
@@ -81,7 +120,6 @@ async fn servable(state: &AppState, name: &str, file: &str) -> Result<Arc<Servab
                 } else {
                     "public, no-cache"
                 },
-                path,
                 record,
             })))
         })
@@ -113,7 +151,7 @@ pub async fn download(
     let Servable {
         project_id,
         record,
-        path,
+        source,
         etag,
         ..
     } = &*servable;
@@ -133,14 +171,43 @@ pub async fn download(
         // piece of the new one to splice onto the old.
         parts.headers.remove(header::RANGE);
     }
-    let served = match &servable.in_memory {
-        Some(file) => file.respond(&parts, servable.content_type),
-        None => ServeFile::new(path)
+    let served = match (&servable.in_memory, source) {
+        (Some(file), _) => file.respond(&parts, servable.content_type),
+        (None, Source::Disk(path)) => ServeFile::new(path)
             .with_buf_chunk_size(DISK_CHUNK)
             .oneshot(Request::from_parts(parts, body))
             .await
             .map_err(|e| AppError::Internal(anyhow::anyhow!("serving {}: {e}", path.display())))?
             .map(Body::new),
+        (
+            None,
+            Source::Object {
+                file,
+                size,
+                last_modified,
+            },
+        ) => {
+            let stream = async |range| {
+                let chunks = file.stream(range).await.map_err(anyhow::Error::from)?;
+                Ok::<_, AppError>(Body::from_stream(chunks))
+            };
+            respond(&parts, *size, *last_modified, servable.content_type, stream).await?
+        }
+        (None, Source::Redirect(file)) => {
+            let url = file
+                .presigned_get(&record.name)
+                .await
+                .map_err(anyhow::Error::from)?;
+            if is_get && !parts.headers.contains_key(header::RANGE) {
+                state.downloads.count(*project_id, &record.name);
+            }
+            let mut response = Redirect::to(&url).into_response();
+            *response.status_mut() = StatusCode::FOUND;
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(response);
+        }
     };
     let (mut head, body) = served.into_parts();
     if is_get && is_whole_download(&head) {
@@ -212,6 +279,26 @@ impl FileMemory {
         .flatten()
     }
 
+    /// An object in memory, on the same terms as [`read`](Self::read).
+    async fn read_object(
+        &self,
+        file: &ObjectFile,
+        size: u64,
+        last_modified: httpdate::HttpDate,
+    ) -> Option<InMemory> {
+        if size > IN_MEMORY_MAX {
+            return None;
+        }
+        let held = self.hold(size as usize)?;
+        let bytes = file.bytes().await.ok()?;
+        // Replaced between the two requests (a snapshot rebuilt): stream it instead.
+        (bytes.len() as u64 == size).then(|| InMemory {
+            bytes,
+            last_modified,
+            _held: held,
+        })
+    }
+
     fn hold(&self, bytes: usize) -> Option<Held> {
         self.used
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
@@ -253,83 +340,116 @@ impl InMemory {
         request: &axum::http::request::Parts,
         content_type: &'static str,
     ) -> Response {
-        let date = |name| {
-            request
-                .headers
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-                .and_then(|v| httpdate::parse_http_date(v).ok())
-                .map(httpdate::HttpDate::from)
+        let bytes = &self.bytes;
+        let body = async |range: Option<std::ops::Range<u64>>| {
+            Ok::<_, std::convert::Infallible>(Body::from(match range {
+                Some(range) => bytes.slice(range.start as usize..range.end as usize),
+                None => bytes.clone(),
+            }))
         };
-        if date(header::IF_UNMODIFIED_SINCE).is_some_and(|since| since < self.last_modified) {
-            return StatusCode::PRECONDITION_FAILED.into_response();
+        let answer = respond(
+            request,
+            bytes.len() as u64,
+            self.last_modified,
+            content_type,
+            body,
+        );
+        // Nothing in the answer waits: the body is already in memory.
+        match futures::FutureExt::now_or_never(answer) {
+            Some(Ok(response)) => response,
+            Some(Err(never)) => match never {},
+            None => unreachable!("an in-memory body is ready at once"),
         }
-        if date(header::IF_MODIFIED_SINCE).is_some_and(|since| since >= self.last_modified) {
-            return StatusCode::NOT_MODIFIED.into_response();
-        }
-        let size = self.bytes.len() as u64;
-        let head = request.method == axum::http::Method::HEAD;
-        let body = |bytes: bytes::Bytes| {
-            if head {
+    }
+}
+
+/// Answers a request for a file of `size` bytes, last modified at `last_modified`, as
+/// tower-http's `ServeFile` answers from disk (the same statuses and headers, so a client
+/// cannot tell): `If-Unmodified-Since` → 412, `If-Modified-Since` → 304, one range → 206,
+/// several or none satisfiable → 416, `HEAD` without the body. `body` gives the bytes of a
+/// range, or of the whole file (`None`).
+async fn respond<E>(
+    request: &axum::http::request::Parts,
+    size: u64,
+    last_modified: httpdate::HttpDate,
+    content_type: &'static str,
+    body: impl AsyncFnOnce(Option<std::ops::Range<u64>>) -> Result<Body, E>,
+) -> Result<Response, E> {
+    let date = |name| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(httpdate::HttpDate::from)
+    };
+    if date(header::IF_UNMODIFIED_SINCE).is_some_and(|since| since < last_modified) {
+        return Ok(StatusCode::PRECONDITION_FAILED.into_response());
+    }
+    if date(header::IF_MODIFIED_SINCE).is_some_and(|since| since >= last_modified) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    let head = request.method == axum::http::Method::HEAD;
+    let mut response = match request
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|range| http_range_header::parse_range_header(range)?.validate(size))
+    {
+        None => {
+            let mut response = Response::new(if head {
                 Body::empty()
             } else {
-                Body::from(bytes)
-            }
-        };
-        let mut response = match request
-            .headers
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(|range| http_range_header::parse_range_header(range)?.validate(size))
-        {
-            None => {
-                let mut response = Response::new(body(self.bytes.clone()));
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-                response
-            }
-            Some(Ok(ranges)) if ranges.len() == 1 => {
-                let (start, end) = (*ranges[0].start(), *ranges[0].end());
-                let mut response =
-                    Response::new(body(self.bytes.slice(start as usize..=end as usize)));
-                *response.status_mut() = StatusCode::PARTIAL_CONTENT;
-                let headers = response.headers_mut();
-                headers.insert(
-                    header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
-                        .expect("digits are a header value"),
-                );
-                let length = if size == 0 { 0 } else { end - start + 1 };
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-                response
-            }
-            Some(found) => {
-                let text = if found.is_ok() {
-                    "Cannot serve multipart range requests"
-                } else {
-                    ""
-                };
-                let mut response = Response::new(Body::from(text));
-                *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-                response.headers_mut().insert(
-                    header::CONTENT_RANGE,
-                    HeaderValue::from_str(&format!("bytes */{size}"))
-                        .expect("digits are a header value"),
-                );
-                response
-            }
-        };
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        headers.insert(
-            header::LAST_MODIFIED,
-            HeaderValue::from_str(&self.last_modified.to_string())
-                .expect("an HTTP date is a header value"),
-        );
-        response
-    }
+                body(None).await?
+            });
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            response
+        }
+        Some(Ok(ranges)) if ranges.len() == 1 => {
+            let (start, end) = (*ranges[0].start(), *ranges[0].end());
+            let length = if size == 0 { 0 } else { end - start + 1 };
+            let content = if head || length == 0 {
+                Body::empty()
+            } else {
+                body(Some(start..end + 1)).await?
+            };
+            let mut response = Response::new(content);
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {start}-{end}/{size}"))
+                    .expect("digits are a header value"),
+            );
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            response
+        }
+        Some(found) => {
+            let text = if found.is_ok() {
+                "Cannot serve multipart range requests"
+            } else {
+                ""
+            };
+            let mut response = Response::new(Body::from(text));
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            response.headers_mut().insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}"))
+                    .expect("digits are a header value"),
+            );
+            response
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(
+        header::LAST_MODIFIED,
+        HeaderValue::from_str(&last_modified.to_string()).expect("an HTTP date is a header value"),
+    );
+    Ok(response)
 }
 
 /// A download to count: the whole file, or the first piece of one fetched in pieces; not a

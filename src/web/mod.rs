@@ -26,7 +26,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::queue::Queue;
-use crate::store::LocalStore;
+use crate::store::Store;
 
 /// Everything a handler may need. Cloned for every request, so it is one `Arc`.
 #[derive(Clone)]
@@ -44,7 +44,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub db: DatabaseConnection,
     pub queue: Queue,
-    pub store: LocalStore,
+    pub store: Store,
     pub public_url: PublicUrl,
     pub tokens: crate::admin::AdminTokens,
     pub actions: crate::admin::AdminActions,
@@ -70,7 +70,7 @@ impl AppState {
         config: &crate::config::Config,
         db: DatabaseConnection,
         queue: Queue,
-        store: LocalStore,
+        store: Store,
         public_url: &str,
     ) -> anyhow::Result<AppState> {
         use anyhow::Context;

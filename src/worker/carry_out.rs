@@ -13,6 +13,7 @@ use crate::package::{BuiltArchive, ReleaseKind};
 use crate::projects::Project;
 use crate::queue::backend::Lease;
 use crate::releases::{self, NewFile, NewRelease};
+use crate::store::Upload;
 use crate::web::documents::{Scope, refresh_on};
 
 /// What the blocking part decided and built, sent in plan order.
@@ -114,8 +115,9 @@ async fn set_published(
     Ok(())
 }
 
-/// Moves the files into place and records the release, in one fenced transaction; if that
-/// fails, a new release's files are removed again so nothing unrecorded stays visible.
+/// Uploads the files (before the fence: an upload may take long), then publishes them and
+/// records the release in one fenced transaction. If that fails, a new release's files are
+/// removed again, so nothing unrecorded stays visible.
 async fn store_and_record(
     ctx: &JobContext,
     project: &Project,
@@ -129,11 +131,12 @@ async fn store_and_record(
         composer_json,
         notes,
     } = built;
+    let uploaded = upload_all(ctx, project, archives).await?;
     // Filled as each file lands, so a failure part-way knows which ones to take back.
     let mut published: Vec<String> = Vec::new();
     let recorded = fenced(ctx, claim, async |txn| {
         refuse_a_taken_version(txn, project, &build).await?;
-        let files = publish_files(ctx, project, archives, &mut published)?;
+        let files = publish_files(ctx, project, uploaded, &mut published).await?;
         let release = NewRelease {
             project_id: project.id,
             version: &build.version,
@@ -180,32 +183,73 @@ async fn refuse_a_taken_version(
     Ok(())
 }
 
-/// Moves each archive into the project's directory, noting its name in `published` as it
-/// lands, and returns the rows that describe them.
-fn publish_files(
+/// An archive uploaded, not yet published.
+struct Uploaded {
+    name: String,
+    format: &'static str,
+    checksums: crate::package::Checksums,
+    upload: Upload,
+}
+
+/// Puts each archive where publishing is one quick step ([`ArtifactStore::upload`](crate::store::ArtifactStore::upload)); on a
+/// failure, what was already uploaded is discarded.
+async fn upload_all(
     ctx: &JobContext,
     project: &Project,
     archives: Vec<BuiltArchive>,
+) -> Result<Vec<Uploaded>, ReleaseError> {
+    let mut uploaded = Vec::with_capacity(archives.len());
+    for archive in archives {
+        match ctx.store.upload(&project.name, archive.file).await {
+            Ok(upload) => uploaded.push(Uploaded {
+                name: archive.name,
+                format: archive.format.extension(),
+                checksums: archive.checksums,
+                upload,
+            }),
+            Err(source) => {
+                for done in uploaded {
+                    ctx.store.discard(done.upload).await;
+                }
+                return Err(ReleaseError::Store {
+                    file: archive.name,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(uploaded)
+}
+
+/// Gives each uploaded archive its final name, noting it in `published` as it lands, and
+/// returns the rows that describe them. Runs inside the fence: a stale job publishes nothing.
+async fn publish_files(
+    ctx: &JobContext,
+    project: &Project,
+    uploaded: Vec<Uploaded>,
     published: &mut Vec<String>,
 ) -> Result<Vec<NewFile>, ReleaseError> {
     let mut files = Vec::new();
-    for archive in archives {
-        let name = archive.name.clone();
-        let format = archive.format.extension();
-        let checksums = archive.checksums.clone();
-        // A rename and a directory sync, done here rather than on a blocking thread of
-        // its own: if the job is dropped, no rename can land after the fence is gone.
-        ctx.store
-            .publish(&project.name, &name, archive.file)
-            .map_err(|source| ReleaseError::Store {
-                file: name.clone(),
+    let mut uploaded = uploaded.into_iter();
+    while let Some(archive) = uploaded.next() {
+        if let Err(source) = ctx
+            .store
+            .publish(&project.name, &archive.name, archive.upload)
+            .await
+        {
+            for rest in uploaded {
+                ctx.store.discard(rest.upload).await;
+            }
+            return Err(ReleaseError::Store {
+                file: archive.name,
                 source,
-            })?;
-        published.push(name.clone());
+            });
+        }
+        published.push(archive.name.clone());
         files.push(NewFile {
-            format,
-            name,
-            checksums,
+            format: archive.format,
+            name: archive.name,
+            checksums: archive.checksums,
         });
     }
     Ok(files)
@@ -216,7 +260,7 @@ fn publish_files(
 async fn remove_unrecorded(ctx: &JobContext, project: &Project, claim: &Lease, names: &[String]) {
     let removed = fenced(ctx, claim, async |_| {
         for name in names {
-            if let Err(e) = ctx.store.remove(&project.name, name) {
+            if let Err(e) = ctx.store.remove(&project.name, name).await {
                 tracing::warn!(file = %name, error = %e, "could not remove an unrecorded file");
             }
         }

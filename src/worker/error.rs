@@ -24,7 +24,7 @@ pub enum ReleaseError {
     #[error("storing {file}: {source}")]
     Store {
         file: String,
-        source: std::io::Error,
+        source: crate::store::StoreError,
     },
     #[error("the claim was handed to another worker; this job writes nothing more")]
     ClaimLost,

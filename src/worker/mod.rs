@@ -19,7 +19,7 @@ use sea_orm::DatabaseConnection;
 use crate::git::RemoteAuth;
 use crate::queue::Queue;
 use crate::queue::backend::TableBackend;
-use crate::store::LocalStore;
+use crate::store::Store;
 
 /// What a release job needs besides its item.
 #[derive(Clone)]
@@ -27,7 +27,7 @@ pub struct JobContext {
     pub db: DatabaseConnection,
     /// The queue, for the fence every write of a job passes.
     pub queue: Queue,
-    pub store: LocalStore,
+    pub store: Store,
     pub mirrors_dir: PathBuf,
     /// The binary run as the fetch child (`baler fetch-mirror`), and its idle limit.
     pub fetch_program: PathBuf,

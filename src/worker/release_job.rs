@@ -84,6 +84,7 @@ async fn remove_stopped_workers_files(
     let removed = fenced(ctx, claim, async |_| {
         ctx.store
             .remove_temp_files_except(&project.name, staging)
+            .await
             .map_err(|source| ReleaseError::Store {
                 file: "half-written archives of stopped workers".into(),
                 source,

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::config::{ConfigFile, HttpSettings, ProjectSpec, QueueSettings, WorkerSettings};
 use super::database::TestDb;
+use super::s3::S3Bucket;
 
 pub struct TestApp {
     pub url: String,
@@ -106,6 +107,19 @@ impl TestAppBuilder {
         self
     }
 
+    /// Stores release files in `bucket`, with its keys in the environment.
+    pub fn s3(mut self, bucket: &S3Bucket) -> TestAppBuilder {
+        self.config.storage = Some(bucket.settings());
+        self.config.env = bucket.env();
+        self
+    }
+
+    /// `[storage]` as given (after [`s3`](Self::s3), to change its settings).
+    pub fn storage(mut self, storage: super::config::StorageSettings) -> TestAppBuilder {
+        self.config.storage = Some(storage);
+        self
+    }
+
     /// Runs on `installation`'s data dir and database (a restart of the same baler), instead
     /// of a fresh one.
     pub fn installation(mut self, installation: &Installation) -> TestAppBuilder {
@@ -126,7 +140,7 @@ impl TestAppBuilder {
         let toml = file.to_toml();
         let config_path = temp.path().join("baler.toml");
         std::fs::write(&config_path, &toml).unwrap();
-        let config = Config::from_toml(&toml, &[]).expect("test config is valid");
+        let config = Config::from_toml(&toml, &file.env).expect("test config is valid");
         let data_dir = config.data_dir.clone();
         // Short waits: a test's queue polls and backs off in milliseconds, not seconds.
         let tuning = QueueTuning {

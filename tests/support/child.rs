@@ -15,6 +15,11 @@ pub struct BalerProcess {
 impl BalerProcess {
     /// Runs `baler ARGS --config CONFIG`, logging to a file beside the config.
     pub fn start(args: &[&str], config: &Path) -> BalerProcess {
+        BalerProcess::start_with_env(args, config, &[])
+    }
+
+    /// The same, with `env` added to its environment (the S3 keys).
+    pub fn start_with_env(args: &[&str], config: &Path, env: &[(String, String)]) -> BalerProcess {
         let log_path = config.with_extension(format!("{}.log", uuid::Uuid::new_v4().simple()));
         let log = std::fs::File::create(&log_path).unwrap();
         let process = std::process::Command::new(env!("CARGO_BIN_EXE_baler"))
@@ -22,6 +27,7 @@ impl BalerProcess {
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().cloned())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -84,7 +90,7 @@ impl TestApp {
     /// database, listening on a port of its own; returns once it answers.
     pub async fn serve_child(&self, args: &[&str]) -> ChildServer {
         let config = self.child_config();
-        let process = BalerProcess::start(args, &config.path);
+        let process = BalerProcess::start_with_env(args, &config.path, &self.config.env);
         let client = reqwest::Client::new();
         wait_until(30, "the child server to answer", || {
             is_healthy(&client, &config.url)
@@ -104,6 +110,7 @@ impl TestApp {
             .arg(&self.config_path)
             .env("RUST_LOG", "warn")
             .env("USER", "tester")
+            .envs(self.config.env.iter().cloned())
             .output()
             .unwrap()
     }

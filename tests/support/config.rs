@@ -33,8 +33,13 @@ pub struct ConfigFile {
     pub worker: Option<WorkerSettings>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageSettings>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub projects: Vec<ProjectSpec>,
+    /// The environment baler is given beside the file (the S3 keys), not written to it.
+    #[serde(skip)]
+    pub env: Vec<(String, String)>,
 }
 
 impl ConfigFile {
@@ -66,6 +71,26 @@ pub struct WorkerSettings {
     pub job_timeout_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drain_seconds: Option<u64>,
+}
+
+/// `[storage]`: where releases' files live.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StorageSettings {
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presign_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_env: Option<String>,
 }
 
 /// `[http]`: the server's limits and the proxies it trusts.
