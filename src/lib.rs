@@ -14,6 +14,7 @@ pub mod git;
 pub mod hooks;
 pub mod intake;
 pub mod maintenance;
+pub mod metrics;
 pub mod names;
 pub mod package;
 pub mod problems;

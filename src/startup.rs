@@ -53,6 +53,8 @@ pub struct Application {
     role: Role,
     /// Where release files live, checked usable.
     store: Store,
+    /// `metrics_listen`, bound.
+    metrics_listener: Option<TcpListener>,
     /// The `baler` binary the workers run as their fetch child (`baler fetch-mirror`).
     fetch_program: PathBuf,
 }
@@ -76,6 +78,8 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
+        // Counting starts with the process.
+        crate::metrics::install();
         let store = crate::store::open(&config)?;
         // A wrong key, a missing bucket or an unreachable endpoint stops the start here, in
         // the store's own words, rather than failing every job later.
@@ -114,6 +118,14 @@ impl Application {
         }
         .context("rendering the published documents")?;
         let fetch_program = std::env::current_exe().context("finding baler's own binary")?;
+        let metrics_listener = match config.metrics_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("listening for /metrics on {address}"))?,
+            ),
+            None => None,
+        };
         Ok(Application {
             config,
             db,
@@ -121,6 +133,7 @@ impl Application {
             listener,
             role,
             store,
+            metrics_listener,
             fetch_program,
         })
     }
@@ -159,6 +172,7 @@ impl Application {
             listener,
             role,
             store,
+            metrics_listener,
             fetch_program,
         } = self;
         let drain = config.worker.drain();
@@ -171,6 +185,19 @@ impl Application {
             None => None,
         };
         let stop = CancellationToken::new();
+        if let Some(listener) = metrics_listener {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "serving /metrics");
+            }
+            let app = router::metrics_router(queue.clone());
+            let stopped = stop.clone().cancelled_owned();
+            tokio::spawn(async move {
+                let serving = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "the /metrics listener stopped");
+                }
+            });
+        }
         let running = Running {
             workers: role.runs_workers().then(|| {
                 let context = job_context(&config, &db, &queue, store, fetch_program);

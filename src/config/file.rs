@@ -17,6 +17,7 @@ pub const DEFAULT_CONFIG_FILE: &str = "baler.toml";
 pub(super) struct FileConfig {
     pub listen: Option<String>,
     pub public_url: Option<String>,
+    pub metrics_listen: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub admin_token: Option<String>,

@@ -70,6 +70,8 @@ fn invalid(origin: &str, key: &str, message: impl Into<String>) -> ConfigError {
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics` is served on its own too (how a `baler worker` is scraped).
+    pub metrics_listen: Option<SocketAddr>,
     /// Base of absolute links; when unset, `http://` + the address actually bound.
     pub public_url: Option<String>,
     pub data_dir: PathBuf,
@@ -120,6 +122,8 @@ impl Config {
     /// wins; errors name where the value came from.
     fn resolve(file: FileConfig, origin: &str, env: &Environment) -> Result<Config, ConfigError> {
         let listen = listen(env.or_file("BALER_LISTEN", file.listen, origin))?;
+        let metrics_listen =
+            metrics_listen(env.or_file("BALER_METRICS_LISTEN", file.metrics_listen, origin))?;
         let data_dir = env
             .var("BALER_DATA_DIR")
             .map(PathBuf::from)
@@ -154,6 +158,7 @@ impl Config {
             .map_err(|e| invalid(origin, &e.field, e.message))?;
         Ok(Config {
             listen,
+            metrics_listen,
             public_url,
             data_dir,
             database_url,
@@ -202,6 +207,21 @@ fn listen(given: env::Sourced) -> Result<SocketAddr, ConfigError> {
             format!("must be an address like 127.0.0.1:8080, not {text:?}"),
         )
     })
+}
+
+fn metrics_listen(given: env::Sourced) -> Result<Option<SocketAddr>, ConfigError> {
+    given
+        .value
+        .map(|text| {
+            text.parse().map_err(|_| {
+                invalid(
+                    &given.origin,
+                    "metrics_listen",
+                    format!("must be an address like 0.0.0.0:9464, not {text:?}"),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn public_url(given: env::Sourced) -> Result<Option<String>, ConfigError> {

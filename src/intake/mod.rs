@@ -104,6 +104,7 @@ impl Intake {
         Bytes: Deref<Target = [u8]>,
     {
         let client = delivery.client;
+        let started = Instant::now();
         let mut receipt = Receipt {
             record: DeliveryRecord {
                 project_name: deliveries::bounded(name, MAX_NAME),
@@ -116,6 +117,11 @@ impl Intake {
             Ok(answer) | Err(answer) => answer,
         };
         tracing::info!(status = answer.status.as_u16(), reason = %answer.reason, "delivery");
+        crate::metrics::webhook_delivery(
+            receipt.record.provider.unwrap_or("unknown"),
+            answer.status.as_u16(),
+            started.elapsed(),
+        );
         self.log(client, name, receipt, &answer).await;
         answer
     }

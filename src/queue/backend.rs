@@ -197,6 +197,7 @@ where
             // The heartbeat runs on its own task: the job's fenced transactions lock the queue
             // row, so a heartbeat waiting on that lock must never keep the job from committing.
             let heartbeat = tokio::spawn(beat(queue.clone(), lease.clone()));
+            let started = std::time::Instant::now();
             let mut job = Box::pin(job);
             let result = match tokio::time::timeout(job_timeout, &mut job).await {
                 Ok(result) => Some(result),
@@ -211,6 +212,12 @@ where
             };
             drop(job);
             heartbeat.abort();
+            let outcome = match &result {
+                Some(Ok(_)) => crate::metrics::JobOutcome::Succeeded,
+                Some(Err(_)) => crate::metrics::JobOutcome::Failed,
+                None => crate::metrics::JobOutcome::TimedOut,
+            };
+            crate::metrics::job_finished(outcome, started.elapsed());
             let Some(result) = result else {
                 let error = format!(
                     "the job ran past the {} s time limit (worker.job_timeout_seconds) and was abandoned",

@@ -283,6 +283,35 @@ impl Queue {
         }))
     }
 
+    /// How many items are in each state a committed item can be in (0 for a state with none).
+    pub async fn counts_by_state(&self) -> Result<Vec<(QueueState, i64)>, QueueError> {
+        let rows = self
+            .db
+            .query_all_raw(self.statement(
+                "SELECT state, COUNT(*) AS n FROM queue_items GROUP BY state",
+                vec![],
+            ))
+            .await?;
+        let mut counts: Vec<(QueueState, i64)> = [
+            QueueState::Pending,
+            QueueState::Running,
+            QueueState::Done,
+            QueueState::Failed,
+        ]
+        .into_iter()
+        .map(|state| (state, 0))
+        .collect();
+        for row in rows {
+            let state = QueueState::of_row(&row)?;
+            let n: i64 = row.try_get("", "n")?;
+            match counts.iter_mut().find(|(known, _)| *known == state) {
+                Some((_, count)) => *count = n,
+                None => counts.push((state, n)),
+            }
+        }
+        Ok(counts)
+    }
+
     /// Pending, running and failed counts, and whether claiming is paused.
     pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
         let rows = self

@@ -200,6 +200,7 @@ pub async fn download(
                 .map_err(anyhow::Error::from)?;
             if is_get && !parts.headers.contains_key(header::RANGE) {
                 state.downloads.count(*project_id, &record.name);
+                crate::metrics::download_served();
             }
             let mut response = Redirect::to(&url).into_response();
             *response.status_mut() = StatusCode::FOUND;
@@ -212,6 +213,7 @@ pub async fn download(
     let (mut head, body) = served.into_parts();
     if is_get && is_whole_download(&head) {
         state.downloads.count(*project_id, &record.name);
+        crate::metrics::download_served();
     }
     if head.status.is_success() || head.status == StatusCode::NOT_MODIFIED {
         let headers = &mut head.headers;

@@ -7,6 +7,7 @@ use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
 use super::{AppState, admin, admin_projects, api, feeds, files, hooks, pages, queue_api, stats};
+use crate::queue::Queue;
 
 /// The largest body of any request but a webhook: admin forms and JSON actions.
 pub const MAX_FORM_BODY: usize = 64 * 1024;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         // bodies only: forms and JSON actions. The login form is open to anyone, so without
         // this a stranger could make it buffer axum's default of 2 MiB per connection.
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
+        .layer(axum::middleware::from_fn(crate::metrics::count_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -141,14 +143,44 @@ fn admin_page_routes() -> Router<AppState> {
         )
 }
 
-/// Operators: liveness and readiness.
+/// Operators: liveness, readiness and metrics.
 fn operator_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move { metrics(&state.queue).await }),
+        )
         .route("/favicon.svg", get(favicon))
         // Asked for by pages that cannot link to an icon (an SVG opened on its own).
         .route("/favicon.ico", get(favicon))
         .route("/readyz", get(readyz))
+}
+
+/// `GET /metrics` on the web listener and on `metrics_listen`: the queue gauge is read from
+/// the database, so every process reports the same queue.
+pub async fn metrics(queue: &Queue) -> axum::response::Response {
+    let queue_items = match queue.counts_by_state().await {
+        Ok(counts) => counts
+            .into_iter()
+            .map(|(state, count)| (state.to_string(), count))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the queue for /metrics failed");
+            Vec::new()
+        }
+    };
+    crate::metrics::render(&queue_items)
+}
+
+/// What `metrics_listen` serves: `/metrics` alone.
+pub fn metrics_router(queue: Queue) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(queue): State<Queue>| async move { metrics(&queue).await }),
+        )
+        .with_state(queue)
 }
 
 /// The icon every page links to (browsers ask for one; without it, `/favicon.ico` is a 404

@@ -246,6 +246,7 @@ async fn publish_files(
             });
         }
         published.push(archive.name.clone());
+        crate::metrics::archive_published(archive.format, archive.checksums.size);
         files.push(NewFile {
             format: archive.format,
             name: archive.name,

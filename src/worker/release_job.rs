@@ -203,7 +203,9 @@ fn sync_mirror(input: &BuildInput) -> Result<SyncedMirror, ReleaseError> {
         auth: ctx.auth_for(&project.name),
         idle_timeout_ms: ctx.fetch_timeout.as_millis() as u64,
     };
-    let fetched = match git::fetch_in_child(&ctx.fetch_program, &request, &|| claim.stopped()) {
+    let fetched = git::fetch_in_child(&ctx.fetch_program, &request, &|| claim.stopped());
+    crate::metrics::fetch_finished(started.elapsed());
+    let fetched = match fetched {
         Ok(fetched) => fetched,
         Err(GitError::Stopped) => return Err(ReleaseError::ClaimLost),
         Err(e) => return Err(fetch_error(&shown_repo, e)),

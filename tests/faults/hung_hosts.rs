@@ -1,16 +1,14 @@
 //! Hosts that never answer: no slot is held past the fetch limit, a job past its time limit
 //! is abandoned, and SIGTERM during a hung fetch exits within the drain.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baler::startup::Role;
 
 use super::{TOKEN, signal};
 use crate::on_both_databases;
-use crate::support::git::{GitRepo, run};
-use crate::support::hung::HungHost;
-use crate::support::smart_http::SmartHttpServer;
+use crate::support::git::GitRepo;
+use crate::support::hung::{HungHost, HungPrivateHost, hung_private_host};
 use crate::support::{
     BalerProcess, ItemState, ProjectSpec, QueueSettings, TestApp, TestDb, WorkerSettings,
     wait_until,
@@ -122,33 +120,6 @@ async fn a_job_past_its_time_limit_is_abandoned(db: TestDb) {
             .contains("job_timeout_seconds"),
         "{stuck}"
     );
-}
-
-/// A repository served over smart HTTP (with a token), reached through a host that hangs
-/// until it is told to forward.
-struct HungPrivateHost {
-    repo: GitRepo,
-    /// The served repositories' directory, kept while the server runs.
-    _root: tempfile::TempDir,
-    server: SmartHttpServer,
-    hung: HungHost,
-}
-
-async fn hung_private_host() -> HungPrivateHost {
-    let repo = GitRepo::standard();
-    let root = tempfile::tempdir().unwrap();
-    run(Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(&repo.dir)
-        .arg(root.path().join("widget.git")));
-    let server =
-        SmartHttpServer::start(root.path().to_path_buf(), "x-access-token", "s3cret-token").await;
-    HungPrivateHost {
-        repo,
-        _root: root,
-        server,
-        hung: HungHost::start().await,
-    }
 }
 
 async fn sigterm_during_a_hung_fetch_exits_after_the_drain(db: TestDb) {

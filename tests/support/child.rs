@@ -67,6 +67,11 @@ pub struct ChildServer {
 }
 
 impl TestApp {
+    /// The app's config as a child process would take it (to change before writing).
+    pub fn child_config_file(&self) -> super::ConfigFile {
+        self.config.clone()
+    }
+
     /// The app's config with a free port of its own, written beside the app's config.
     pub fn child_config(&self) -> ChildConfig {
         let port = std::net::TcpListener::bind("127.0.0.1:0")

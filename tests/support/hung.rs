@@ -3,9 +3,13 @@
 //! reach a real server.
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
+
+use super::git::{GitRepo, run};
+use super::smart_http::SmartHttpServer;
 
 pub struct HungHost {
     pub addr: SocketAddr,
@@ -67,5 +71,32 @@ impl HungHost {
     /// From now on, new connections are passed to `target`.
     pub fn forward_to(&self, target: SocketAddr) {
         *self.forward.lock().unwrap() = Some(target);
+    }
+}
+
+/// A repository served over smart HTTP (with a token), reached through a host that hangs
+/// until it is told to forward.
+pub struct HungPrivateHost {
+    pub repo: GitRepo,
+    /// The served repositories' directory, kept while the server runs.
+    pub _root: tempfile::TempDir,
+    pub server: SmartHttpServer,
+    pub hung: HungHost,
+}
+
+pub async fn hung_private_host() -> HungPrivateHost {
+    let repo = GitRepo::standard();
+    let root = tempfile::tempdir().unwrap();
+    run(Command::new("git")
+        .args(["clone", "-q", "--bare"])
+        .arg(&repo.dir)
+        .arg(root.path().join("widget.git")));
+    let server =
+        SmartHttpServer::start(root.path().to_path_buf(), "x-access-token", "s3cret-token").await;
+    HungPrivateHost {
+        repo,
+        _root: root,
+        server,
+        hung: HungHost::start().await,
     }
 }

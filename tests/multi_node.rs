@@ -1,0 +1,376 @@
+//! The scale-out topology, run for real: PostgreSQL, the S3 server (s3s-fs), 2 web processes
+//! (`baler serve --no-worker`) and 3 `baler worker` processes, each process with a `data_dir`
+//! of its own. A burst of webhooks is split across both web processes, and one worker is
+//! killed with SIGKILL in the middle of a job. Then every release is there once with its
+//! objects in the bucket, both web processes serve the same bytes, each process's `/metrics`
+//! counts what that process did, and the queue is empty.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use baler::hooks::verify::github_signature;
+use sea_orm::{ConnectionTrait, Database};
+use sha2::{Digest, Sha256};
+
+use crate::support::config::{QueueSettings, WorkerSettings};
+use crate::support::git::GitRepo;
+use crate::support::hung::{HungPrivateHost, hung_private_host};
+use crate::support::s3::S3Bucket;
+use crate::support::{
+    BalerProcess, ConfigFile, ProjectSpec, SECRET, TestDb, github_push_body, wait_until,
+};
+
+/// Standard repositories released by the burst; a tenth project sits behind a host that hangs
+/// until the worker fetching it has been killed.
+const PROJECTS: usize = 8;
+const PUSHES_PER_PROJECT: usize = 5;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One child process and where it is reached.
+struct Node {
+    process: BalerProcess,
+    url: String,
+}
+
+/// A signed GitHub push of `git_ref` for `project` (whose repository is `repo`) to `web`.
+async fn push(client: &reqwest::Client, web: &str, project: &str, repo: &str, rev: &str) -> u16 {
+    let body = github_push_body(repo, "refs/tags/v1.0.0", rev);
+    client
+        .post(format!("{web}/hooks/{project}"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+        .header("x-hub-signature-256", github_signature(SECRET, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Reads a process's `/metrics` and returns the value of the line `series` (0 if absent).
+async fn metric(client: &reqwest::Client, url: &str, series: &str) -> f64 {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_web_and_three_worker_processes_share_postgres_and_s3() {
+    let Some(db) = TestDb::postgres() else {
+        eprintln!("not run: set BALER_TEST_POSTGRES to a PostgreSQL URL");
+        return;
+    };
+    let database_url = db.fresh_database_url().await.unwrap();
+    let bucket = S3Bucket::new();
+    let HungPrivateHost {
+        repo: slow_repo,
+        _root,
+        server,
+        hung,
+    } = hung_private_host().await;
+    let repos: Vec<GitRepo> = (0..PROJECTS).map(|_| GitRepo::standard()).collect();
+    let mut projects =
+        vec![ProjectSpec::github("slow", hung.url("widget.git")).git_token("s3cret-token")];
+    projects.extend(
+        repos
+            .iter()
+            .enumerate()
+            .map(|(i, repo)| ProjectSpec::github(format!("p{i}"), repo.url())),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    // Every process: its own data_dir (and port), the same database, bucket and projects.
+    let node = |name: &str, args: &[&str], metrics_listen: bool| {
+        let port = free_port();
+        let config = ConfigFile {
+            listen: Some(format!("127.0.0.1:{port}")),
+            metrics_listen: metrics_listen.then(|| format!("127.0.0.1:{port}")),
+            data_dir: Some(root.path().join(name)),
+            database_url: Some(database_url.clone()),
+            workers: Some(2),
+            max_attempts: Some(3),
+            queue: Some(QueueSettings {
+                lease_seconds: Some(3),
+                poll_interval_ms: Some(100),
+            }),
+            worker: Some(WorkerSettings {
+                fetch_timeout_seconds: Some(120),
+                ..WorkerSettings::default()
+            }),
+            storage: Some(bucket.settings()),
+            projects: projects.clone(),
+            ..ConfigFile::default()
+        };
+        let path: PathBuf = root.path().join(format!("{name}.toml"));
+        config.write_to(&path);
+        Node {
+            process: BalerProcess::start_with_env(args, &path, &bucket.env()),
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    };
+    let healthy = async |node: &Node| {
+        wait_until(60, "a process to answer", || async {
+            client
+                .get(format!("{}/metrics", node.url))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        })
+        .await
+    };
+    // The first web process migrates the database; the others start on it.
+    let web = [node("web-1", &["serve", "--no-worker"], false)];
+    healthy(&web[0]).await;
+    let web = [
+        web.into_iter().next().unwrap(),
+        node("web-2", &["serve", "--no-worker"], false),
+    ];
+    healthy(&web[1]).await;
+    let mut workers: Vec<Node> = (1..=3)
+        .map(|i| node(&format!("worker-{i}"), &["worker"], true))
+        .collect();
+    for worker in &workers {
+        healthy(worker).await;
+    }
+
+    // The slow project's job hangs in its fetch; its worker is killed there.
+    let started = Instant::now();
+    assert_eq!(
+        push(
+            &client,
+            &web[0].url,
+            "slow",
+            &hung.url("widget.git"),
+            &slow_repo.rev("v1.0.0")
+        )
+        .await,
+        202
+    );
+    wait_until(30, "a worker's fetch to hang", || async {
+        hung.held() >= 1
+    })
+    .await;
+    let db = Database::connect(&database_url).await.unwrap();
+    let owner: String = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT lease_owner FROM queue_items WHERE state = 'running'",
+        ))
+        .await
+        .unwrap()
+        .expect("the slow project's item is running")
+        .try_get("", "lease_owner")
+        .unwrap();
+    let pid: u32 = owner.split(':').nth(1).unwrap().parse().unwrap();
+    let killed = workers
+        .iter()
+        .position(|w| w.process.process.id() == pid)
+        .expect("the lease names one of the worker processes");
+    let mut dead = workers.remove(killed);
+    dead.process.kill();
+    hung.forward_to(server.addr);
+
+    // The burst: every project pushed several times, split across both web processes.
+    let mut sent = [0u32; 2];
+    for round in 0..PUSHES_PER_PROJECT {
+        for (i, repo) in repos.iter().enumerate() {
+            let to = (round + i) % 2;
+            let status = push(
+                &client,
+                &web[to].url,
+                &format!("p{i}"),
+                &repo.url(),
+                &repo.rev("v1.0.0"),
+            )
+            .await;
+            assert_eq!(status, 202);
+            sent[to] += 1;
+        }
+    }
+    let queue_idle = async |url: &str| {
+        let mut left = 0.0;
+        for state in ["pending", "running", "failed"] {
+            left += metric(
+                &client,
+                url,
+                &format!("baler_queue_items{{state=\"{state}\"}}"),
+            )
+            .await;
+        }
+        left == 0.0
+    };
+    wait_until(120, "the workers to drain the queue", || async {
+        queue_idle(&web[0].url).await
+    })
+    .await;
+    let drained = started.elapsed();
+
+    // Every release once, its objects in the bucket and nothing else there.
+    let mut expected_keys = BTreeSet::new();
+    let mut files = Vec::new();
+    for name in std::iter::once("slow".to_string()).chain((0..PROJECTS).map(|i| format!("p{i}"))) {
+        let listing: serde_json::Value = client
+            .get(format!("{}/api/v1/projects/{name}/releases", web[1].url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let versions: Vec<&str> = listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["version"].as_str().unwrap())
+            .collect();
+        assert_eq!(versions, ["1.1.0", "1.0.0"], "{name}");
+        for release in listing.as_array().unwrap() {
+            for file in release["files"].as_array().unwrap() {
+                let file_name = file["name"].as_str().unwrap().to_string();
+                expected_keys.insert(format!("baler/{name}/{file_name}"));
+                files.push((
+                    name.clone(),
+                    file_name,
+                    file["sha256"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+    }
+    let keys: BTreeSet<String> = bucket.keys().await.into_iter().collect();
+    assert_eq!(
+        keys, expected_keys,
+        "the bucket holds every file once, and nothing else"
+    );
+
+    // Either web process: the same bytes, the recorded checksum.
+    let mut served = [0u32; 2];
+    for (i, (project, name, sha256)) in files.iter().enumerate() {
+        let mut bodies = Vec::new();
+        for (w, node) in web.iter().enumerate() {
+            let answer = client
+                .get(format!("{}/files/{project}/{name}", node.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            bodies.push(answer.bytes().await.unwrap());
+            served[w] += 1;
+            // The second process serves each file twice, so the counts differ by process.
+            if w == 1 && i % 2 == 0 {
+                client
+                    .get(format!("{}/files/{project}/{name}", node.url))
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                served[w] += 1;
+            }
+        }
+        assert_eq!(bodies[0], bodies[1], "{name}");
+        assert_eq!(&hex::encode(Sha256::digest(&bodies[0])), sha256, "{name}");
+    }
+
+    // Each process's /metrics counts what that process did.
+    let done: i64 = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM queue_items WHERE state = 'done'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    for (w, node) in web.iter().enumerate() {
+        let deliveries = metric(
+            &client,
+            &node.url,
+            "baler_webhook_deliveries_total{provider=\"github\",status=\"202\"}",
+        )
+        .await;
+        let expected = sent[w] + u32::from(w == 0);
+        assert_eq!(deliveries, f64::from(expected), "web-{}", w + 1);
+        assert_eq!(
+            metric(&client, &node.url, "baler_downloads_total").await,
+            f64::from(served[w]),
+            "web-{}",
+            w + 1
+        );
+        assert_eq!(
+            metric(
+                &client,
+                &node.url,
+                "baler_jobs_total{outcome=\"succeeded\"}"
+            )
+            .await,
+            0.0,
+            "a web process runs no job"
+        );
+        assert!(queue_idle(&node.url).await);
+    }
+    let mut jobs = 0.0;
+    for worker in &workers {
+        jobs += metric(
+            &client,
+            &worker.url,
+            "baler_jobs_total{outcome=\"succeeded\"}",
+        )
+        .await;
+        assert_eq!(
+            metric(
+                &client,
+                &worker.url,
+                "baler_webhook_deliveries_total{provider=\"github\",status=\"202\"}"
+            )
+            .await,
+            0.0,
+            "a worker receives no webhook"
+        );
+        assert!(queue_idle(&worker.url).await);
+    }
+    assert_eq!(
+        jobs, done as f64,
+        "the live workers' jobs are the done items (the killed worker's job was taken over)"
+    );
+
+    // What each process keeps on its own disk: no archive anywhere.
+    for entry in std::fs::read_dir(root.path()).unwrap().flatten() {
+        if entry.path().is_dir() {
+            assert!(
+                !entry.path().join("files").exists(),
+                "{} holds archives",
+                entry.path().display()
+            );
+        }
+    }
+    println!(
+        "multi-node: {} deliveries over 2 web processes, {} done items over 3 workers (one killed \
+         mid-job), {} objects; queue drained {:.1} s after the first delivery",
+        sent[0] + sent[1] + 1,
+        done,
+        keys.len(),
+        drained.as_secs_f64()
+    );
+    drop(dead);
+}
