@@ -229,7 +229,8 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 async fn list_projects(config: &Config) -> anyhow::Result<()> {
     let conn = open(config).await?;
     projects::sync_from_config(&conn, &config.projects, projects::Departures::Disable).await?;
-    crate::web::documents::refresh(&conn).await?;
+    let store = config.open_store()?;
+    crate::web::documents::refresh(&conn, store.as_ref()).await?;
     // Disabled ones too: they left the config file, but their releases are kept.
     let list = projects::list_all(&conn).await?;
     if list.is_empty() {

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use entities::document;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DbErr, EntityTrait, QueryFilter, QuerySelect, Statement,
 };
 use sha2::{Digest, Sha256};
 
@@ -51,16 +51,35 @@ pub struct Changes {
     pub unchanged: usize,
 }
 
+/// Why documents could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreDocumentsError {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The name a document's bytes are kept under in a store that keeps documents: its ETag's hex.
+pub fn stored_name(etag: &str) -> &str {
+    etag.trim_matches('"')
+}
+
 /// Makes the stored documents exactly `rendered`: a document whose bytes (or `Link`) changed is
 /// written with a new `ETag` and `Last-Modified`, a new one is added, and one no longer
 /// rendered (a project disabled, a feed with no release left) is removed. With `only`, the
 /// documents of other projects are left as they are. Call it inside the transaction that
 /// changed what they show, after [`lock_on`].
+///
+/// When `store` keeps documents (S3), a changed document's bytes are put there first, under
+/// its ETag, and its row holds no bytes; otherwise the row holds them.
 pub async fn replace_on<C: ConnectionTrait>(
     db: &C,
     rendered: Vec<Rendered>,
     only: Option<&HashSet<i64>>,
-) -> Result<Changes, DbErr> {
+    store: &dyn crate::store::ArtifactStore,
+) -> Result<Changes, StoreDocumentsError> {
+    let in_store = store.keeps_documents();
     let mut query = document::Entity::find();
     if let Some(ids) = only {
         query = query.filter(
@@ -69,16 +88,21 @@ pub async fn replace_on<C: ConnectionTrait>(
                 .add(document::Column::ProjectId.is_in(ids.iter().copied())),
         );
     }
-    let stored: HashMap<String, (String, Option<String>)> = query
+    // Each row's ETag and link, and where its bytes are (an empty body: in the store).
+    let stored: HashMap<String, (String, Option<String>, bool)> = query
         .select_only()
         .column(document::Column::Key)
         .column(document::Column::Etag)
         .column(document::Column::Link)
-        .into_tuple::<(String, String, Option<String>)>()
+        .column_as(
+            sea_orm::sea_query::Expr::cust("CAST(LENGTH(body) AS BIGINT)"),
+            "body_length",
+        )
+        .into_tuple::<(String, String, Option<String>, i64)>()
         .all(db)
         .await?
         .into_iter()
-        .map(|(key, etag, link)| (key, (etag, link)))
+        .map(|(key, etag, link, length)| (key, (etag, link, length == 0)))
         .collect();
     let now = chrono::Utc::now().timestamp();
     let mut changes = Changes::default();
@@ -86,15 +110,23 @@ pub async fn replace_on<C: ConnectionTrait>(
     for document in rendered {
         let etag = etag_of(&document.body);
         kept.push(document.key.clone());
-        if stored.get(&document.key) == Some(&(etag.clone(), document.link.clone())) {
+        if stored.get(&document.key) == Some(&(etag.clone(), document.link.clone(), in_store)) {
             changes.unchanged += 1;
             continue;
         }
+        let body = if in_store {
+            store
+                .put_document(stored_name(&etag), &document.body)
+                .await?;
+            Vec::new()
+        } else {
+            document.body
+        };
         document::Entity::insert(document::ActiveModel {
             key: Set(document.key),
             project_id: Set(document.project_id),
             content_type: Set(document.content_type.to_string()),
-            body: Set(document.body),
+            body: Set(body),
             etag: Set(etag),
             modified_at: Set(now),
             link: Set(document.link),
@@ -122,6 +154,29 @@ pub async fn replace_on<C: ConnectionTrait>(
         changes.removed += 1;
     }
     Ok(changes)
+}
+
+/// Removes from `store` the documents' bytes no row names any more, once they are an hour
+/// old (maintenance; a no-op for a store that keeps no documents).
+pub async fn remove_unreferenced(
+    db: &DatabaseConnection,
+    store: &dyn crate::store::ArtifactStore,
+) -> Result<usize, StoreDocumentsError> {
+    if !store.keeps_documents() {
+        return Ok(0);
+    }
+    let referenced: HashSet<String> = document::Entity::find()
+        .select_only()
+        .column(document::Column::Etag)
+        .into_tuple::<String>()
+        .all(db)
+        .await?
+        .iter()
+        .map(|etag| stored_name(etag).to_string())
+        .collect();
+    Ok(store
+        .remove_unreferenced_documents(&referenced, std::time::Duration::from_secs(3600))
+        .await?)
 }
 
 /// Lets one refresh at a time read and write the documents. On PostgreSQL two transactions

@@ -25,11 +25,12 @@ pub const INTERVAL: Duration = Duration::from_secs(3600);
 /// The upkeep task: what it needs to run every round.
 pub struct Maintenance {
     db: DatabaseConnection,
+    store: crate::store::Store,
 }
 
 impl Maintenance {
-    pub fn new(db: DatabaseConnection) -> Maintenance {
-        Maintenance { db }
+    pub fn new(db: DatabaseConnection, store: crate::store::Store) -> Maintenance {
+        Maintenance { db, store }
     }
 
     /// Runs a round at once and then every [`INTERVAL`], until `stop` resolves. A round under
@@ -53,6 +54,16 @@ impl Maintenance {
     pub async fn run_once(&self) {
         self.prune_deliveries().await;
         self.prune_failed_sign_ins().await;
+        self.remove_unreferenced_documents().await;
+    }
+
+    /// Documents' bytes in the store that no row names any more (S3 storage only).
+    async fn remove_unreferenced_documents(&self) {
+        match crate::documents::remove_unreferenced(&self.db, self.store.as_ref()).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed stored documents no row names"),
+            Err(e) => tracing::warn!(error = %e, "removing unreferenced documents failed"),
+        }
     }
 
     /// Deliveries and refusal counts past `deliveries::RETENTION_DAYS`.

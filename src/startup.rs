@@ -80,7 +80,7 @@ impl Application {
         })?;
         // Counting starts with the process.
         crate::metrics::install();
-        let store = crate::store::open(&config)?;
+        let store = config.open_store()?;
         // A wrong key, a missing bucket or an unreachable endpoint stops the start here, in
         // the store's own words, rather than failing every job later.
         store.check().await?;
@@ -112,9 +112,9 @@ impl Application {
         match &listener {
             Some(listener) => {
                 let url = public_url(&config, listener)?;
-                crate::web::documents::publish_all(&db, &url).await
+                crate::web::documents::publish_all(&db, &url, store.as_ref()).await
             }
-            None => crate::web::documents::refresh(&db).await,
+            None => crate::web::documents::refresh(&db, store.as_ref()).await,
         }
         .context("rendering the published documents")?;
         let fetch_program = std::env::current_exe().context("finding baler's own binary")?;
@@ -200,12 +200,12 @@ impl Application {
         }
         let running = Running {
             workers: role.runs_workers().then(|| {
-                let context = job_context(&config, &db, &queue, store, fetch_program);
+                let context = job_context(&config, &db, &queue, store.clone(), fetch_program);
                 spawn_workers(&config, queue, context, &stop)
             }),
             // Where webhooks are received, so is the upkeep of what they store.
             maintenance: web.is_some().then(|| {
-                let upkeep = Maintenance::new(db.clone());
+                let upkeep = Maintenance::new(db.clone(), store.clone());
                 tokio::spawn(upkeep.run_until(stop.clone().cancelled_owned()))
             }),
             server: web.map(|web| web.spawn(&stop)),

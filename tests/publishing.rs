@@ -549,7 +549,9 @@ async fn the_releases_list_pages_with_link_headers(db: TestDb) {
     set_status_on(&app.db, project_id, "1.5.0", false)
         .await
         .unwrap();
-    baler::web::documents::refresh(&app.db).await.unwrap();
+    baler::web::documents::refresh(&app.db, &app.store())
+        .await
+        .unwrap();
     let path = "/api/v1/projects/widget/releases";
     let base = format!("{}{path}", app.url);
     let versions = |body: &Value| -> Vec<String> {
@@ -648,7 +650,9 @@ async fn record_releases(app: &TestApp, project_id: i64, tags: &[String], branch
         .unwrap();
     }
     // As the worker does after recording: the documents readers fetch follow the rows.
-    baler::web::documents::refresh(&app.db).await.unwrap();
+    baler::web::documents::refresh(&app.db, &app.store())
+        .await
+        .unwrap();
 }
 
 /// The project page stays small: the newest release of each line, the dev snapshots, and 50

@@ -62,7 +62,7 @@ async fn releases_live_in_the_bucket_and_download_through_baler(db: TestDb) {
 
     // The repository's two tags are released (the repository is the truth).
     assert_eq!(
-        bucket.keys().await,
+        bucket.keys_under("baler/widget/").await,
         [
             "baler/widget/widget-1.0.0.tar.gz",
             "baler/widget/widget-1.0.0.zip",
@@ -71,6 +71,39 @@ async fn releases_live_in_the_bucket_and_download_through_baler(db: TestDb) {
         ],
         "the archives under the prefix, and no temporary key left"
     );
+    // The publish-time documents too: their rows hold no bytes, the bucket does, under each
+    // one's ETag, and the web server serves them from there.
+    let composer = app.get("/packages.json").await;
+    assert_eq!(composer.status(), 200);
+    let etag = composer.headers()["etag"].to_str().unwrap().to_string();
+    let served = composer.bytes().await.unwrap();
+    let stored = bucket
+        .read(&format!("baler/.documents/{}", etag.trim_matches('"')))
+        .await;
+    assert_eq!(served, stored);
+    assert!(bucket.keys_under("baler/.documents/").await.len() > 5);
+    assert_eq!(app.document_bytes_in_rows().await, 0);
+
+    // Upkeep removes the documents no row names once they are an hour old, and only those.
+    let referenced = format!("baler/.documents/{}", etag.trim_matches('"'));
+    let stale = "baler/.documents/00000000000000000000000000000000";
+    let fresh = "baler/.documents/11111111111111111111111111111111";
+    bucket.put(stale, b"a document no row names").await;
+    bucket.put(fresh, b"a document about to be named").await;
+    bucket.backdate(stale);
+    bucket.backdate(&referenced);
+    let config = baler::config::Config::from_toml(
+        &std::fs::read_to_string(&app.config_path).unwrap(),
+        &bucket.env(),
+    )
+    .unwrap();
+    baler::maintenance::Maintenance::new(app.db.clone(), config.open_store().unwrap())
+        .run_once()
+        .await;
+    let documents = bucket.keys_under("baler/.documents/").await;
+    assert!(!documents.contains(&stale.to_string()), "{documents:?}");
+    assert!(documents.contains(&fresh.to_string()) && documents.contains(&referenced));
+
     let data_files = files_under(&installation.data_dir());
     assert!(
         data_files.iter().all(|path| {
@@ -245,7 +278,7 @@ async fn a_job_without_its_bucket_fails_clearly_and_leaves_nothing(db: TestDb) {
     app.run_queue_until_idle().await;
     assert_eq!(app.versions("widget").await, ["1.1.0", "1.0.0"]);
     assert_eq!(
-        bucket.keys().await,
+        bucket.keys_under("baler/widget/").await,
         [
             "baler/widget/widget-1.0.0.tar.gz",
             "baler/widget/widget-1.0.0.zip",

@@ -189,6 +189,20 @@ impl Config {
         }
     }
 
+    /// Opens the store `[storage]` names, without checking it (see
+    /// [`ArtifactStore::check`](crate::store::ArtifactStore::check)).
+    pub fn open_store(&self) -> Result<crate::store::Store, crate::store::StoreError> {
+        Ok(match &self.storage {
+            StorageSettings::Local => {
+                std::sync::Arc::new(crate::store::LocalStore::new(self.files_dir()))
+            }
+            StorageSettings::S3(settings) => std::sync::Arc::new(crate::store::S3Store::new(
+                settings,
+                self.data_dir.join("staging"),
+            )?),
+        })
+    }
+
     pub fn files_dir(&self) -> PathBuf {
         self.data_dir.join("files")
     }

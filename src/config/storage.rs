@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::FieldError;
 use super::env::Environment;
+pub use crate::store::{S3Downloads, S3Settings};
 
 /// `[storage]` as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -42,49 +43,11 @@ pub enum StorageKind {
     S3,
 }
 
-/// How downloads of objects are answered.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum S3Downloads {
-    /// baler streams the object, passing `Range` through.
-    #[default]
-    Proxy,
-    /// 302 to a presigned GET valid for `presign_seconds`.
-    Redirect,
-}
-
 /// `[storage]` checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageSettings {
     Local,
     S3(S3Settings),
-}
-
-/// An S3-compatible bucket and how to reach it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct S3Settings {
-    pub bucket: String,
-    pub endpoint: Option<String>,
-    pub region: String,
-    pub prefix: String,
-    pub downloads: S3Downloads,
-    pub presign: Duration,
-    pub access_key: Option<String>,
-    pub secret_key: Option<String>,
-    /// The environment's other `AWS_*` variables (session token, web identity…).
-    pub aws_env: Vec<(String, String)>,
-}
-
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("bucket", &self.bucket)
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("prefix", &self.prefix)
-            .field("downloads", &self.downloads)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The longest a presigned URL may be valid (SigV4's own limit).

@@ -21,13 +21,14 @@ mod staging;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use local::LocalStore;
 pub use s3::{ObjectFile, S3Store};
 use staging::TEMP_PREFIX;
 pub use staging::{StagedFile, Staging};
 
-use crate::config::{Config, StorageSettings};
+use serde::Deserialize;
 
 /// Where releases' files live. Names are always plain file names (no `/`), under a directory
 /// or key prefix per project.
@@ -69,19 +70,81 @@ pub trait ArtifactStore: Send + Sync + std::fmt::Debug {
 
     /// Where a published file is read from, if `name` is a plain file name.
     fn locate(&self, project: &str, name: &str) -> Option<Located>;
+
+    /// Whether publish-time documents' bytes live here (the S3 store) rather than in their
+    /// database rows (the local store, where the database is on the same disk anyway).
+    fn keeps_documents(&self) -> bool {
+        false
+    }
+
+    /// Puts a document's bytes under `name` (its ETag's hex: the same bytes, the same name, so
+    /// writing one again is harmless). Before the row that names it commits.
+    async fn put_document(&self, name: &str, _body: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::Config(format!(
+            "{} keeps no documents (asked to put {name})",
+            self.describe()
+        )))
+    }
+
+    /// A document's bytes, by the name [`put_document`](Self::put_document) gave them.
+    async fn get_document(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        Err(StoreError::Config(format!(
+            "{} keeps no documents (asked for {name})",
+            self.describe()
+        )))
+    }
+
+    /// Removes the documents no row names (`referenced`) that were last written more than
+    /// `older_than` ago: a refresh puts its documents before its rows commit, so a younger
+    /// one may be about to be named.
+    async fn remove_unreferenced_documents(
+        &self,
+        _referenced: &std::collections::HashSet<String>,
+        _older_than: std::time::Duration,
+    ) -> Result<usize, StoreError> {
+        Ok(0)
+    }
 }
 
 /// The store as the processes share it.
 pub type Store = Arc<dyn ArtifactStore>;
 
-/// Opens the store `config` names, without checking it (see [`ArtifactStore::check`]).
-pub fn open(config: &Config) -> Result<Store, StoreError> {
-    Ok(match &config.storage {
-        StorageSettings::Local => Arc::new(LocalStore::new(config.files_dir())),
-        StorageSettings::S3(settings) => {
-            Arc::new(S3Store::new(settings, config.data_dir.join("staging"))?)
-        }
-    })
+/// How downloads of objects are answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum S3Downloads {
+    /// baler streams the object, passing `Range` through.
+    #[default]
+    Proxy,
+    /// 302 to a presigned GET valid for `presign_seconds`.
+    Redirect,
+}
+
+/// An S3-compatible bucket and how to reach it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub prefix: String,
+    pub downloads: S3Downloads,
+    pub presign: Duration,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    /// The environment's other `AWS_*` variables (session token, web identity…).
+    pub aws_env: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("downloads", &self.downloads)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A file ready to publish: still staged on the local disk, or uploaded under a temporary key.

@@ -25,7 +25,10 @@ use super::{
     ArtifactStore, Located, StagedFile, Staging, StoreError, TEMP_PREFIX, Upload, UploadKind,
     is_plain_name,
 };
-use crate::config::{S3Downloads, S3Settings};
+use super::{S3Downloads, S3Settings};
+
+/// The folder of publish-time documents, under the prefix.
+const DOCUMENTS: &str = ".documents";
 
 /// Parts of a multipart upload: S3 wants at least 5 MiB but for the last.
 const PART_SIZE: usize = 8 << 20;
@@ -124,6 +127,12 @@ impl S3Store {
                 .map(String::as_str)
                 .chain([project, name]),
         )
+    }
+
+    /// Where a document's bytes are kept: `{prefix}.documents/{name}`, a folder no project can
+    /// have (project names are `[a-z0-9_]+`).
+    fn document_key(&self, name: &str) -> Path {
+        self.key(DOCUMENTS, name)
     }
 
     /// `project`'s folder (or the prefix itself).
@@ -312,6 +321,69 @@ impl ArtifactStore for S3Store {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
                     Err(e) => return Err(StoreError::object(what())(e)),
                 }
+            }
+        }
+        Ok(removed)
+    }
+
+    fn keeps_documents(&self) -> bool {
+        true
+    }
+
+    async fn put_document(&self, name: &str, body: &[u8]) -> Result<(), StoreError> {
+        let key = self.document_key(name);
+        self.inner
+            .client
+            .put(&key, body.to_vec().into())
+            .await
+            .map(drop)
+            .map_err(StoreError::object(self.what(&format!("writing {key}"))))
+    }
+
+    async fn get_document(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        let key = self.document_key(name);
+        let what = || self.what(&format!("reading {key}"));
+        let found = self
+            .inner
+            .client
+            .get(&key)
+            .await
+            .map_err(StoreError::object(what()))?;
+        Ok(found
+            .bytes()
+            .await
+            .map_err(StoreError::object(what()))?
+            .to_vec())
+    }
+
+    async fn remove_unreferenced_documents(
+        &self,
+        referenced: &std::collections::HashSet<String>,
+        older_than: Duration,
+    ) -> Result<usize, StoreError> {
+        use futures::TryStreamExt;
+        let what = || self.what("removing documents no row names");
+        let folder = self.folder(Some(DOCUMENTS));
+        let objects: Vec<ObjectMeta> = self
+            .inner
+            .client
+            .list(Some(&folder))
+            .try_collect()
+            .await
+            .map_err(StoreError::object(what()))?;
+        let cutoff = chrono::Utc::now() - older_than;
+        let mut removed = 0;
+        for object in objects {
+            let named = object
+                .location
+                .filename()
+                .is_some_and(|name| referenced.contains(name));
+            if named || object.last_modified > cutoff {
+                continue;
+            }
+            match self.inner.client.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                Err(e) => return Err(StoreError::object(what())(e)),
             }
         }
         Ok(removed)

@@ -38,6 +38,7 @@ use crate::projects::Project;
 use crate::publish::composer::{self, Entry, Repository};
 use crate::publish::{LineVersion, atom, drupal, published_newest_first};
 use crate::releases::ReleaseWithFiles;
+use crate::store::ArtifactStore;
 
 const JSON: &str = "application/json";
 const HTML: &str = "text/html; charset=utf-8";
@@ -58,6 +59,8 @@ pub enum RefreshError {
     Render(#[from] askama::Error),
     #[error("rendering JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("storing documents: {0}")]
+    Store(#[from] documents::StoreDocumentsError),
 }
 
 /// Renders the documents `scope` names from the rows as `db` (a transaction) sees them and
@@ -70,6 +73,7 @@ pub enum RefreshError {
 pub async fn refresh_on<C: ConnectionTrait>(
     db: &C,
     scope: Scope,
+    store: &dyn ArtifactStore,
 ) -> Result<Changing, RefreshError> {
     let changing = Changing::begin();
     let started = std::time::Instant::now();
@@ -87,7 +91,7 @@ pub async fn refresh_on<C: ConnectionTrait>(
     };
     let rendered = render(&repository, &url, only.as_ref())?;
     let rendered_ms = started.elapsed().as_millis() as u64;
-    let changes = documents::replace_on(db, rendered, only.as_ref()).await?;
+    let changes = documents::replace_on(db, rendered, only.as_ref(), store).await?;
     // Always, not only when a document changed: what a download finds (a rebuilt snapshot's
     // checksum, a disabled project) is read through the same copies.
     documents::announce_on(db).await?;
@@ -116,9 +120,12 @@ pub enum Scope {
 
 /// [`refresh_on`] in a transaction of its own: after a change made outside one (projects
 /// synced from the config file).
-pub async fn refresh(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+pub async fn refresh(
+    db: &sea_orm::DatabaseConnection,
+    store: &dyn ArtifactStore,
+) -> anyhow::Result<()> {
     let txn = crate::db::begin_write(db).await?;
-    let changing = refresh_on(&txn, Scope::All).await?;
+    let changing = refresh_on(&txn, Scope::All, store).await?;
     txn.commit().await?;
     drop(changing);
     Ok(())
@@ -127,10 +134,14 @@ pub async fn refresh(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
 /// Records `url` as where readers reach baler and renders every document for it, in one
 /// transaction (the web server, when it starts: its URL, its templates or the projects may
 /// have changed since the documents were written).
-pub async fn publish_all(db: &sea_orm::DatabaseConnection, url: &str) -> anyhow::Result<()> {
+pub async fn publish_all(
+    db: &sea_orm::DatabaseConnection,
+    url: &str,
+    store: &dyn ArtifactStore,
+) -> anyhow::Result<()> {
     let txn = crate::db::begin_write(db).await?;
     documents::set_public_url(&txn, url).await?;
-    let changing = refresh_on(&txn, Scope::All).await?;
+    let changing = refresh_on(&txn, Scope::All, store).await?;
     txn.commit().await?;
     drop(changing);
     Ok(())
@@ -379,6 +390,17 @@ pub struct Served {
 }
 
 impl Served {
+    /// A stored document as served; its bytes from `store` when its row holds none.
+    async fn load(document: document::Model, store: &dyn ArtifactStore) -> anyhow::Result<Served> {
+        let mut document = document;
+        if document.body.is_empty() && store.keeps_documents() {
+            document.body = store
+                .get_document(documents::stored_name(&document.etag))
+                .await?;
+        }
+        Ok(Served::new(document))
+    }
+
     fn new(document: document::Model) -> Served {
         let header = |text: &str| {
             HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -405,15 +427,15 @@ pub async fn serve(
     state: &super::AppState,
     key: &str,
     request: &HeaderMap,
-) -> Result<Option<Response>, sea_orm::DbErr> {
+) -> anyhow::Result<Option<Response>> {
     let found = state
         .documents
         .get_or_load(key, async || {
-            Ok::<_, sea_orm::DbErr>(
-                documents::find(&state.db, key)
-                    .await?
-                    .map(|document| std::sync::Arc::new(Served::new(document))),
-            )
+            let Some(document) = documents::find(&state.db, key).await? else {
+                return Ok::<_, anyhow::Error>(None);
+            };
+            let served = Served::load(document, state.store.as_ref()).await?;
+            Ok(Some(std::sync::Arc::new(served)))
         })
         .await?;
     Ok(found.map(|document| respond(&document, request)))

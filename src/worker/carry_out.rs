@@ -103,7 +103,7 @@ async fn set_published(
 ) -> Result<(), ReleaseError> {
     let changing = fenced(ctx, claim, async |txn| {
         releases::set_status_on(txn, project.id, version, published).await?;
-        Ok(refresh_on(txn, Scope::Project(project.id)).await?)
+        Ok(refresh_on(txn, Scope::Project(project.id), ctx.store.as_ref()).await?)
     })
     .await?;
     drop(changing);
@@ -131,12 +131,15 @@ async fn store_and_record(
         composer_json,
         notes,
     } = built;
-    let uploaded = upload_all(ctx, project, archives).await?;
+    // Taken when the fence holds; left here if it does not (or the version is taken), and
+    // then discarded below.
+    let mut uploaded = Some(upload_all(ctx, project, archives).await?);
     // Filled as each file lands, so a failure part-way knows which ones to take back.
     let mut published: Vec<String> = Vec::new();
     let recorded = fenced(ctx, claim, async |txn| {
         refuse_a_taken_version(txn, project, &build).await?;
-        let files = publish_files(ctx, project, uploaded, &mut published).await?;
+        let uploads = uploaded.take().unwrap_or_default();
+        let files = publish_files(ctx, project, uploads, &mut published).await?;
         let release = NewRelease {
             project_id: project.id,
             version: &build.version,
@@ -150,9 +153,12 @@ async fn store_and_record(
         };
         releases::record_on(txn, release).await?;
         crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
-        Ok(refresh_on(txn, Scope::Project(project.id)).await?)
+        Ok(refresh_on(txn, Scope::Project(project.id), ctx.store.as_ref()).await?)
     })
     .await;
+    for never_published in uploaded.into_iter().flatten() {
+        ctx.store.discard(never_published.upload).await;
+    }
     let changing = match recorded {
         Ok(changing) => changing,
         Err(e) => {

@@ -209,6 +209,11 @@ impl Installation {
 }
 
 impl TestApp {
+    /// The app's local store (for tests that write releases without a worker).
+    pub fn store(&self) -> baler::store::LocalStore {
+        baler::store::LocalStore::new(self.data_dir.join("files"))
+    }
+
     /// Stops as on SIGTERM, and returns once everything has shut down.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

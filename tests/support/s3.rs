@@ -121,6 +121,15 @@ impl S3Bucket {
         keys
     }
 
+    /// The keys that start with `prefix`, sorted.
+    pub async fn keys_under(&self, prefix: &str) -> Vec<String> {
+        self.keys()
+            .await
+            .into_iter()
+            .filter(|key| key.starts_with(prefix))
+            .collect()
+    }
+
     /// An object's bytes.
     pub async fn read(&self, key: &str) -> Vec<u8> {
         let client = self.client();
@@ -132,6 +141,16 @@ impl S3Bucket {
             .await
             .unwrap()
             .to_vec()
+    }
+
+    /// Makes an object two hours old, as the server sees it (s3s-fs dates an object by its
+    /// file's modification time).
+    pub fn backdate(&self, key: &str) {
+        super::git::run(
+            Command::new("touch")
+                .args(["-d", "2 hours ago"])
+                .arg(self.root.join(&self.bucket).join(key)),
+        );
     }
 
     /// Puts an object, as another process (or a killed worker) would have.

@@ -3,7 +3,7 @@
 //! Each helper is named for the question it answers.
 
 use entities::{
-    api_token, audit_entry, delivery, ended_session, project, queue_item, ref_problem,
+    api_token, audit_entry, delivery, document, ended_session, project, queue_item, ref_problem,
     refusal_count, release, release_file,
 };
 use sea_orm::{
@@ -143,6 +143,17 @@ impl TestApp {
     }
 
     /// How many releases are recorded, unpublished ones included.
+    /// How many bytes the documents' rows hold in all (none when the store keeps them).
+    pub async fn document_bytes_in_rows(&self) -> usize {
+        document::Entity::find()
+            .all(&self.db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.body.len())
+            .sum()
+    }
+
     pub async fn release_count(&self) -> u64 {
         release::Entity::find().count(&self.db).await.unwrap()
     }
