@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::on_both_databases;
 use crate::support::git::GitRepo;
-use crate::support::{BalerProcess, ProjectSpec, TestApp, TestDb, wait_until};
+use crate::support::{BalerProcess, ProjectSpec, TestApp, TestDb, free_port, wait_until};
 
 /// One sample as the parser reads it.
 #[derive(Debug, Deserialize)]
@@ -234,11 +234,7 @@ async fn a_worker_is_scraped_on_metrics_listen() {
         .project(ProjectSpec::github("widget", repo.url()))
         .start()
         .await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut config = app.child_config_file();
     config.metrics_listen = Some(format!("127.0.0.1:{port}"));
     let config_path = app.config_path.with_file_name("worker.toml");

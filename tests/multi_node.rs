@@ -18,21 +18,13 @@ use crate::support::git::GitRepo;
 use crate::support::hung::{HungPrivateHost, hung_private_host};
 use crate::support::s3::S3Bucket;
 use crate::support::{
-    BalerProcess, ConfigFile, ProjectSpec, SECRET, TestDb, github_push_body, wait_until,
+    BalerProcess, ConfigFile, ProjectSpec, SECRET, TestDb, free_port, github_push_body, wait_until,
 };
 
 /// Standard repositories released by the burst; a tenth project sits behind a host that hangs
 /// until the worker fetching it has been killed.
 const PROJECTS: usize = 8;
 const PUSHES_PER_PROJECT: usize = 5;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One child process and where it is reached.
 struct Node {

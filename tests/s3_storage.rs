@@ -365,9 +365,7 @@ fn a_wrong_key_a_missing_bucket_and_an_unreachable_endpoint_stop_the_start() {
     );
 
     // A port nothing listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let endpoint = format!("http://127.0.0.1:{}", crate::support::free_port());
     let said = serve_fails(
         StorageSettings {
             endpoint: Some(endpoint.clone()),

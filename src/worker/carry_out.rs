@@ -140,6 +140,9 @@ async fn store_and_record(
         refuse_a_taken_version(txn, project, &build).await?;
         let uploads = uploaded.take().unwrap_or_default();
         let files = publish_files(ctx, project, uploads, &mut published).await?;
+        // Counted once the release commits.
+        let sizes: Vec<(&'static str, u64)> =
+            files.iter().map(|f| (f.format, f.checksums.size)).collect();
         let release = NewRelease {
             project_id: project.id,
             version: &build.version,
@@ -153,14 +156,15 @@ async fn store_and_record(
         };
         releases::record_on(txn, release).await?;
         crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
-        Ok(refresh_on(txn, Scope::Project(project.id), ctx.store.as_ref()).await?)
+        let changing = refresh_on(txn, Scope::Project(project.id), ctx.store.as_ref()).await?;
+        Ok((changing, sizes))
     })
     .await;
     for never_published in uploaded.into_iter().flatten() {
         ctx.store.discard(never_published.upload).await;
     }
-    let changing = match recorded {
-        Ok(changing) => changing,
+    let (changing, sizes) = match recorded {
+        Ok(recorded) => recorded,
         Err(e) => {
             if build.is_new && !published.is_empty() {
                 remove_unrecorded(ctx, project, claim, &published).await;
@@ -170,6 +174,9 @@ async fn store_and_record(
     };
     // Committed: readers may keep copies again.
     drop(changing);
+    for (format, bytes) in sizes {
+        crate::metrics::archive_published(format, bytes);
+    }
     tracing::info!(version = %build.version.version, commit = %build.commit.id, "released");
     Ok(())
 }
@@ -197,8 +204,9 @@ struct Uploaded {
     upload: Upload,
 }
 
-/// Puts each archive where publishing is one quick step ([`ArtifactStore::upload`](crate::store::ArtifactStore::upload)); on a
-/// failure, what was already uploaded is discarded.
+/// Puts each archive where publishing is one quick step
+/// ([`ArtifactStore::upload`](crate::store::ArtifactStore::upload)); on a failure, what was
+/// already uploaded is discarded.
 async fn upload_all(
     ctx: &JobContext,
     project: &Project,
@@ -252,7 +260,6 @@ async fn publish_files(
             });
         }
         published.push(archive.name.clone());
-        crate::metrics::archive_published(archive.format, archive.checksums.size);
         files.push(NewFile {
             format: archive.format,
             name: archive.name,

@@ -74,11 +74,7 @@ impl TestApp {
 
     /// The app's config with a free port of its own, written beside the app's config.
     pub fn child_config(&self) -> ChildConfig {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let mut config = self.config.clone();
         config.listen = Some(format!("127.0.0.1:{port}"));
         let path = self

@@ -30,6 +30,15 @@ pub use database::TestDb;
 pub use deliveries::{fixture, github_deletion, github_push_body};
 pub use stored::{AuditRow, ItemState};
 
+/// A loopback port nothing listens on right now (for a child process to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Polls `check` every 10 ms until it holds, failing after `seconds`.
 pub async fn wait_until<F, Fut>(seconds: u64, what: &str, mut check: F)
 where
