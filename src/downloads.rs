@@ -14,7 +14,8 @@ use chrono::{NaiveDate, Utc};
 use entities::download_count;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    AccessMode, ActiveValue::Set, ColumnTrait, DatabaseBackend, DatabaseConnection, DbErr,
+    EntityTrait, IsolationLevel, QueryFilter, QuerySelect, TransactionTrait,
 };
 
 /// What one count is of: a project's file on a day.
@@ -151,6 +152,19 @@ pub async fn project_counts(
 ) -> Result<ProjectCounts, DbErr> {
     let today = Utc::now().date_naive();
     let first = today - chrono::Days::new(u64::from(days.saturating_sub(1)));
+    // Both reads from one snapshot, so a flush between them cannot make the days disagree
+    // with the total: PostgreSQL needs REPEATABLE READ for that; SQLite's deferred
+    // transaction keeps the snapshot of its first read.
+    let db = &match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            db.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await?
+        }
+        _ => db.begin().await?,
+    };
     let by_day: HashMap<String, i64> = download_count::Entity::find()
         .select_only()
         .column(download_count::Column::Day)
