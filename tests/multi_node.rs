@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::support::config::{QueueSettings, WorkerSettings};
 use crate::support::git::GitRepo;
 use crate::support::hung::{HungPrivateHost, hung_private_host};
+use crate::support::metrics::Metrics;
 use crate::support::s3::S3Bucket;
 use crate::support::{
     BalerProcess, ConfigFile, ProjectSpec, SECRET, TestDb, free_port, github_push_body, wait_until,
@@ -47,22 +48,6 @@ async fn push(client: &reqwest::Client, web: &str, project: &str, repo: &str, re
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// Reads a process's `/metrics` and returns the value of the line `series` (0 if absent).
-async fn metric(client: &reqwest::Client, url: &str, series: &str) -> f64 {
-    let text = client
-        .get(format!("{url}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.parse().unwrap())
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,16 +184,10 @@ async fn two_web_and_three_worker_processes_share_postgres_and_s3() {
         }
     }
     let queue_idle = async |url: &str| {
-        let mut left = 0.0;
-        for state in ["pending", "running", "failed"] {
-            left += metric(
-                &client,
-                url,
-                &format!("baler_queue_items{{state=\"{state}\"}}"),
-            )
-            .await;
-        }
-        left == 0.0
+        let metrics = Metrics::scrape(&client, url).await;
+        ["pending", "running", "failed"]
+            .iter()
+            .all(|state| metrics.value("baler_queue_items", &[("state", state)]) == 0.0)
     };
     wait_until(120, "the workers to drain the queue", || async {
         queue_idle(&web[0].url).await
@@ -298,49 +277,34 @@ async fn two_web_and_three_worker_processes_share_postgres_and_s3() {
         .unwrap()
         .try_get("", "n")
         .unwrap();
+    let github_202 = [("provider", "github"), ("status", "202")];
     for (w, node) in web.iter().enumerate() {
-        let deliveries = metric(
-            &client,
-            &node.url,
-            "baler_webhook_deliveries_total{provider=\"github\",status=\"202\"}",
-        )
-        .await;
+        let metrics = Metrics::scrape(&client, &node.url).await;
         let expected = sent[w] + u32::from(w == 0);
-        assert_eq!(deliveries, f64::from(expected), "web-{}", w + 1);
         assert_eq!(
-            metric(&client, &node.url, "baler_downloads_total").await,
-            f64::from(served[w]),
+            metrics.value("baler_webhook_deliveries_total", &github_202),
+            f64::from(expected),
             "web-{}",
             w + 1
         );
         assert_eq!(
-            metric(
-                &client,
-                &node.url,
-                "baler_jobs_total{outcome=\"succeeded\"}"
-            )
-            .await,
-            0.0,
+            metrics.value("baler_downloads_total", &[]),
+            f64::from(served[w]),
+            "web-{}",
+            w + 1
+        );
+        assert!(
+            !metrics.has("baler_jobs_total"),
             "a web process runs no job"
         );
         assert!(queue_idle(&node.url).await);
     }
     let mut jobs = 0.0;
     for worker in &workers {
-        jobs += metric(
-            &client,
-            &worker.url,
-            "baler_jobs_total{outcome=\"succeeded\"}",
-        )
-        .await;
-        assert_eq!(
-            metric(
-                &client,
-                &worker.url,
-                "baler_webhook_deliveries_total{provider=\"github\",status=\"202\"}"
-            )
-            .await,
-            0.0,
+        let metrics = Metrics::scrape(&client, &worker.url).await;
+        jobs += metrics.value("baler_jobs_total", &[("outcome", "succeeded")]);
+        assert!(
+            !metrics.has("baler_webhook_deliveries_total"),
             "a worker receives no webhook"
         );
         assert!(queue_idle(&worker.url).await);

@@ -14,6 +14,7 @@ pub mod database;
 pub mod deliveries;
 pub mod git;
 pub mod hung;
+pub mod metrics;
 pub mod s3;
 pub mod smart_http;
 pub mod stored;
