@@ -16,6 +16,7 @@ pub mod intake;
 pub mod maintenance;
 pub mod metrics;
 pub mod names;
+pub mod notify;
 pub mod package;
 pub mod problems;
 pub mod projects;

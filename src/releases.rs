@@ -236,8 +236,8 @@ fn plausible_name(text: &str) -> bool {
 }
 
 /// The release a version names, with its files.
-pub async fn find(
-    db: &DatabaseConnection,
+pub async fn find<C: ConnectionTrait>(
+    db: &C,
     project_id: i64,
     version: &str,
 ) -> Result<Option<ReleaseWithFiles>, DbErr> {

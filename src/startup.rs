@@ -98,6 +98,13 @@ impl Application {
         projects::sync_from_config(&db, &config.projects, departures)
             .await
             .context("syncing projects from the config file")?;
+        crate::notify::subscribers::sync_from_config(
+            &db,
+            &config.notifications,
+            departures == projects::Departures::Disable,
+        )
+        .await
+        .context("syncing notification subscribers from the config file")?;
         let queue = Queue::new(db.clone(), tuning);
         let listener = if role.serves_web() {
             Some(
@@ -209,6 +216,11 @@ impl Application {
                 tokio::spawn(upkeep.run_until(stop.clone().cancelled_owned()))
             }),
             server: web.map(|web| web.spawn(&stop)),
+            // Every process sends notifications; claims keep two from sending one message.
+            background: vec![tokio::spawn(
+                crate::notify::Sender::new(db.clone(), crate::notify::SenderSettings::default())?
+                    .run_until(stop.clone().cancelled_owned()),
+            )],
         };
 
         shutdown.await;
@@ -338,6 +350,8 @@ struct Running {
     server: Option<JoinHandle<()>>,
     workers: Option<JoinHandle<std::io::Result<()>>>,
     maintenance: Option<JoinHandle<()>>,
+    /// Loops that end when told to stop: the notification sender.
+    background: Vec<JoinHandle<()>>,
 }
 
 impl Running {
@@ -353,6 +367,9 @@ impl Running {
             }
             if let Some(maintenance) = self.maintenance {
                 maintenance.await.context("maintenance")?;
+            }
+            for task in self.background {
+                task.await.context("background task")?;
             }
             anyhow::Ok(())
         };

@@ -13,7 +13,7 @@ use crate::support::git::GitRepo;
 use crate::support::{ADMIN_TOKEN, AuditRow, HttpSettings, ProjectSpec, TestApp, TestDb};
 
 /// Every admin API route.
-const API_ROUTES: [(&str, &str); 11] = [
+const API_ROUTES: [(&str, &str); 15] = [
     ("GET", "/api/v1/queue"),
     ("POST", "/api/v1/queue/pause"),
     ("POST", "/api/v1/queue/resume"),
@@ -25,18 +25,23 @@ const API_ROUTES: [(&str, &str); 11] = [
     ("GET", "/api/v1/audit"),
     ("GET", "/api/v1/projects/widget/problems"),
     ("GET", "/api/v1/projects/widget/releases/1.0.0/log"),
+    ("GET", "/api/v1/notifications"),
+    ("POST", "/api/v1/notifications"),
+    ("DELETE", "/api/v1/notifications/1"),
+    ("POST", "/api/v1/notifications/messages/1/resend"),
 ];
 
 /// Every admin page: without a live session a GET goes to the login form (303).
-const PAGE_GETS: [&str; 4] = [
+const PAGE_GETS: [&str; 5] = [
     "/admin/queue",
     "/admin/deliveries",
+    "/admin/notifications",
     "/admin/projects/widget",
     "/admin/projects/widget/releases/1.0.0",
 ];
 
 /// Every admin form: without a live session a POST is 401, whatever it carries.
-const PAGE_POSTS: [&str; 7] = [
+const PAGE_POSTS: [&str; 8] = [
     "/admin/logout",
     "/admin/queue/pause",
     "/admin/queue/resume",
@@ -44,13 +49,14 @@ const PAGE_POSTS: [&str; 7] = [
     "/admin/queue/rebuild",
     "/admin/queue/1/delete",
     "/admin/queue/1/retry",
+    "/admin/notifications/1/resend",
 ];
 
 /// Long on purpose: every route against every bad credential on one app, then the proof that
 /// nothing was done.
 async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) {
     let repo = GitRepo::standard();
-    // 44 wrong tokens from one address, more than the default budget of failures allows
+    // 60 wrong tokens from one address, more than the default budget of failures allows
     // (tests/auth_throttle.rs tests the limit).
     let app = TestApp::builder()
         .database(&db)

@@ -16,6 +16,7 @@ mod http_limits;
 mod leases;
 mod metrics;
 mod multi_node;
+mod notifications;
 mod problems;
 mod projects_leave;
 mod providers;

@@ -12,6 +12,7 @@ mod m20261202_000006_faults;
 mod m20261202_000007_abuse;
 mod m20261202_000008_reads;
 mod m20261203_000009_documents;
+mod m20261203_000010_notifications;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_abuse::Migration),
             Box::new(m20261202_000008_reads::Migration),
             Box::new(m20261203_000009_documents::Migration),
+            Box::new(m20261203_000010_notifications::Migration),
         ]
     }
 }

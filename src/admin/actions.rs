@@ -2,7 +2,7 @@
 //! each writes its audit row in the same transaction as the change ([`AdminActions::audited`]),
 //! so no front end can act without leaving a record.
 
-use entities::ended_session;
+use entities::{ended_session, notification_subscriber};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
@@ -13,6 +13,8 @@ use super::audit::{self, AuditAction};
 use super::tokens::{self, NewToken};
 use super::{Actor, AdminError};
 use crate::db::begin_write;
+use crate::notify::SubscriberSpec;
+use crate::notify::subscribers;
 use crate::projects;
 use crate::queue::{Enqueued, Queue};
 
@@ -176,6 +178,45 @@ impl AdminActions {
             let name = tokens::revoke(txn, id).await?;
             let target = format!("token {id} ({name})");
             Ok(Audited::new(name, target))
+        })
+        .await
+    }
+
+    /// Adds a subscriber for notifications (or updates the one the API added at its URL).
+    pub async fn add_subscriber(
+        &self,
+        actor: &Actor,
+        spec: &SubscriberSpec,
+    ) -> Result<notification_subscriber::Model, AdminError> {
+        self.audited(actor, AuditAction::NotificationAdd, async |txn| {
+            let row = subscribers::add_on(txn, spec).await?;
+            let target = format!("subscriber {} ({})", row.id, row.url);
+            let events: Vec<String> = spec.events.iter().map(|e| e.to_string()).collect();
+            let detail = format!(
+                "events {}; projects {}",
+                events.join(", "),
+                spec.projects.join(", ")
+            );
+            Ok(Audited::new(row, target).detail(detail))
+        })
+        .await
+    }
+
+    /// Removes a subscriber the API added, with its messages. Returns its URL.
+    pub async fn remove_subscriber(&self, actor: &Actor, id: i64) -> Result<String, AdminError> {
+        self.audited(actor, AuditAction::NotificationRemove, async |txn| {
+            let url = subscribers::remove_on(txn, id).await?;
+            let target = format!("subscriber {id} ({url})");
+            Ok(Audited::new(url, target))
+        })
+        .await
+    }
+
+    /// Sends a notification again, at once and with a fresh retry schedule.
+    pub async fn resend_notification(&self, actor: &Actor, id: i64) -> Result<(), AdminError> {
+        self.audited(actor, AuditAction::NotificationResend, async |txn| {
+            let detail = subscribers::resend_on(txn, id).await?;
+            Ok(Audited::new((), format!("notification {id}")).detail(detail))
         })
         .await
     }

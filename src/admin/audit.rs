@@ -22,6 +22,9 @@ pub enum AuditAction {
     ProjectRebuild,
     TokenCreate,
     TokenRevoke,
+    NotificationAdd,
+    NotificationRemove,
+    NotificationResend,
     Login,
     Logout,
 }
@@ -37,6 +40,9 @@ impl AuditAction {
             AuditAction::ProjectRebuild => "project.rebuild",
             AuditAction::TokenCreate => "token.create",
             AuditAction::TokenRevoke => "token.revoke",
+            AuditAction::NotificationAdd => "notification.add",
+            AuditAction::NotificationRemove => "notification.remove",
+            AuditAction::NotificationResend => "notification.resend",
             AuditAction::Login => "session.login",
             AuditAction::Logout => "session.logout",
         }

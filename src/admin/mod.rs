@@ -62,6 +62,18 @@ pub enum AdminError {
     Random(getrandom::Error),
 }
 
+impl From<crate::notify::subscribers::NotifyError> for AdminError {
+    fn from(e: crate::notify::subscribers::NotifyError) -> Self {
+        use crate::notify::subscribers::NotifyError;
+        match e {
+            NotifyError::Db(e) => AdminError::Db(e),
+            NotifyError::NotFound(m) => AdminError::NotFound(m),
+            NotifyError::Conflict(m) => AdminError::Conflict(m),
+            invalid @ NotifyError::Invalid { .. } => AdminError::Invalid(invalid.to_string()),
+        }
+    }
+}
+
 /// `N` bytes from the operating system's random source.
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], AdminError> {
     let mut bytes = [0u8; N];

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::http::HttpConfig;
+use super::notifications::NotificationConfig;
 use super::project::ProjectConfig;
 use super::storage::StorageConfig;
 use super::{ConfigError, FieldError};
@@ -29,6 +30,8 @@ pub(super) struct FileConfig {
     pub storage: Option<StorageConfig>,
     #[serde(default)]
     pub projects: Vec<ProjectConfig>,
+    #[serde(default)]
+    pub notifications: Vec<NotificationConfig>,
 }
 
 impl FileConfig {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 mod env;
 mod file;
 mod http;
+mod notifications;
 mod project;
 mod storage;
 
@@ -84,6 +85,8 @@ pub struct Config {
     pub http: HttpLimits,
     pub storage: StorageSettings,
     pub projects: Vec<ProjectSettings>,
+    /// `[[notifications]]`: subscribers synced into the database at start.
+    pub notifications: Vec<crate::notify::SubscriberSpec>,
 }
 
 impl std::fmt::Debug for Config {
@@ -174,6 +177,7 @@ impl Config {
                 .check(env)
                 .map_err(|e| invalid(origin, &e.field, e.message))?,
             projects: projects(file.projects, origin, env)?,
+            notifications: notifications(file.notifications, origin, env)?,
         })
     }
 
@@ -288,6 +292,29 @@ fn workers(
 }
 
 /// Every `[[projects]]` entry checked; names and Composer names are each used once.
+fn notifications(
+    entries: Vec<notifications::NotificationConfig>,
+    origin: &str,
+    env: &Environment,
+) -> Result<Vec<crate::notify::SubscriberSpec>, ConfigError> {
+    let mut specs: Vec<crate::notify::SubscriberSpec> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let key = |field: &str| format!("notifications[{index}].{field}");
+        let spec = entry
+            .resolve(env)
+            .map_err(|e| invalid(origin, &key(&e.field), e.message))?;
+        if specs.iter().any(|s| s.url == spec.url) {
+            return Err(invalid(
+                origin,
+                &key("url"),
+                format!("{} is named by two entries", spec.url),
+            ));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
 fn projects(
     entries: Vec<ProjectConfig>,
     origin: &str,

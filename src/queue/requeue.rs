@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, Value};
 
 use super::{PendingRefs, Queue, QueueError, QueueState, QueueTuning};
 
@@ -62,6 +62,9 @@ impl Queue {
         let next = next_step(&self.tuning, claim.attempts, fresh_push, backoff);
         self.write_next_step(&txn, item, &claim, next, error)
             .await?;
+        if next.state == QueueState::Failed {
+            notify_failed_on(&txn, item, &claim, error).await?;
+        }
         txn.commit().await?;
         self.announce().await;
         Ok(())
@@ -159,6 +162,29 @@ impl Queue {
         .await?;
         Ok(())
     }
+}
+
+/// Writes `item.failed` to the outbox, in the transaction that fails the item.
+async fn notify_failed_on(
+    txn: &DatabaseTransaction,
+    item: i64,
+    claim: &GivenBack,
+    error: &str,
+) -> Result<(), QueueError> {
+    let Some(project) = entities::project::Entity::find_by_id(claim.project_id)
+        .one(txn)
+        .await?
+    else {
+        return Ok(());
+    };
+    let event = crate::notify::Event::ItemFailed(crate::notify::ItemFailureData {
+        project: project.name,
+        item,
+        attempts: claim.attempts,
+        last_error: error.to_string(),
+    });
+    crate::notify::enqueue_on(txn, &event).await?;
+    Ok(())
 }
 
 /// The decision, without I/O. A push that arrived meanwhile is new work: it is queued even if

@@ -185,6 +185,15 @@ pub async fn queue(
 /// Back to the queue page with what the action did, or why it did nothing. Only a fault of
 /// baler's own (a 5xx) becomes an error page.
 fn done(form: AdminForm, outcome: Result<String, AdminError>) -> Result<Response, AppError> {
+    done_at(form, outcome, "/admin/queue")
+}
+
+/// Back to `page` with what the action did, or why it did nothing, as [`done`].
+pub(super) fn done_at(
+    form: AdminForm,
+    outcome: Result<String, AdminError>,
+    page: &'static str,
+) -> Result<Response, AppError> {
     let flash = match outcome {
         Ok(message) => Flash {
             error: false,
@@ -203,7 +212,7 @@ fn done(form: AdminForm, outcome: Result<String, AdminError>) -> Result<Response
     };
     let mut session = form.session;
     session.set_flash(flash);
-    Ok((session.into_jar(), Redirect::to("/admin/queue")).into_response())
+    Ok((session.into_jar(), Redirect::to(page)).into_response())
 }
 
 pub async fn pause(State(state): State<AppState>, form: AdminForm) -> Result<Response, AppError> {

@@ -2,6 +2,7 @@
 //! domain and render; they never touch git.
 
 mod admin;
+mod admin_notifications;
 mod admin_projects;
 mod api;
 pub mod auth;
@@ -12,6 +13,7 @@ mod feeds;
 mod files;
 mod headers;
 mod hooks;
+mod notifications_api;
 mod pages;
 mod paging;
 mod queue_api;

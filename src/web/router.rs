@@ -6,7 +6,10 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
-use super::{AppState, admin, admin_projects, api, feeds, files, hooks, pages, queue_api, stats};
+use super::{
+    AppState, admin, admin_notifications, admin_projects, api, feeds, files, hooks,
+    notifications_api, pages, queue_api, stats,
+};
 use crate::queue::Queue;
 
 /// The largest body of any request but a webhook: admin forms and JSON actions.
@@ -110,6 +113,18 @@ fn admin_api_routes() -> Router<AppState> {
             post(queue_api::rebuild),
         )
         .route("/api/v1/deliveries", get(queue_api::deliveries))
+        .route(
+            "/api/v1/notifications",
+            get(notifications_api::list).post(notifications_api::add),
+        )
+        .route(
+            "/api/v1/notifications/{id}",
+            delete(notifications_api::remove),
+        )
+        .route(
+            "/api/v1/notifications/messages/{id}/resend",
+            post(notifications_api::resend),
+        )
         .route("/api/v1/audit", get(queue_api::audit))
         .route(
             "/api/v1/projects/{project}/problems",
@@ -135,6 +150,14 @@ fn admin_page_routes() -> Router<AppState> {
         .route("/admin/queue/{id}/delete", post(admin::delete))
         .route("/admin/queue/{id}/retry", post(admin::retry))
         .route("/admin/deliveries", get(admin::deliveries))
+        .route(
+            "/admin/notifications",
+            get(admin_notifications::notifications),
+        )
+        .route(
+            "/admin/notifications/{id}/resend",
+            post(admin_notifications::resend),
+        )
         .route("/admin/projects", get(admin_projects::projects))
         .route("/admin/projects/{project}", get(admin::project))
         .route(

@@ -1,7 +1,9 @@
 //! Carrying out a job's decisions on the async side: each one in its own write transaction
 //! behind the claim's fence, so a stale job (its lease expired and the item handed out
 //! again) writes nothing. A decision that changes what readers see (a release recorded,
-//! unpublished or published again) refreshes the publish-time documents in its transaction.
+//! unpublished or published again) refreshes the publish-time documents in its transaction,
+//! and writes the notifications it calls for in the same transaction (`notify::enqueue_on`):
+//! a release and the word of it commit together, or neither does.
 
 use sea_orm::DatabaseTransaction;
 
@@ -9,6 +11,7 @@ use super::JobContext;
 use super::build_ref::Built;
 use super::error::ReleaseError;
 use super::plan::{Build, Failure};
+use crate::notify::{Event, FileData, RefFailureData, ReleaseData};
 use crate::package::{BuiltArchive, ReleaseKind};
 use crate::projects::Project;
 use crate::queue::backend::Lease;
@@ -88,8 +91,15 @@ async fn record_problem(
             &failure.commit,
             &failure.reason,
         )
-        .await
-        .map_err(ReleaseError::from)
+        .await?;
+        let event = Event::ReleaseFailed(RefFailureData {
+            project: project.name.clone(),
+            ref_name: failure.ref_name.clone(),
+            commit: failure.commit.clone(),
+            reason: failure.reason.clone(),
+        });
+        crate::notify::enqueue_on(txn, &event).await?;
+        Ok(())
     })
     .await
 }
@@ -103,6 +113,7 @@ async fn set_published(
 ) -> Result<(), ReleaseError> {
     let changing = fenced(ctx, claim, async |txn| {
         releases::set_status_on(txn, project.id, version, published).await?;
+        notify_release_on(txn, project, version, published).await?;
         Ok(refresh_on(txn, Scope::Project(project.id), ctx.store.as_ref()).await?)
     })
     .await?;
@@ -156,6 +167,7 @@ async fn store_and_record(
         };
         releases::record_on(txn, release).await?;
         crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
+        notify_release_on(txn, project, &build.version.version, true).await?;
         let changing = refresh_on(txn, Scope::Project(project.id), ctx.store.as_ref()).await?;
         Ok((changing, sizes))
     })
@@ -178,6 +190,46 @@ async fn store_and_record(
         crate::metrics::archive_published(format, bytes);
     }
     tracing::info!(version = %build.version.version, commit = %build.commit.id, "released");
+    Ok(())
+}
+
+/// Writes `release.published` or `release.unpublished` for `version`, as its rows now are, to
+/// the outbox in the caller's transaction.
+async fn notify_release_on(
+    txn: &DatabaseTransaction,
+    project: &Project,
+    version: &str,
+    published: bool,
+) -> Result<(), ReleaseError> {
+    let Some(found) = releases::find(txn, project.id, version).await? else {
+        return Ok(());
+    };
+    let base = crate::documents::public_url(txn).await?.unwrap_or_default();
+    let url = crate::web::PublicUrl(base.into());
+    let data = ReleaseData {
+        project: project.name.clone(),
+        version: found.release.version.clone(),
+        kind: found.release.kind.to_string(),
+        ref_name: found.release.ref_name.clone(),
+        commit: found.release.commit.clone(),
+        page: url.release(&project.name, version),
+        files: found
+            .files
+            .iter()
+            .map(|file| FileData {
+                name: file.name.clone(),
+                url: url.file(&project.name, &file.name),
+                size: file.size,
+                sha256: file.sha256.clone(),
+            })
+            .collect(),
+    };
+    let event = if published {
+        Event::ReleasePublished(data)
+    } else {
+        Event::ReleaseUnpublished(data)
+    };
+    crate::notify::enqueue_on(txn, &event).await?;
     Ok(())
 }
 

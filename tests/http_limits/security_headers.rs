@@ -48,6 +48,7 @@ async fn every_page_has_security_headers_and_admin_pages_more() {
         ("/admin/login", 200, true),
         ("/admin/queue", 200, true),
         ("/admin/deliveries", 200, true),
+        ("/admin/notifications", 200, true),
         ("/admin/no-such-page", 404, true),
     ] {
         let response = get(path).await.unwrap();

@@ -66,6 +66,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// A `[[notifications]]` subscriber.
+    pub fn notify(mut self, subscriber: super::config::NotificationSpec) -> TestAppBuilder {
+        self.config.notifications.push(subscriber);
+        self
+    }
+
     pub fn projects(mut self, projects: impl IntoIterator<Item = ProjectSpec>) -> TestAppBuilder {
         self.config.projects.extend(projects);
         self
@@ -288,6 +294,25 @@ impl TestApp {
     /// (`null` when there is none).
     pub async fn admin_call(&self, method: reqwest::Method, path: &str) -> (u16, Value) {
         let response = self.admin_request(method, path).await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// An admin API call with a JSON body: the status and the JSON answer.
+    pub async fn admin_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(self.admin_token())
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

@@ -39,9 +39,36 @@ pub struct ConfigFile {
     pub storage: Option<StorageSettings>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub projects: Vec<ProjectSpec>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationSpec>,
     /// The environment baler is given beside the file (the S3 keys), not written to it.
     #[serde(skip)]
     pub env: Vec<(String, String)>,
+}
+
+/// A `[[notifications]]` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotificationSpec {
+    pub url: String,
+    pub secret: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projects: Option<Vec<String>>,
+    pub allow_private_network: bool,
+}
+
+impl NotificationSpec {
+    /// Every event of every project, to a receiver on loopback (so private networks allowed).
+    pub fn to(url: &str) -> NotificationSpec {
+        NotificationSpec {
+            url: url.to_string(),
+            secret: super::receiver::NOTIFY_SECRET.to_string(),
+            events: None,
+            projects: None,
+            allow_private_network: true,
+        }
+    }
 }
 
 impl ConfigFile {

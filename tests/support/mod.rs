@@ -15,6 +15,7 @@ pub mod deliveries;
 pub mod git;
 pub mod hung;
 pub mod metrics;
+pub mod receiver;
 pub mod s3;
 pub mod smart_http;
 pub mod stored;
@@ -25,7 +26,8 @@ use std::time::{Duration, Instant};
 pub use app::{Installation, TestApp};
 pub use child::BalerProcess;
 pub use config::{
-    ADMIN_TOKEN, ConfigFile, HttpSettings, ProjectSpec, QueueSettings, SECRET, WorkerSettings,
+    ADMIN_TOKEN, ConfigFile, HttpSettings, NotificationSpec, ProjectSpec, QueueSettings, SECRET,
+    WorkerSettings,
 };
 pub use database::TestDb;
 pub use deliveries::{fixture, github_deletion, github_push_body};
