@@ -33,6 +33,7 @@ pub fn prepare(config: &mut Config) -> anyhow::Result<String> {
         drupal_type: "project_module".into(),
         supported_branches: None,
         auth: Default::default(),
+        rescan_every: config.rescan_every,
     });
     Ok(tag.to_string())
 }

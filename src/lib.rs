@@ -25,6 +25,7 @@ pub mod publish;
 pub mod queue;
 pub mod redact;
 pub mod releases;
+pub mod schedule;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -171,6 +171,14 @@ pub async fn upsert(
     model.composer = Set(settings.composer.clone());
     model.drupal_type = Set(settings.drupal_type.clone());
     model.supported_branches = Set(settings.supported_branches.as_deref().map(json_list));
+    let rescan_every_ms = settings.rescan_every.map(|every| every.as_millis() as i64);
+    let same_interval = matches!(&model.rescan_every_ms,
+        sea_orm::ActiveValue::Unchanged(was) | sea_orm::ActiveValue::Set(was) if *was == rescan_every_ms);
+    if !same_interval {
+        // A new interval is spread again from scratch.
+        model.rescan_every_ms = Set(rescan_every_ms);
+        model.rescan_due_at = Set(None);
+    }
     model.source = Set(source.to_string());
     model.disabled_at = Set(None);
     model.updated_at = Set(now);

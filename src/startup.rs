@@ -205,6 +205,7 @@ impl Application {
                 }
             });
         }
+        let queue_for_schedule = queue.clone();
         let running = Running {
             workers: role.runs_workers().then(|| {
                 let context = job_context(&config, &db, &queue, store.clone(), fetch_program);
@@ -216,11 +217,21 @@ impl Application {
                 tokio::spawn(upkeep.run_until(stop.clone().cancelled_owned()))
             }),
             server: web.map(|web| web.spawn(&stop)),
-            // Every process sends notifications; claims keep two from sending one message.
-            background: vec![tokio::spawn(
-                crate::notify::Sender::new(db.clone(), crate::notify::SenderSettings::default())?
+            // Every process sends notifications and queues due rescans; claims in the
+            // database keep two processes from doing either twice.
+            background: vec![
+                tokio::spawn(
+                    crate::notify::Sender::new(
+                        db.clone(),
+                        crate::notify::SenderSettings::default(),
+                    )?
                     .run_until(stop.clone().cancelled_owned()),
-            )],
+                ),
+                tokio::spawn(
+                    crate::schedule::Scheduler::new(db.clone(), queue_for_schedule)
+                        .run_until(stop.clone().cancelled_owned()),
+                ),
+            ],
         };
 
         shutdown.await;
@@ -350,7 +361,7 @@ struct Running {
     server: Option<JoinHandle<()>>,
     workers: Option<JoinHandle<std::io::Result<()>>>,
     maintenance: Option<JoinHandle<()>>,
-    /// Loops that end when told to stop: the notification sender.
+    /// Loops that end when told to stop: the notification sender and the rescan scheduler.
     background: Vec<JoinHandle<()>>,
 }
 

@@ -25,5 +25,6 @@ mod queue;
 mod read_cache;
 mod release_path;
 mod s3_storage;
+mod schedule;
 mod support;
 mod webhooks;

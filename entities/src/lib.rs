@@ -12,6 +12,7 @@ pub mod notification_attempt;
 pub mod notification_message;
 pub mod notification_subscriber;
 pub mod project;
+pub mod project_rescan;
 pub mod queue_control;
 pub mod queue_item;
 pub mod ref_problem;
@@ -32,6 +33,7 @@ pub mod prelude {
     pub use super::notification_message::Entity as NotificationMessage;
     pub use super::notification_subscriber::Entity as NotificationSubscriber;
     pub use super::project::Entity as Project;
+    pub use super::project_rescan::Entity as ProjectRescan;
     pub use super::queue_control::Entity as QueueControl;
     pub use super::queue_item::Entity as QueueItem;
     pub use super::ref_problem::Entity as RefProblem;

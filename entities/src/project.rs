@@ -34,6 +34,10 @@ pub struct Model {
     /// feed or Composer repository, but its releases and files are kept. Cleared when the
     /// project comes back.
     pub disabled_at: Option<DateTimeUtc>,
+    /// How often the project is rescanned (milliseconds), as its config says; none: never.
+    pub rescan_every_ms: Option<i64>,
+    /// When its next rescan is due (Unix milliseconds); none until the scheduler spreads it.
+    pub rescan_due_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

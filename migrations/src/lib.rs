@@ -13,6 +13,7 @@ mod m20261202_000007_abuse;
 mod m20261202_000008_reads;
 mod m20261203_000009_documents;
 mod m20261203_000010_notifications;
+mod m20261203_000011_schedule;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_reads::Migration),
             Box::new(m20261203_000009_documents::Migration),
             Box::new(m20261203_000010_notifications::Migration),
+            Box::new(m20261203_000011_schedule::Migration),
         ]
     }
 }

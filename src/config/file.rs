@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::http::HttpConfig;
 use super::notifications::NotificationConfig;
 use super::project::ProjectConfig;
+use super::schedule::ScheduleConfig;
 use super::storage::StorageConfig;
 use super::{ConfigError, FieldError};
 
@@ -28,6 +29,7 @@ pub(super) struct FileConfig {
     pub worker: Option<WorkerConfig>,
     pub http: Option<HttpConfig>,
     pub storage: Option<StorageConfig>,
+    pub schedule: Option<ScheduleConfig>,
     #[serde(default)]
     pub projects: Vec<ProjectConfig>,
     #[serde(default)]

@@ -13,6 +13,7 @@ mod file;
 mod http;
 mod notifications;
 mod project;
+mod schedule;
 mod storage;
 
 use env::Environment;
@@ -85,6 +86,8 @@ pub struct Config {
     pub http: HttpLimits,
     pub storage: StorageSettings,
     pub projects: Vec<ProjectSettings>,
+    /// `[schedule] rescan_every`: how often projects that set no interval are rescanned.
+    pub rescan_every: Option<std::time::Duration>,
     /// `[[notifications]]`: subscribers synced into the database at start.
     pub notifications: Vec<crate::notify::SubscriberSpec>,
 }
@@ -154,6 +157,11 @@ impl Config {
         worker
             .check()
             .map_err(|e| invalid(origin, &e.field, e.message))?;
+        let rescan_every = file
+            .schedule
+            .unwrap_or_default()
+            .rescan_every()
+            .map_err(|e| invalid(origin, &e.field, e.message))?;
         let http = file
             .http
             .unwrap_or_default()
@@ -176,7 +184,8 @@ impl Config {
                 .unwrap_or_default()
                 .check(env)
                 .map_err(|e| invalid(origin, &e.field, e.message))?,
-            projects: projects(file.projects, origin, env)?,
+            projects: projects(file.projects, origin, env, rescan_every)?,
+            rescan_every,
             notifications: notifications(file.notifications, origin, env)?,
         })
     }
@@ -319,12 +328,13 @@ fn projects(
     entries: Vec<ProjectConfig>,
     origin: &str,
     env: &Environment,
+    default_rescan: Option<std::time::Duration>,
 ) -> Result<Vec<ProjectSettings>, ConfigError> {
     let mut projects: Vec<ProjectSettings> = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let key = |field: &str| format!("projects[{index}].{field}");
         let settings = entry
-            .resolve(env)
+            .resolve(env, default_rescan)
             .map_err(|e| invalid(origin, &key(&e.field), e.message))?;
         if projects.iter().any(|p| p.name == settings.name) {
             return Err(invalid(

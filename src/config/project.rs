@@ -48,6 +48,8 @@ pub struct ProjectConfig {
     /// A private repository over SSH: the private key file.
     pub ssh_key: Option<PathBuf>,
     pub ssh_passphrase_env: Option<String>,
+    /// How often the project is rescanned: humantime or `"off"`; default `[schedule]`'s.
+    pub rescan_every: Option<String>,
 }
 
 pub fn default_branches() -> Vec<String> {
@@ -87,6 +89,8 @@ pub struct ProjectSettings {
     pub supported_branches: Option<Vec<String>>,
     /// Credentials for fetching the repository (none for public ones).
     pub auth: RemoteAuth,
+    /// How often the project is rescanned without a webhook; `None`: never.
+    pub rescan_every: Option<std::time::Duration>,
 }
 
 /// Secrets are left out, so a stray `{:?}` never writes one to a log.
@@ -157,7 +161,11 @@ pub fn valid_composer_name(name: &str) -> bool {
 impl ProjectConfig {
     /// Checks every field and reads the secrets the entry names from `env`. Not a `TryFrom`:
     /// `secret_env`, `token_env` and `ssh_passphrase_env` need the environment.
-    pub fn resolve(self, env: &Environment) -> Result<ProjectSettings, FieldError> {
+    pub fn resolve(
+        self,
+        env: &Environment,
+        default_rescan: Option<std::time::Duration>,
+    ) -> Result<ProjectSettings, FieldError> {
         validate_project_name(&self.name).map_err(|m| invalid("name", m))?;
         if self.repo.trim().is_empty() {
             return Err(invalid("repo", "must not be empty"));
@@ -169,8 +177,13 @@ impl ProjectConfig {
         let drupal_type = self.checked_drupal_type()?;
         self.check_supported_branches()?;
         let auth = self.auth(env)?;
+        let rescan_every = match &self.rescan_every {
+            Some(text) => super::schedule::every("rescan_every", text)?,
+            None => default_rescan,
+        };
         Ok(ProjectSettings {
             auth,
+            rescan_every,
             title: self.title.unwrap_or_else(|| self.name.clone()),
             name: self.name,
             repo: self.repo,
@@ -353,9 +366,12 @@ mod tests {
             (vec![TarGz, Zip, TarGz, TarGz], vec![TarGz, Zip]),
             (vec![Zip, Zip], vec![Zip]),
         ] {
-            let settings = entry(&given).resolve(&none).unwrap();
+            let settings = entry(&given).resolve(&none, None).unwrap();
             assert_eq!(settings.formats, kept, "{given:?}");
         }
-        assert_eq!(entry(&[]).resolve(&none).unwrap_err().field, "formats");
+        assert_eq!(
+            entry(&[]).resolve(&none, None).unwrap_err().field,
+            "formats"
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::admin::audit::{self, AuditEntryView};
 use crate::admin::throttle::{self, AuthFailureView};
 use crate::admin::{AdminError, FailureKind};
 use crate::deliveries::{self, DeliveryView, RefusalCountView};
-use crate::error::AppError;
+use crate::error::{AppError, Missing};
 use crate::problems::{self, Problem};
 use crate::queue::{QueueItemView, QueueState};
 use crate::{projects, releases};
@@ -357,6 +357,7 @@ pub struct ProjectPage {
     csrf: String,
     project: ProjectView,
     problems: Vec<Problem>,
+    rescan: crate::schedule::RescanStatus,
 }
 
 /// One project for admins: the refs that failed on their own, and every release with a link
@@ -369,6 +370,9 @@ pub async fn project(
     // Disabled projects too: admins still see their releases and problems.
     let project = find_project(&state, &name).await?;
     let problems = problems::for_project(&state.db, project.id).await?;
+    let rescan = crate::schedule::status(&state.db, project.id)
+        .await?
+        .ok_or_else(|| Missing::Project(name.clone()))?;
     let rows = releases::for_project(&state.db, project.id).await?;
     // Its Composer standing depends on the other projects' rows too (who owns the name).
     let standing = crate::publish::composer::Repository::load(&state.db)
@@ -384,6 +388,7 @@ pub async fn project(
         csrf: session.csrf(),
         project: ProjectView::new(&entry, &state.public_url),
         problems,
+        rescan,
     };
     Ok((session.into_jar(), Page(page)).into_response())
 }

@@ -1,13 +1,16 @@
 //! The public JSON API: everything the pages show, as JSON.
 
 use axum::Json;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, Query, State};
-use axum::http::header::LINK;
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, LINK};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
+use super::auth::Admin;
 use super::documents;
 use super::pages::{all_projects, find_public_project, release_view};
 use super::paging::PageQuery;
@@ -35,17 +38,40 @@ pub struct ProjectDetail {
     pub releases: Vec<ReleaseView>,
 }
 
-/// The stored document (`web::documents`).
+/// The stored document (`web::documents`). With an admin token (`Authorization: Bearer`),
+/// the admin fields too: `rescan` (the schedule and the last rescan's result), never cached.
 pub async fn project(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    mut parts: Parts,
 ) -> Result<Response, ApiError> {
     let key = format!("/api/v1/projects/{name}");
-    match documents::serve(&state, &key, &headers).await? {
+    if parts.headers.contains_key(AUTHORIZATION) {
+        // A wrong token is refused as on any admin route.
+        Admin::from_request_parts(&mut parts, &state).await?;
+        return with_admin_fields(&state, &name, &key).await;
+    }
+    match documents::serve(&state, &key, &parts.headers).await? {
         Some(document) => Ok(document),
         None => Err(AppError::from(Missing::Project(name)).into()),
     }
+}
+
+async fn with_admin_fields(state: &AppState, name: &str, key: &str) -> Result<Response, ApiError> {
+    let missing = || ApiError::from(AppError::from(Missing::Project(name.to_string())));
+    let body = documents::body_of(state, key).await?.ok_or_else(missing)?;
+    let mut detail: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| AppError::Internal(e.into()))?;
+    let project = find_public_project(state, name).await?;
+    let rescan = crate::schedule::status(&state.db, project.id)
+        .await?
+        .ok_or_else(missing)?;
+    detail["rescan"] = serde_json::to_value(rescan).map_err(|e| AppError::Internal(e.into()))?;
+    let mut response = Json(detail).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
 }
 
 /// The most releases one page of the releases list holds; with no `per_page`, a page holds

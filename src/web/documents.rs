@@ -428,7 +428,17 @@ pub async fn serve(
     key: &str,
     request: &HeaderMap,
 ) -> anyhow::Result<Option<Response>> {
-    let found = state
+    Ok(load(state, key)
+        .await?
+        .map(|document| respond(&document, request)))
+}
+
+/// This process's copy of the document stored under `key`, or the stored one.
+async fn load(
+    state: &super::AppState,
+    key: &str,
+) -> anyhow::Result<Option<std::sync::Arc<Served>>> {
+    state
         .documents
         .get_or_load(key, async || {
             let Some(document) = documents::find(&state.db, key).await? else {
@@ -437,8 +447,14 @@ pub async fn serve(
             let served = Served::load(document, state.store.as_ref()).await?;
             Ok(Some(std::sync::Arc::new(served)))
         })
-        .await?;
-    Ok(found.map(|document| respond(&document, request)))
+        .await
+}
+
+/// The bytes of the document stored under `key`, read as [`serve`] reads them.
+pub async fn body_of(state: &super::AppState, key: &str) -> anyhow::Result<Option<bytes::Bytes>> {
+    Ok(load(state, key)
+        .await?
+        .map(|document| document.body.clone()))
 }
 
 fn respond(document: &Served, request: &HeaderMap) -> Response {

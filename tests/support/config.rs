@@ -178,6 +178,8 @@ pub struct ProjectSpec {
     token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     composer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rescan_every: Option<String>,
 }
 
 impl ProjectSpec {
@@ -193,6 +195,7 @@ impl ProjectSpec {
             allow_sha1: false,
             token: None,
             composer: None,
+            rescan_every: None,
         }
     }
 
@@ -236,6 +239,12 @@ impl ProjectSpec {
     /// Drupal's layout: the archive's top directory is the bare project name.
     pub fn drupal_layout(mut self) -> ProjectSpec {
         self.layout = "drupal";
+        self
+    }
+
+    /// `rescan_every`: how often the schedule rescans the project (`"1s"`, `"off"`).
+    pub fn rescan_every(mut self, every: &str) -> ProjectSpec {
+        self.rescan_every = Some(every.into());
         self
     }
 

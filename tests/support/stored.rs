@@ -3,8 +3,8 @@
 //! Each helper is named for the question it answers.
 
 use entities::{
-    api_token, audit_entry, delivery, document, ended_session, project, queue_item, ref_problem,
-    refusal_count, release, release_file,
+    api_token, audit_entry, delivery, document, ended_session, project, project_rescan, queue_item,
+    ref_problem, refusal_count, release, release_file,
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
@@ -134,6 +134,21 @@ impl TestApp {
     }
 
     /// How many projects are disabled (gone from the serving config).
+    /// The due times (Unix milliseconds) of a project's scheduled rescans, oldest first, and
+    /// the items they queued.
+    pub async fn rescans_of(&self, name: &str) -> Vec<(i64, Option<i64>)> {
+        let id = self.project_id(name).await;
+        project_rescan::Entity::find()
+            .filter(project_rescan::Column::ProjectId.eq(id))
+            .order_by_asc(project_rescan::Column::DueAt)
+            .all(&self.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.due_at, r.item))
+            .collect()
+    }
+
     pub async fn disabled_project_count(&self) -> u64 {
         project::Entity::find()
             .filter(project::Column::DisabledAt.is_not_null())
