@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod curator;
 pub mod db;
 pub mod deliveries;
 pub mod demo;

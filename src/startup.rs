@@ -217,8 +217,8 @@ impl Application {
                 tokio::spawn(upkeep.run_until(stop.clone().cancelled_owned()))
             }),
             server: web.map(|web| web.spawn(&stop)),
-            // Every process sends notifications and queues due rescans; claims in the
-            // database keep two processes from doing either twice.
+            // Every process sends notifications, queues due rescans and runs the curator;
+            // claims in the database keep two processes from doing any of it twice.
             background: vec![
                 tokio::spawn(
                     crate::notify::Sender::new(
@@ -228,8 +228,17 @@ impl Application {
                     .run_until(stop.clone().cancelled_owned()),
                 ),
                 tokio::spawn(
-                    crate::schedule::Scheduler::new(db.clone(), queue_for_schedule)
+                    crate::schedule::Scheduler::new(db.clone(), queue_for_schedule.clone())
                         .run_until(stop.clone().cancelled_owned()),
+                ),
+                tokio::spawn(
+                    crate::curator::Curator::new(
+                        db.clone(),
+                        queue_for_schedule,
+                        store.clone(),
+                        config.retention.clone(),
+                    )
+                    .run_until(stop.clone().cancelled_owned()),
                 ),
             ],
         };
@@ -361,7 +370,8 @@ struct Running {
     server: Option<JoinHandle<()>>,
     workers: Option<JoinHandle<std::io::Result<()>>>,
     maintenance: Option<JoinHandle<()>>,
-    /// Loops that end when told to stop: the notification sender and the rescan scheduler.
+    /// Loops that end when told to stop: the notification sender, the rescan scheduler and
+    /// the retention curator.
     background: Vec<JoinHandle<()>>,
 }
 

@@ -32,10 +32,11 @@ const API_ROUTES: [(&str, &str); 15] = [
 ];
 
 /// Every admin page: without a live session a GET goes to the login form (303).
-const PAGE_GETS: [&str; 5] = [
+const PAGE_GETS: [&str; 6] = [
     "/admin/queue",
     "/admin/deliveries",
     "/admin/notifications",
+    "/admin/storage",
     "/admin/projects/widget",
     "/admin/projects/widget/releases/1.0.0",
 ];

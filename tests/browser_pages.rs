@@ -147,6 +147,7 @@ async fn every_page_loads_cleanly_and_the_admin_flow_works_by_clicking() {
         for (path, name) in [
             ("/admin/deliveries", "admin-deliveries"),
             ("/admin/notifications", "admin-notifications"),
+            ("/admin/storage", "admin-storage"),
             ("/admin/projects", "admin-projects"),
             ("/admin/projects/widget", "admin-project"),
             ("/admin/projects/widget/releases/1.0.0", "admin-release"),

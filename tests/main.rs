@@ -24,6 +24,7 @@ mod publishing;
 mod queue;
 mod read_cache;
 mod release_path;
+mod retention;
 mod s3_storage;
 mod schedule;
 mod support;

@@ -4,6 +4,7 @@
 pub mod api_token;
 pub mod audit_entry;
 pub mod auth_failure;
+pub mod curator_run;
 pub mod delivery;
 pub mod document;
 pub mod download_count;
@@ -25,6 +26,7 @@ pub mod prelude {
     pub use super::api_token::Entity as ApiToken;
     pub use super::audit_entry::Entity as AuditEntry;
     pub use super::auth_failure::Entity as AuthFailure;
+    pub use super::curator_run::Entity as CuratorRun;
     pub use super::delivery::Entity as Delivery;
     pub use super::document::Entity as Document;
     pub use super::download_count::Entity as DownloadCount;

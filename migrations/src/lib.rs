@@ -14,6 +14,7 @@ mod m20261202_000008_reads;
 mod m20261203_000009_documents;
 mod m20261203_000010_notifications;
 mod m20261203_000011_schedule;
+mod m20261203_000012_retention;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_documents::Migration),
             Box::new(m20261203_000010_notifications::Migration),
             Box::new(m20261203_000011_schedule::Migration),
+            Box::new(m20261203_000012_retention::Migration),
         ]
     }
 }

@@ -4,8 +4,8 @@
 
 use entities::audit_entry;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 
@@ -25,6 +25,10 @@ pub enum AuditAction {
     NotificationAdd,
     NotificationRemove,
     NotificationResend,
+    RetentionRelease,
+    RetentionFiles,
+    RetentionItems,
+    RetentionAudit,
     Login,
     Logout,
 }
@@ -43,10 +47,31 @@ impl AuditAction {
             AuditAction::NotificationAdd => "notification.add",
             AuditAction::NotificationRemove => "notification.remove",
             AuditAction::NotificationResend => "notification.resend",
+            AuditAction::RetentionRelease => "retention.release",
+            AuditAction::RetentionFiles => "retention.files",
+            AuditAction::RetentionItems => "retention.items",
+            AuditAction::RetentionAudit => "retention.audit",
             AuditAction::Login => "session.login",
             AuditAction::Logout => "session.logout",
         }
     }
+}
+
+/// Removes the rows older than `before` (Unix milliseconds), for retention. Returns how many.
+pub async fn prune_on<C: ConnectionTrait>(conn: &C, before: i64) -> Result<u64, DbErr> {
+    Ok(audit_entry::Entity::delete_many()
+        .filter(audit_entry::Column::At.lt(before))
+        .exec(conn)
+        .await?
+        .rows_affected)
+}
+
+/// How many rows are older than `before`: what [`prune_on`] would remove.
+pub async fn count_before(db: &DatabaseConnection, before: i64) -> Result<u64, DbErr> {
+    audit_entry::Entity::find()
+        .filter(audit_entry::Column::At.lt(before))
+        .count(db)
+        .await
 }
 
 /// Writes one row (on `conn`, usually the action's own transaction).

@@ -35,6 +35,11 @@ impl Actor {
         Actor(format!("cli:{user}"))
     }
 
+    /// The retention curator, which removes what its settings say.
+    pub fn curator() -> Actor {
+        Actor("curator".to_string())
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

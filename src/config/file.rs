@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::http::HttpConfig;
 use super::notifications::NotificationConfig;
 use super::project::ProjectConfig;
-use super::schedule::ScheduleConfig;
+use super::schedule::{RetentionConfig, ScheduleConfig};
 use super::storage::StorageConfig;
 use super::{ConfigError, FieldError};
 
@@ -30,6 +30,7 @@ pub(super) struct FileConfig {
     pub http: Option<HttpConfig>,
     pub storage: Option<StorageConfig>,
     pub schedule: Option<ScheduleConfig>,
+    pub retention: Option<RetentionConfig>,
     #[serde(default)]
     pub projects: Vec<ProjectConfig>,
     #[serde(default)]

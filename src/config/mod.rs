@@ -88,6 +88,8 @@ pub struct Config {
     pub projects: Vec<ProjectSettings>,
     /// `[schedule] rescan_every`: how often projects that set no interval are rescanned.
     pub rescan_every: Option<std::time::Duration>,
+    /// `[retention]`: what the curator removes, and how often it runs.
+    pub retention: crate::curator::RetentionPolicy,
     /// `[[notifications]]`: subscribers synced into the database at start.
     pub notifications: Vec<crate::notify::SubscriberSpec>,
 }
@@ -186,6 +188,11 @@ impl Config {
                 .map_err(|e| invalid(origin, &e.field, e.message))?,
             projects: projects(file.projects, origin, env, rescan_every)?,
             rescan_every,
+            retention: file
+                .retention
+                .unwrap_or_default()
+                .check()
+                .map_err(|e| invalid(origin, &e.field, e.message))?,
             notifications: notifications(file.notifications, origin, env)?,
         })
     }

@@ -44,6 +44,47 @@ impl ScheduleConfig {
     }
 }
 
+/// `[retention]` as written: each a humantime duration or `"off"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub interval: Option<String>,
+    pub deleted_branches_after: Option<String>,
+    pub unpublished_after: Option<String>,
+    pub finished_items_after: Option<String>,
+    pub audit_after: Option<String>,
+}
+
+impl RetentionConfig {
+    /// Each setting checked; a missing one takes its default.
+    pub(super) fn check(self) -> Result<crate::curator::RetentionPolicy, FieldError> {
+        let defaults = crate::curator::RetentionPolicy::default();
+        let given = |key: &str, text: Option<String>, default: Option<Duration>| match text {
+            Some(text) => every(&format!("retention.{key}"), &text),
+            None => Ok(default),
+        };
+        Ok(crate::curator::RetentionPolicy {
+            interval: given("interval", self.interval, defaults.interval)?,
+            deleted_branches_after: given(
+                "deleted_branches_after",
+                self.deleted_branches_after,
+                defaults.deleted_branches_after,
+            )?,
+            unpublished_after: given(
+                "unpublished_after",
+                self.unpublished_after,
+                defaults.unpublished_after,
+            )?,
+            finished_items_after: given(
+                "finished_items_after",
+                self.finished_items_after,
+                defaults.finished_items_after,
+            )?,
+            audit_after: given("audit_after", self.audit_after, defaults.audit_after)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +102,33 @@ mod tests {
         assert!(every("k", "10ms").is_err());
         let schedule = ScheduleConfig::default();
         assert_eq!(schedule.rescan_every().unwrap(), Some(DEFAULT_RESCAN_EVERY));
+    }
+
+    #[test]
+    fn retention_defaults_and_errors() {
+        let policy = RetentionConfig::default().check().unwrap();
+        assert_eq!(policy, crate::curator::RetentionPolicy::default());
+        assert_eq!(policy.interval, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            policy.deleted_branches_after,
+            Some(Duration::from_secs(30 * 86400))
+        );
+        assert_eq!(policy.unpublished_after, None);
+        let off = RetentionConfig {
+            interval: Some("off".into()),
+            audit_after: Some("90d".into()),
+            ..RetentionConfig::default()
+        }
+        .check()
+        .unwrap();
+        assert_eq!(off.interval, None);
+        assert_eq!(off.audit_after, Some(Duration::from_secs(90 * 86400)));
+        let wrong = RetentionConfig {
+            unpublished_after: Some("forever".into()),
+            ..RetentionConfig::default()
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(wrong.field, "retention.unpublished_after");
     }
 }

@@ -121,6 +121,35 @@ impl Queue {
         Ok(result.rows_affected())
     }
 
+    /// Deletes the `done` items that finished more than `age` ago (by the database's clock),
+    /// for retention. Returns how many.
+    pub(crate) async fn remove_finished_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        age: std::time::Duration,
+    ) -> Result<u64, QueueError> {
+        let result = conn
+            .execute_raw(self.statement(
+                "DELETE FROM queue_items WHERE state = 'done' AND finished_at < {now} - $1",
+                vec![(age.as_millis() as i64).into()],
+            ))
+            .await?;
+        Ok(result.rows_affected())
+    }
+
+    /// How many `done` items finished more than `age` ago: what
+    /// [`Queue::remove_finished_on`] would remove now.
+    pub async fn count_finished(&self, age: std::time::Duration) -> Result<u64, QueueError> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(
+                "SELECT COUNT(*) AS n FROM queue_items WHERE state = 'done' AND finished_at < {now} - $1",
+                vec![(age.as_millis() as i64).into()],
+            ))
+            .await?;
+        Ok(row.map_or(Ok(0), |row| row.try_get::<i64>("", "n"))? as u64)
+    }
+
     /// Deletes one item that is not running.
     pub async fn delete(&self, id: i64) -> Result<(), QueueError> {
         self.delete_on(&self.db, id).await

@@ -4,6 +4,7 @@
 mod admin;
 mod admin_notifications;
 mod admin_projects;
+mod admin_storage;
 mod api;
 pub mod auth;
 pub mod body;
@@ -64,6 +65,8 @@ pub struct Shared {
     pub file_memory: files::FileMemory,
     /// Downloads counted in memory until the next flush.
     pub downloads: crate::downloads::DownloadCounter,
+    /// `[retention]`, for the storage page's forecast of the next run.
+    pub retention: crate::curator::RetentionPolicy,
 }
 
 impl AppState {
@@ -85,6 +88,7 @@ impl AppState {
             sessions: session::Sessions::new(&session_key, public_url.starts_with("https://"))?,
             intake: crate::intake::Intake::new(db.clone(), queue.clone(), &config.http),
             http: Arc::new(config.http.clone()),
+            retention: config.retention.clone(),
             body_budget: body::BodyBudget::new(config.http.webhook_buffer_bytes),
             auth_throttle: crate::admin::AuthThrottle::new(
                 db.clone(),

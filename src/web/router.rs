@@ -7,7 +7,7 @@ use axum::routing::{delete, get, post};
 use tower_http::trace::TraceLayer;
 
 use super::{
-    AppState, admin, admin_notifications, admin_projects, api, feeds, files, hooks,
+    AppState, admin, admin_notifications, admin_projects, admin_storage, api, feeds, files, hooks,
     notifications_api, pages, queue_api, stats,
 };
 use crate::queue::Queue;
@@ -159,6 +159,7 @@ fn admin_page_routes() -> Router<AppState> {
             post(admin_notifications::resend),
         )
         .route("/admin/projects", get(admin_projects::projects))
+        .route("/admin/storage", get(admin_storage::storage))
         .route("/admin/projects/{project}", get(admin::project))
         .route(
             "/admin/projects/{project}/releases/{version}",

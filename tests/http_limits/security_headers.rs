@@ -49,6 +49,7 @@ async fn every_page_has_security_headers_and_admin_pages_more() {
         ("/admin/queue", 200, true),
         ("/admin/deliveries", 200, true),
         ("/admin/notifications", 200, true),
+        ("/admin/storage", 200, true),
         ("/admin/no-such-page", 404, true),
     ] {
         let response = get(path).await.unwrap();

@@ -66,6 +66,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// `[retention]`.
+    pub fn retention(mut self, retention: super::config::RetentionSettings) -> TestAppBuilder {
+        self.config.retention = Some(retention);
+        self
+    }
+
     /// A `[[notifications]]` subscriber.
     pub fn notify(mut self, subscriber: super::config::NotificationSpec) -> TestAppBuilder {
         self.config.notifications.push(subscriber);

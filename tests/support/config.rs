@@ -39,11 +39,28 @@ pub struct ConfigFile {
     pub storage: Option<StorageSettings>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub projects: Vec<ProjectSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSettings>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<NotificationSpec>,
     /// The environment baler is given beside the file (the S3 keys), not written to it.
     #[serde(skip)]
     pub env: Vec<(String, String)>,
+}
+
+/// `[retention]`: humantime durations or `"off"`; unset keys keep baler's defaults.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RetentionSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_branches_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unpublished_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_items_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_after: Option<String>,
 }
 
 /// A `[[notifications]]` entry.

@@ -23,7 +23,7 @@ pub mod tree;
 
 use std::time::{Duration, Instant};
 
-pub use app::{Installation, TestApp};
+pub use app::{Installation, TestApp, TestAppBuilder};
 pub use child::BalerProcess;
 pub use config::{
     ADMIN_TOKEN, ConfigFile, HttpSettings, NotificationSpec, ProjectSpec, QueueSettings, SECRET,
