@@ -4,7 +4,6 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
-pub mod curator;
 pub mod db;
 pub mod deliveries;
 pub mod demo;
@@ -26,6 +25,7 @@ pub mod publish;
 pub mod queue;
 pub mod redact;
 pub mod releases;
+pub mod retention;
 pub mod schedule;
 pub mod startup;
 pub mod store;

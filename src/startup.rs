@@ -232,7 +232,7 @@ impl Application {
                         .run_until(stop.clone().cancelled_owned()),
                 ),
                 tokio::spawn(
-                    crate::curator::Curator::new(
+                    crate::worker::curator::Curator::new(
                         db.clone(),
                         queue_for_schedule,
                         store.clone(),

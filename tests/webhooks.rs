@@ -258,6 +258,15 @@ fn the_example_config_is_valid() {
     );
     assert_eq!(config.queue.lease_seconds, 60);
     assert_eq!(config.worker, baler::config::WorkerConfig::default());
+    assert_eq!(config.notifications.len(), 1);
+    assert_eq!(config.notifications[0].events.len(), 4);
+    assert_eq!(
+        config.retention,
+        baler::retention::RetentionPolicy::default()
+    );
+    let hour = std::time::Duration::from_secs(3600);
+    assert_eq!(config.projects[0].rescan_every, Some(6 * hour));
+    assert_eq!(config.projects[1].rescan_every, Some(hour));
     assert_eq!(config.admin_token.as_deref(), Some("change-me"));
 }
 

@@ -24,6 +24,7 @@ pub use project::{
     DRUPAL_TYPES, MAX_PROJECT_NAME, ProjectConfig, ProjectSettings, default_branches,
     default_formats, default_tags, valid_composer_name, validate_project_name,
 };
+pub use schedule::RetentionPolicy;
 pub use storage::{S3Downloads, S3Settings, StorageConfig, StorageKind, StorageSettings};
 
 /// Errors say which file or variable and which key is wrong, so a user can fix it at once.
@@ -89,7 +90,7 @@ pub struct Config {
     /// `[schedule] rescan_every`: how often projects that set no interval are rescanned.
     pub rescan_every: Option<std::time::Duration>,
     /// `[retention]`: what the curator removes, and how often it runs.
-    pub retention: crate::curator::RetentionPolicy,
+    pub retention: RetentionPolicy,
     /// `[[notifications]]`: subscribers synced into the database at start.
     pub notifications: Vec<crate::notify::SubscriberSpec>,
 }

@@ -44,6 +44,31 @@ impl ScheduleConfig {
     }
 }
 
+/// `[retention]`, checked: each `None` is `"off"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// How often the curator runs (`None`: never).
+    pub interval: Option<Duration>,
+    pub deleted_branches_after: Option<Duration>,
+    pub unpublished_after: Option<Duration>,
+    pub finished_items_after: Option<Duration>,
+    pub audit_after: Option<Duration>,
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            interval: Some(Duration::from_secs(3600)),
+            deleted_branches_after: Some(30 * DAY),
+            unpublished_after: None,
+            finished_items_after: Some(30 * DAY),
+            audit_after: None,
+        }
+    }
+}
+
 /// `[retention]` as written: each a humantime duration or `"off"`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,13 +82,13 @@ pub struct RetentionConfig {
 
 impl RetentionConfig {
     /// Each setting checked; a missing one takes its default.
-    pub(super) fn check(self) -> Result<crate::curator::RetentionPolicy, FieldError> {
-        let defaults = crate::curator::RetentionPolicy::default();
+    pub(super) fn check(self) -> Result<RetentionPolicy, FieldError> {
+        let defaults = RetentionPolicy::default();
         let given = |key: &str, text: Option<String>, default: Option<Duration>| match text {
             Some(text) => every(&format!("retention.{key}"), &text),
             None => Ok(default),
         };
-        Ok(crate::curator::RetentionPolicy {
+        Ok(RetentionPolicy {
             interval: given("interval", self.interval, defaults.interval)?,
             deleted_branches_after: given(
                 "deleted_branches_after",
@@ -107,7 +132,7 @@ mod tests {
     #[test]
     fn retention_defaults_and_errors() {
         let policy = RetentionConfig::default().check().unwrap();
-        assert_eq!(policy, crate::curator::RetentionPolicy::default());
+        assert_eq!(policy, RetentionPolicy::default());
         assert_eq!(policy.interval, Some(Duration::from_secs(3600)));
         assert_eq!(
             policy.deleted_branches_after,

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::pages::Page;
 use super::session::AdminSession;
-use crate::curator::{self, Plan, ProjectStorage, Removed};
 use crate::error::AppError;
+use crate::retention::{self, Plan, ProjectStorage, Removed};
 
 /// The settings as the page shows them: `"30d"` or `"off"`.
 pub struct Setting {
@@ -54,11 +54,11 @@ pub async fn storage(
     AdminSession { session, actor }: AdminSession,
 ) -> Result<Response, AppError> {
     let policy = &state.retention;
-    let projects = curator::storage_by_project(&state.db).await?;
-    let plan = curator::plan(&state.db, &state.queue, policy)
+    let projects = retention::storage_by_project(&state.db).await?;
+    let plan = retention::plan(&state.db, &state.queue, policy)
         .await
         .map_err(|e| AppError::Internal(e.into()))?;
-    let last = curator::last_run(&state.db).await?;
+    let last = retention::last_run(&state.db).await?;
     let next_run = policy.interval.map(|every| {
         let every = (every.as_millis() as i64).max(1);
         at((crate::time::now_millis() / every + 1) * every)

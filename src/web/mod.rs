@@ -66,7 +66,7 @@ pub struct Shared {
     /// Downloads counted in memory until the next flush.
     pub downloads: crate::downloads::DownloadCounter,
     /// `[retention]`, for the storage page's forecast of the next run.
-    pub retention: crate::curator::RetentionPolicy,
+    pub retention: crate::retention::RetentionPolicy,
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 mod build_log;
 mod build_ref;
 mod carry_out;
+pub mod curator;
 mod error;
 pub mod plan;
 mod refs;
