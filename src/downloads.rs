@@ -19,7 +19,7 @@ use sea_orm::{
 };
 
 /// What one count is of: a project's file on a day.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct Key {
     project_id: i64,
     file: String,
@@ -104,8 +104,12 @@ impl DownloadCounter {
 }
 
 async fn write(db: &DatabaseConnection, batch: &HashMap<Key, i64>) -> Result<(), DbErr> {
+    // In key order: two web processes flushing the same files lock their rows in the same
+    // order, so PostgreSQL never finds them waiting on each other (a deadlock it had to break).
+    let mut rows: Vec<(&Key, &i64)> = batch.iter().collect();
+    rows.sort_by(|a, b| a.0.cmp(b.0));
     let txn = crate::db::begin_write(db).await?;
-    for (key, n) in batch {
+    for (key, n) in rows {
         download_count::Entity::insert(download_count::ActiveModel {
             project_id: Set(key.project_id),
             file: Set(key.file.clone()),

@@ -87,6 +87,9 @@ pub struct Removed {
     pub bytes: i64,
     pub queue_items: u64,
     pub audit_rows: u64,
+    /// Why the run stopped part-way, if it did (what it removed before stays removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The time before which a release was unpublished long enough.

@@ -104,7 +104,7 @@ async fn two_web_and_three_worker_processes_share_postgres_and_s3() {
             url: format!("http://127.0.0.1:{port}"),
         }
     };
-    let healthy = async |node: &Node| {
+    let healthy = async |node: &mut Node| {
         wait_until(60, "a process to answer", || async {
             client
                 .get(format!("{}/metrics", node.url))
@@ -112,20 +112,27 @@ async fn two_web_and_three_worker_processes_share_postgres_and_s3() {
                 .await
                 .is_ok_and(|r| r.status() == 200)
         })
-        .await
+        .await;
+        // Its own answer, not another process's on the same port.
+        assert!(
+            node.process.process.try_wait().unwrap().is_none(),
+            "{} exited: {}",
+            node.url,
+            node.process.log()
+        );
     };
     // The first web process migrates the database; the others start on it.
-    let web = [node("web-1", &["serve", "--no-worker"], false)];
-    healthy(&web[0]).await;
-    let web = [
+    let mut web = [node("web-1", &["serve", "--no-worker"], false)];
+    healthy(&mut web[0]).await;
+    let mut web = [
         web.into_iter().next().unwrap(),
         node("web-2", &["serve", "--no-worker"], false),
     ];
-    healthy(&web[1]).await;
+    healthy(&mut web[1]).await;
     let mut workers: Vec<Node> = (1..=3)
         .map(|i| node(&format!("worker-{i}"), &["worker"], true))
         .collect();
-    for worker in &workers {
+    for worker in &mut workers {
         healthy(worker).await;
     }
 

@@ -252,8 +252,8 @@ pub async fn remove_on<C: ConnectionTrait>(conn: &C, id: i64) -> Result<String, 
             row.url
         )));
     }
-    // Attempts, then messages, then the subscriber: SQLite enforces the foreign keys but its
-    // cascade needs them declared on every connection, so nothing relies on it.
+    // Attempts, then messages, then the subscriber, each named: the removal does not rest on
+    // the foreign keys' cascade, and reads the same on both databases.
     let messages: Vec<i64> = notification_message::Entity::find()
         .select_only()
         .column(notification_message::Column::Id)

@@ -29,6 +29,20 @@ pub struct Curator {
     policy: RetentionPolicy,
 }
 
+/// A run that has not finished after this long is taken for dead (its process stopped), and
+/// no longer keeps the next one from starting.
+const RUN_LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// What a curator did with an interval.
+#[derive(Debug)]
+pub enum Turn {
+    Ran(Removed),
+    /// Another process claimed the interval.
+    Taken,
+    /// A run is still under way: asked again at the next look.
+    Busy,
+}
+
 impl Curator {
     pub fn new(
         db: DatabaseConnection,
@@ -57,8 +71,13 @@ impl Curator {
             let slot = crate::time::now_millis() / interval_ms;
             if last_slot != Some(slot) {
                 match self.run_for_slot(slot).await {
-                    Ok(_) => last_slot = Some(slot),
-                    Err(e) => tracing::warn!(error = %e, "the retention run failed; trying again"),
+                    Ok(Turn::Busy) => {}
+                    Ok(Turn::Ran(_) | Turn::Taken) => last_slot = Some(slot),
+                    Err(e) => {
+                        // Recorded with its run; the next interval tries again.
+                        tracing::warn!(error = %e, "the retention run failed");
+                        last_slot = Some(slot);
+                    }
                 }
             }
             tokio::select! {
@@ -68,11 +87,22 @@ impl Curator {
         }
     }
 
-    /// Runs for `slot` unless another process claimed it; the run's record, if this one ran.
-    pub async fn run_for_slot(&self, slot: i64) -> Result<Option<Removed>, CuratorError> {
+    /// Runs for `slot` unless another process claimed it, or a run is still under way (one
+    /// at a time, even when a run outlasts its interval). The run's record is written whether
+    /// it succeeds or fails; a failed run is tried again in the next interval.
+    pub async fn run_for_slot(&self, slot: i64) -> Result<Turn, CuratorError> {
+        let now = crate::time::now_millis();
+        let under_way = curator_run::Entity::find()
+            .filter(curator_run::Column::FinishedAt.is_null())
+            .filter(curator_run::Column::StartedAt.gt(now - RUN_LEASE.as_millis() as i64))
+            .one(&self.db)
+            .await?;
+        if under_way.is_some() {
+            return Ok(Turn::Busy);
+        }
         let claimed = curator_run::Entity::insert(curator_run::ActiveModel {
             slot: Set(slot),
-            started_at: Set(crate::time::now_millis()),
+            started_at: Set(now),
             ..Default::default()
         })
         .on_conflict(
@@ -83,9 +113,16 @@ impl Curator {
         .exec_without_returning(&self.db)
         .await?;
         if claimed == 0 {
-            return Ok(None);
+            return Ok(Turn::Taken);
         }
-        let removed = self.run().await?;
+        let outcome = self.run().await;
+        let removed = match &outcome {
+            Ok(removed) => removed.clone(),
+            Err(e) => Removed {
+                error: Some(e.to_string()),
+                ..Removed::default()
+            },
+        };
         curator_run::Entity::update_many()
             .col_expr(
                 curator_run::Column::FinishedAt,
@@ -101,7 +138,7 @@ impl Curator {
             .exec(&self.db)
             .await?;
         tracing::info!(?removed, "retention run finished");
-        Ok(Some(removed))
+        outcome.map(Turn::Ran)
     }
 
     /// One run: what [`plan`] finds, removed, each part audited.

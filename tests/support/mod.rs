@@ -33,13 +33,23 @@ pub use database::TestDb;
 pub use deliveries::{fixture, github_deletion, github_push_body};
 pub use stored::{AuditRow, ItemState};
 
-/// A loopback port nothing listens on right now (for a child process to bind).
+/// A loopback port nothing listens on right now (for a child process to bind), and never
+/// handed out before in this test process: the kernel may give a port it just freed to the
+/// next `bind(0)`, and two children told the same port would leave one of them unbound.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `check` every 10 ms until it holds, failing after `seconds`.
