@@ -12,7 +12,7 @@ use futures::StreamExt;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, QuerySelect,
 };
 
 use super::MessageState;
@@ -162,7 +162,8 @@ impl Sender {
             .filter(free_at(now))
             .filter(notification_subscriber::Column::DisabledAt.is_null())
             .order_by_asc(notification_message::Column::NextAttemptAt)
-            .limit(4 * IN_FLIGHT as u64)
+            // No more than are sent at once: every claim is sent well within its time.
+            .limit(IN_FLIGHT as u64)
             .all(&self.db)
             .await?;
         Ok(rows
@@ -297,7 +298,7 @@ impl Sender {
                 None => Next::Done(MessageState::Failed),
             },
         };
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let mut update = notification_message::Entity::update_many()
             .col_expr(
                 notification_message::Column::Attempts,

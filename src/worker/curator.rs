@@ -1,7 +1,7 @@
 //! The retention curator: once per `[retention] interval`, across all processes, carries out
 //! what [`crate::retention::plan`] finds, each removal in its own audited transaction. A run
 //! claims its interval with a `curator_runs` row (unique per interval), so processes never run
-//! it twice for one interval.
+//! it twice for one interval, and waits while another run is under way, so runs never overlap.
 
 use std::future::Future;
 use std::time::Duration;
