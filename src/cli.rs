@@ -111,6 +111,14 @@ pub struct PackageArgs {
 pub enum ProjectCommand {
     /// List the projects in the database (config-file projects are synced in at start).
     List,
+    /// Add a project that lives in the database: FILE holds one `[[projects]]` entry's keys
+    /// (TOML). A public repository only; the config file wins on a name it also has.
+    Add {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Disable a project added with `add` or the API; its releases and files are kept.
+    Remove { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +170,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Project {
             command: ProjectCommand::List,
         } => list_projects(&config()?).await,
+        Command::Project {
+            command: ProjectCommand::Add { file },
+        } => add_project(&config()?, &file).await,
+        Command::Project {
+            command: ProjectCommand::Remove { name },
+        } => remove_project(&config()?, &name).await,
         Command::Queue { command } => queue_command(&config()?, command).await,
         Command::Token { command } => token_command(&config()?, command).await,
     }
@@ -251,6 +265,64 @@ async fn list_projects(config: &Config) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `baler project add FILE`, audited as `cli:$USER`.
+async fn add_project(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let entry: crate::config::ProjectConfig =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let settings = entry
+        .resolve_added(config.rescan_every)
+        .map_err(|e| anyhow::anyhow!("{}: `{}` {}", file.display(), e.field, e.message))?;
+    let (actions, store) = project_actions(config).await?;
+    let (project, changing) = actions
+        .add_project(&Actor::cli(), &settings, async |txn, id| {
+            crate::web::documents::refresh_on(
+                txn,
+                crate::web::documents::Scope::Project(id),
+                store.as_ref(),
+            )
+            .await
+            .map_err(|e| crate::admin::AdminError::Documents(e.to_string()))
+        })
+        .await?;
+    drop(changing);
+    println!(
+        "added {}: webhooks go to /hooks/{}",
+        project.name, project.name
+    );
+    Ok(())
+}
+
+/// `baler project remove NAME`, audited as `cli:$USER`.
+async fn remove_project(config: &Config, name: &str) -> anyhow::Result<()> {
+    let (actions, store) = project_actions(config).await?;
+    let (project, changing) = actions
+        .remove_project(&Actor::cli(), name, async |txn, id| {
+            crate::web::documents::refresh_on(
+                txn,
+                crate::web::documents::Scope::Project(id),
+                store.as_ref(),
+            )
+            .await
+            .map_err(|e| crate::admin::AdminError::Documents(e.to_string()))
+        })
+        .await?;
+    drop(changing);
+    println!(
+        "removed {}: disabled; its releases and files are kept",
+        project.name
+    );
+    Ok(())
+}
+
+async fn project_actions(config: &Config) -> anyhow::Result<(AdminActions, crate::store::Store)> {
+    let conn = open(config).await?;
+    let queue = Queue::new(conn.clone(), config.queue_tuning());
+    Ok((AdminActions::new(conn, queue), config.open_store()?))
 }
 
 fn package_command(args: PackageArgs) -> anyhow::Result<()> {

@@ -137,10 +137,15 @@ fn json_list<T: AsRef<str>>(items: &[T]) -> String {
         .expect("strings serialise")
 }
 
-/// Inserts or updates one project by name. `source` is `config` or `cli`. A disabled project
-/// is enabled again: adding it back brings back its releases.
-pub async fn upsert(
-    db: &DatabaseConnection,
+/// Where a project was defined: the config file (synced at start; it wins on a conflict), or
+/// added through the admin API or `baler project add` (kept in the database).
+pub const FROM_CONFIG: &str = "config";
+pub const ADDED: &str = "api";
+
+/// Inserts or updates one project by name. `source` is [`FROM_CONFIG`] or [`ADDED`]. A
+/// disabled project is enabled again: adding it back brings back its releases.
+pub async fn upsert<C: ConnectionTrait>(
+    db: &C,
     settings: &ProjectSettings,
     source: &str,
 ) -> Result<Project, DbErr> {
@@ -205,7 +210,7 @@ pub async fn sync_from_config(
     departures: Departures,
 ) -> Result<(), DbErr> {
     for settings in projects {
-        upsert(db, settings, "config").await?;
+        upsert(db, settings, FROM_CONFIG).await?;
     }
     if departures == Departures::Keep {
         return Ok(());
@@ -216,7 +221,7 @@ pub async fn sync_from_config(
     let left = project::Entity::update_many()
         .col_expr(project::Column::DisabledAt, Expr::value(now))
         .col_expr(project::Column::UpdatedAt, Expr::value(now))
-        .filter(project::Column::Source.eq("config"))
+        .filter(project::Column::Source.eq(FROM_CONFIG))
         .filter(project::Column::Name.is_not_in(named))
         .filter(project::Column::DisabledAt.is_null())
         .exec(db)
@@ -228,6 +233,57 @@ pub async fn sync_from_config(
         );
     }
     Ok(())
+}
+
+/// Why a project cannot be added or removed through the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeRefused {
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    #[error("no project named {0:?}")]
+    Unknown(String),
+    #[error("project {0} is in the config file, which wins: change it there")]
+    InConfig(String),
+}
+
+/// Adds (or updates, and enables again) a project that lives in the database, in the caller's
+/// transaction. A name the config file owns is refused.
+pub async fn add_on<C: ConnectionTrait>(
+    conn: &C,
+    settings: &ProjectSettings,
+) -> Result<Project, ChangeRefused> {
+    let existing = project::Entity::find()
+        .filter(project::Column::Name.eq(&settings.name))
+        .one(conn)
+        .await?;
+    if existing.is_some_and(|p| p.source == FROM_CONFIG) {
+        return Err(ChangeRefused::InConfig(settings.name.clone()));
+    }
+    Ok(upsert(conn, settings, ADDED).await?)
+}
+
+/// Disables a project added through the API (its releases and files are kept, as for a
+/// project that left the config file), in the caller's transaction.
+pub async fn remove_on<C: ConnectionTrait>(conn: &C, name: &str) -> Result<Project, ChangeRefused> {
+    let found = project::Entity::find()
+        .filter(project::Column::Name.eq(name))
+        .one(conn)
+        .await?
+        .ok_or_else(|| ChangeRefused::Unknown(name.to_string()))?;
+    if found.source == FROM_CONFIG {
+        return Err(ChangeRefused::InConfig(found.name));
+    }
+    let now = Utc::now();
+    project::Entity::update_many()
+        .col_expr(project::Column::DisabledAt, Expr::value(now))
+        .col_expr(project::Column::UpdatedAt, Expr::value(now))
+        .filter(project::Column::Id.eq(found.id))
+        .filter(project::Column::DisabledAt.is_null())
+        .exec(conn)
+        .await?;
+    let mut found = found;
+    found.disabled_at = found.disabled_at.or(Some(now));
+    Ok(Project::from_model(found)?)
 }
 
 /// Whether a lookup sees disabled projects too.

@@ -18,6 +18,7 @@ mod metrics;
 mod multi_node;
 mod notifications;
 mod problems;
+mod projects_api;
 mod projects_leave;
 mod providers;
 mod publishing;

@@ -17,7 +17,8 @@ pub struct Model {
     pub formats: String,
     pub layout: String,
     pub composer: Option<String>,
-    /// `config` when the config file owns the project, `cli` when `baler project add` made it.
+    /// `config` when the config file owns the project, `api` when the admin API or `baler
+    /// project add` added it (it lives in the database; the config wins on a conflict).
     pub source: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

@@ -12,6 +12,7 @@ use sea_orm::{
 use super::audit::{self, AuditAction};
 use super::tokens::{self, NewToken};
 use super::{Actor, AdminError};
+use crate::config::ProjectSettings;
 use crate::db::begin_write;
 use crate::notify::SubscriberSpec;
 use crate::notify::subscribers;
@@ -157,6 +158,43 @@ impl AdminActions {
             let queued = self.queue.rebuild_on(txn, found.id).await?;
             let detail = format!("item {} at position {}", queued.item, queued.position);
             Ok(Audited::new(queued, format!("project {}", found.name)).detail(detail))
+        })
+        .await
+    }
+
+    /// Adds a project that lives in the database (or updates and enables again one added
+    /// before). `documents` publishes its documents in the action's transaction (they are
+    /// rendered by `web`, which this module cannot import) and returns a guard that the caller
+    /// holds until after the commit.
+    pub async fn add_project<G>(
+        &self,
+        actor: &Actor,
+        settings: &ProjectSettings,
+        documents: impl AsyncFnOnce(&DatabaseTransaction, i64) -> Result<G, AdminError>,
+    ) -> Result<(projects::Project, G), AdminError> {
+        self.audited(actor, AuditAction::ProjectAdd, async |txn| {
+            let project = projects::add_on(txn, settings).await?;
+            let guard = documents(txn, project.id).await?;
+            let target = format!("project {}", project.name);
+            let detail = crate::redact::redact(&project.repo);
+            Ok(Audited::new((project, guard), target).detail(detail))
+        })
+        .await
+    }
+
+    /// Disables a project added through the API or the CLI; its releases and files are kept.
+    /// `documents` as for [`AdminActions::add_project`].
+    pub async fn remove_project<G>(
+        &self,
+        actor: &Actor,
+        name: &str,
+        documents: impl AsyncFnOnce(&DatabaseTransaction, i64) -> Result<G, AdminError>,
+    ) -> Result<(projects::Project, G), AdminError> {
+        self.audited(actor, AuditAction::ProjectRemove, async |txn| {
+            let project = projects::remove_on(txn, name).await?;
+            let guard = documents(txn, project.id).await?;
+            let target = format!("project {}", project.name);
+            Ok(Audited::new((project, guard), target))
         })
         .await
     }

@@ -65,6 +65,20 @@ pub enum AdminError {
     Invalid(String),
     #[error("the system's random source failed: {0}")]
     Random(getrandom::Error),
+    /// The publish-time documents could not be rendered for the change (it rolled back).
+    #[error("publishing documents: {0}")]
+    Documents(String),
+}
+
+impl From<crate::projects::ChangeRefused> for AdminError {
+    fn from(e: crate::projects::ChangeRefused) -> Self {
+        use crate::projects::ChangeRefused;
+        match e {
+            ChangeRefused::Db(e) => AdminError::Db(e),
+            unknown @ ChangeRefused::Unknown(_) => AdminError::NotFound(unknown.to_string()),
+            in_config @ ChangeRefused::InConfig(_) => AdminError::Conflict(in_config.to_string()),
+        }
+    }
 }
 
 impl From<crate::notify::subscribers::NotifyError> for AdminError {

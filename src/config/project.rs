@@ -201,6 +201,33 @@ impl ProjectConfig {
         })
     }
 
+    /// A project added through the admin API or `baler project add`: checked as a config entry
+    /// is, its `secret_env` read from this process's environment. Fetch credentials are the
+    /// config file's alone (workers read them from their own config), so a project added this
+    /// way must be a public repository: `token`, `token_env`, `http_user`, `ssh_key` and
+    /// `ssh_passphrase_env` are refused.
+    pub fn resolve_added(
+        self,
+        default_rescan: Option<std::time::Duration>,
+    ) -> Result<ProjectSettings, FieldError> {
+        let private = [
+            ("token", self.token.is_some()),
+            ("token_env", self.token_env.is_some()),
+            ("http_user", self.http_user.is_some()),
+            ("ssh_key", self.ssh_key.is_some()),
+            ("ssh_passphrase_env", self.ssh_passphrase_env.is_some()),
+        ];
+        if let Some((field, _)) = private.iter().find(|(_, given)| *given) {
+            return Err(invalid(
+                field,
+                "is for private repositories, whose credentials only the config file holds: \
+                 add such a project there",
+            ));
+        }
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        self.resolve(&Environment::new(&vars), default_rescan)
+    }
+
     /// The webhook secret and, during a rotation, the one being rotated out: from exactly one
     /// of `secret`, `secret_env` or `secrets`.
     fn webhook_secrets(&self, env: &Environment) -> Result<(String, Option<String>), FieldError> {

@@ -17,6 +17,7 @@ mod hooks;
 mod notifications_api;
 mod pages;
 mod paging;
+mod projects_api;
 mod queue_api;
 pub mod router;
 pub mod server;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub file_memory: files::FileMemory,
     /// Downloads counted in memory until the next flush.
     pub downloads: crate::downloads::DownloadCounter,
+    /// `[schedule] rescan_every`: the rescans of projects added through the API.
+    pub rescan_every: Option<std::time::Duration>,
     /// `[retention]`, for the storage page's forecast of the next run.
     pub retention: crate::retention::RetentionPolicy,
 }
@@ -89,6 +92,7 @@ impl AppState {
             intake: crate::intake::Intake::new(db.clone(), queue.clone(), &config.http),
             http: Arc::new(config.http.clone()),
             retention: config.retention.clone(),
+            rescan_every: config.rescan_every,
             body_budget: body::BodyBudget::new(config.http.webhook_buffer_bytes),
             auth_throttle: crate::admin::AuthThrottle::new(
                 db.clone(),

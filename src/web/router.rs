@@ -8,7 +8,7 @@ use tower_http::trace::TraceLayer;
 
 use super::{
     AppState, admin, admin_notifications, admin_projects, admin_storage, api, feeds, files, hooks,
-    notifications_api, pages, queue_api, stats,
+    notifications_api, pages, projects_api, queue_api, stats,
 };
 use crate::queue::Queue;
 
@@ -85,8 +85,14 @@ fn feed_routes() -> Router<AppState> {
 /// The JSON API anyone may read.
 fn public_api_routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/projects", get(api::projects))
-        .route("/api/v1/projects/{project}", get(api::project))
+        .route(
+            "/api/v1/projects",
+            get(api::projects).post(projects_api::add),
+        )
+        .route(
+            "/api/v1/projects/{project}",
+            get(api::project).delete(projects_api::remove),
+        )
         .route("/api/v1/projects/{project}/releases", get(api::releases))
         .route(
             "/api/v1/projects/{project}/releases/{version}",

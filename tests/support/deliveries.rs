@@ -82,7 +82,20 @@ impl TestApp {
         git_ref: &str,
         after: &str,
     ) -> reqwest::Response {
-        let body = github_push_body(self.repo_of(project), git_ref, after);
+        self.github_push_of(project, self.repo_of(project), git_ref, after)
+            .await
+    }
+
+    /// The same for a project the config file does not name (one added through the API), whose
+    /// repository is `repo`.
+    pub async fn github_push_of(
+        &self,
+        project: &str,
+        repo: &str,
+        git_ref: &str,
+        after: &str,
+    ) -> reqwest::Response {
+        let body = github_push_body(repo, git_ref, after);
         let signature = github_signature(SECRET, &body);
         self.post_hook(
             project,

@@ -1,0 +1,86 @@
+//! Projects that live in the database: `POST /api/v1/projects` adds one (the body is a
+//! `[[projects]]` entry as JSON) and `DELETE /api/v1/projects/{project}` disables one, keeping
+//! its releases. Both go through `admin::AdminActions`, audited under the token's name, and
+//! publish the project's documents in the same transaction. The config file's projects are
+//! changed only in the file (409).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+
+use super::AppState;
+use super::auth::Admin;
+use super::documents::{Scope, refresh_on};
+use crate::admin::AdminError;
+use crate::config::ProjectConfig;
+use crate::error::{ApiError, AppError};
+
+/// A project added, as the answer shows it.
+#[derive(Serialize)]
+pub struct Added {
+    name: String,
+    title: String,
+    provider: &'static str,
+    repo: String,
+    /// Where the host sends its webhooks.
+    hook: String,
+    page: String,
+}
+
+pub async fn add(
+    admin: Admin,
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Added>), ApiError> {
+    let entry: ProjectConfig = serde_json::from_slice(&body).map_err(|e| {
+        AppError::BadRequest(format!(
+            "the body must be a [[projects]] entry as JSON: {e}"
+        ))
+    })?;
+    let settings = entry
+        .resolve_added(state.rescan_every)
+        .map_err(|e| AppError::BadRequest(format!("`{}` {}", e.field, e.message)))?;
+    let store = state.store.clone();
+    let (project, changing) = state
+        .actions
+        .add_project(&admin.actor, &settings, async |txn, id| {
+            refresh_on(txn, Scope::Project(id), store.as_ref())
+                .await
+                .map_err(|e| AdminError::Documents(e.to_string()))
+        })
+        .await?;
+    drop(changing);
+    Ok((
+        StatusCode::CREATED,
+        Json(Added {
+            hook: format!("{}/hooks/{}", state.public_url.0, project.name),
+            page: state.public_url.project(&project.name),
+            provider: project.provider.as_str(),
+            repo: crate::redact::redact(&project.repo),
+            name: project.name,
+            title: project.title,
+        }),
+    ))
+}
+
+pub async fn remove(
+    admin: Admin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let store = state.store.clone();
+    let (project, changing) = state
+        .actions
+        .remove_project(&admin.actor, &name, async |txn, id| {
+            refresh_on(txn, Scope::Project(id), store.as_ref())
+                .await
+                .map_err(|e| AdminError::Documents(e.to_string()))
+        })
+        .await?;
+    drop(changing);
+    Ok(Json(serde_json::json!({
+        "removed": project.name,
+        "disabled_at": project.disabled_at.map(crate::time::rfc3339),
+    })))
+}
