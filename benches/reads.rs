@@ -98,6 +98,7 @@ async fn record(
                     "{{\"name\":\"acme/{name}\",\"type\":\"library\",\"require\":{{\"php\":\">=8.1\"}}}}"
                 )),
                 notes: &ReleaseNotes::default(),
+                item: None,
                 files: vec![NewFile {
                     format: "zip",
                     name: file,

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use sea_orm::DatabaseConnection;
 
-use crate::admin::{Actor, AdminActions, tokens};
+use crate::admin::tokens::{self, Scope};
+use crate::admin::{Actor, AdminActions};
 use crate::config::Config;
 use crate::git::RemoteAuth;
 use crate::package::offline::{self, OfflineRequest};
@@ -144,8 +145,16 @@ pub enum TokenCommand {
         /// Who or what holds it (1-64 of A-Z a-z 0-9 . _ -); the audit log names it.
         #[arg(long)]
         name: String,
+        /// What it may do: `admin` (every admin route and the admin page), `release` (request
+        /// releases of --project and follow their items) or `read` (follow --project's items).
+        /// The default: `release` with --project, else `admin`.
+        #[arg(long, value_enum)]
+        scope: Option<Scope>,
+        /// The one project a `release` or `read` token covers.
+        #[arg(long)]
+        project: Option<String>,
     },
-    /// Every named token: id, name, created, last used, revoked.
+    /// Every named token: id, name, scope, created, last used, revoked.
     List,
     /// Refuse the token from now on, on every route and in every admin page session.
     Revoke { id: i64 },
@@ -445,8 +454,19 @@ async fn token_command(config: &Config, command: TokenCommand) -> anyhow::Result
     let actions = AdminActions::new(conn.clone(), queue);
     let actor = Actor::cli();
     match command {
-        TokenCommand::Create { name } => {
-            let token = actions.create_token(&actor, &name).await?;
+        TokenCommand::Create {
+            name,
+            scope,
+            project,
+        } => {
+            // `--project demo` alone means a release token: what a CI job needs.
+            let scope = scope.unwrap_or(match project {
+                Some(_) => Scope::Release,
+                None => Scope::Admin,
+            });
+            let token = actions
+                .create_token(&actor, &name, scope, project.as_deref())
+                .await?;
             // The token alone on stdout, so `TOKEN=$(baler token create --name ci)` works.
             println!("{}", token.secret);
             eprintln!(
@@ -471,14 +491,19 @@ async fn print_tokens(conn: &DatabaseConnection) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:>4}  {:<24} {:<20} {:<20} revoked",
-        "id", "name", "created", "last used"
+        "{:>4}  {:<24} {:<24} {:<20} {:<20} revoked",
+        "id", "name", "scope", "created", "last used"
     );
     for t in list {
+        let scope = match &t.project {
+            Some(project) => format!("{} {project}", t.scope),
+            None => t.scope.to_string(),
+        };
         println!(
-            "{:>4}  {:<24} {:<20} {:<20} {}",
+            "{:>4}  {:<24} {:<24} {:<20} {:<20} {}",
             t.id,
             t.name,
+            scope,
             t.created_at,
             t.last_used_at.as_deref().unwrap_or("never"),
             t.revoked_at.as_deref().unwrap_or("-"),

@@ -299,16 +299,16 @@ pub async fn find(db: &DatabaseConnection, name: &str) -> Result<Option<Project>
 }
 
 /// The project called `name`, disabled or not: for admin views, the CLI and downloads.
-pub async fn find_including_disabled(
-    db: &DatabaseConnection,
+pub async fn find_including_disabled<C: ConnectionTrait>(
+    db: &C,
     name: &str,
 ) -> Result<Option<Project>, DbErr> {
     find_by_name(db, name, Disabled::Included).await
 }
 
 /// A name no project can have (a NUL byte from a URL, say) is not looked up at all.
-async fn find_by_name(
-    db: &DatabaseConnection,
+async fn find_by_name<C: ConnectionTrait>(
+    db: &C,
     name: &str,
     disabled: Disabled,
 ) -> Result<Option<Project>, DbErr> {

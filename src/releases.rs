@@ -7,8 +7,9 @@ use chrono::Utc;
 use entities::release::ReleaseStatus;
 use entities::{release, release_file};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    DerivePartialModel, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, TryIntoModel,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, DerivePartialModel, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, TryIntoModel,
 };
 
 use crate::package::{Checksums, ReleaseKind, ReleaseVersion};
@@ -83,6 +84,8 @@ pub struct NewRelease<'a> {
     pub composer_json: Option<&'a str>,
     pub notes: &'a ReleaseNotes,
     pub files: Vec<NewFile>,
+    /// The queue item whose job builds it (none outside a job).
+    pub item: Option<i64>,
 }
 
 pub struct NewFile {
@@ -136,6 +139,7 @@ pub async fn record_on<C: ConnectionTrait>(
         serde_json::to_string(new.notes).expect("notes serialise"),
     ));
     model.updated_at = Set(now);
+    model.item_id = Set(new.item);
     let saved = model.save(txn).await?.try_into_model()?;
     for file in new.files {
         release_file::ActiveModel {
@@ -260,6 +264,55 @@ pub async fn find<C: ConnectionTrait>(
     Ok(Some(ReleaseWithFiles { release, files }))
 }
 
+/// What a queue item built: the published releases its job recorded (`item_id`) and, with
+/// `named`, the published release of each branch and tag it named, which an earlier item
+/// built when the ref had not moved since. Version order.
+pub async fn of_item<C: ConnectionTrait>(
+    db: &C,
+    project_id: i64,
+    item: i64,
+    named: Option<&crate::queue::PendingRefs>,
+) -> Result<Vec<ReleaseWithFiles>, DbErr> {
+    let mut which = Condition::any().add(release::Column::ItemId.eq(item));
+    if let Some(refs) = named {
+        which = which
+            .add(
+                Condition::all()
+                    .add(release::Column::Kind.eq(ReleaseKind::Tag))
+                    .add(release::Column::RefName.is_in(refs.tags.keys())),
+            )
+            .add(
+                Condition::all()
+                    .add(release::Column::Kind.eq(ReleaseKind::Dev))
+                    .add(release::Column::RefName.is_in(refs.branches.keys())),
+            );
+    }
+    let found = release::Entity::find()
+        .filter(release::Column::ProjectId.eq(project_id))
+        .filter(release::Column::Status.eq(ReleaseStatus::Published))
+        .filter(which)
+        .order_by_asc(release::Column::Version)
+        .into_partial_model::<ListedRelease>()
+        .all(db)
+        .await?;
+    let mut files: HashMap<i64, Vec<release_file::Model>> = HashMap::new();
+    for file in release_file::Entity::find()
+        .filter(release_file::Column::ReleaseId.is_in(found.iter().map(|r| r.id)))
+        .order_by_asc(release_file::Column::Name)
+        .all(db)
+        .await?
+    {
+        files.entry(file.release_id).or_default().push(file);
+    }
+    Ok(found
+        .into_iter()
+        .map(|release| ReleaseWithFiles {
+            files: files.remove(&release.id).unwrap_or_default(),
+            release,
+        })
+        .collect())
+}
+
 /// What a download needs of a file: its name, format and checksum, and whether its release is
 /// a tag's (whose files never change). No other release column is read, build logs least.
 #[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
@@ -342,8 +395,8 @@ pub async fn set_status_on<C: ConnectionTrait>(
 mod tests {
     use sea_orm::{ConnectionTrait, DbBackend, QueryTrait, Statement};
 
-    use super::{NewRelease, ReleaseNotes, download_query, find_download, record_on};
-    use crate::package::{ReleaseKind, ReleaseVersion};
+    use super::{download_query, find_download};
+    use crate::package::ReleaseKind;
 
     /// SQLite's plan for a download: the file found through `release_files_project_name`, its
     /// release by primary key; no table is scanned.
@@ -406,29 +459,18 @@ mod tests {
             .unwrap();
         }
         let (demo, other) = (Project { id: 1 }, Project { id: 2 });
-        let version = ReleaseVersion::from_tag("1.0.0").unwrap();
-        let release = record_on(
-            &db,
-            NewRelease {
-                project_id: demo.id,
-                version: &version,
-                ref_name: "1.0.0",
-                commit: "c100",
-                commit_time: 1,
-                build_log: "",
-                composer_json: None,
-                notes: &ReleaseNotes::default(),
-                files: Vec::new(),
-            },
+        // Raw SQL too: a release and a file as that schema held them.
+        db.execute_unprepared(
+            "INSERT INTO releases (project_id, version, kind, ref_name, \"commit\", commit_time, \
+             status, build_log, created_at, updated_at) VALUES (1, '1.0.0', 'tag', '1.0.0', \
+             'c100', 1, 'published', '', '2026-12-01T00:00:00Z', '2026-12-01T00:00:00Z')",
         )
         .await
         .unwrap();
-        // Raw SQL: the entity already has the column this schema lacks.
-        db.execute_unprepared(&format!(
+        db.execute_unprepared(
             "INSERT INTO release_files (release_id, format, name, size, sha256, sha1, md5, created_at) \
-             VALUES ({}, 'zip', 'demo-1.0.0.zip', 3, 'ab', 'cd', 'ef', '2026-12-01T00:00:00Z')",
-            release.id
-        ))
+             VALUES (1, 'zip', 'demo-1.0.0.zip', 3, 'ab', 'cd', 'ef', '2026-12-01T00:00:00Z')",
+        )
         .await
         .unwrap();
 

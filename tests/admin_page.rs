@@ -1,6 +1,7 @@
 //! The admin page: a login form without a session; after logging in, the queue, its actions
 //! (each form 403 without its CSRF token) and the audit log; logging out.
 
+use baler::admin::tokens::Scope;
 use baler::admin::{Actor, AdminActions};
 
 use crate::on_both_databases;
@@ -298,7 +299,7 @@ async fn a_named_tokens_session_ends_when_it_is_revoked(db: TestDb) {
         .await;
     let actions = AdminActions::new(app.db.clone(), app.queue.clone());
     let token = actions
-        .create_token(&Actor::token("test"), "alice")
+        .create_token(&Actor::token("test"), "alice", Scope::Admin, None)
         .await
         .unwrap();
     let mut browser = AdminBrowser::logged_in(&app, &token.secret).await;

@@ -2,6 +2,7 @@
 //! page a missing or revoked session); named tokens made, used and revoked with the real CLI
 //! against a running `baler serve`.
 
+use baler::admin::tokens::Scope;
 use baler::admin::{Actor, AdminActions};
 use baler::startup::Role;
 use serde_json::Value;
@@ -71,11 +72,11 @@ async fn every_admin_route_refuses_a_missing_wrong_or_revoked_token(db: TestDb) 
         .await;
     let actions = AdminActions::new(app.db.clone(), app.queue.clone());
     let retired = actions
-        .create_token(&Actor::token("test"), "retired")
+        .create_token(&Actor::token("test"), "retired", Scope::Admin, None)
         .await
         .unwrap();
     let live = actions
-        .create_token(&Actor::token("test"), "live")
+        .create_token(&Actor::token("test"), "live", Scope::Admin, None)
         .await
         .unwrap();
 

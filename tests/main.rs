@@ -10,6 +10,7 @@ mod auth_throttle;
 mod browser_pages;
 mod burst;
 mod chart_render;
+mod ci_releases;
 mod download_stats;
 mod faults;
 mod http_limits;

@@ -634,6 +634,7 @@ async fn record_releases(app: &TestApp, project_id: i64, tags: &[String], branch
                 build_log: "",
                 composer_json: None,
                 notes: &ReleaseNotes::default(),
+                item: None,
                 files: vec![baler::releases::NewFile {
                     format: "zip",
                     name: format!("p{project_id}-{}.zip", version.version),

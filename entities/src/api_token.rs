@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-/// A named admin API token (`baler token create`). Only the sha256 of the token is stored;
+/// A named API token (`baler token create`). Only the sha256 of the token is stored;
 /// the token itself is shown once, when it is made. Times are Unix milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_tokens")]
@@ -17,6 +17,11 @@ pub struct Model {
     /// Updated at most once a minute.
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// `admin` (every admin route), `release` (request releases of `project` and follow their
+    /// items) or `read` (follow `project`'s items).
+    pub scope: String,
+    /// The one project a `release` or `read` token may touch; none for `admin`.
+    pub project: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

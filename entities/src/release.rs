@@ -20,6 +20,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub composer_json: Option<String>,
     pub notes: Option<String>,
+    /// The queue item whose job last recorded this release.
+    pub item_id: Option<i64>,
 }
 
 /// What a release is built from. The `kind` column holds the lower-case name.

@@ -15,6 +15,7 @@ mod m20261203_000009_documents;
 mod m20261203_000010_notifications;
 mod m20261203_000011_schedule;
 mod m20261203_000012_retention;
+mod m20261203_000013_scoped_tokens;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_notifications::Migration),
             Box::new(m20261203_000011_schedule::Migration),
             Box::new(m20261203_000012_retention::Migration),
+            Box::new(m20261203_000013_scoped_tokens::Migration),
         ]
     }
 }

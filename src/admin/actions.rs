@@ -10,14 +10,14 @@ use sea_orm::{
 };
 
 use super::audit::{self, AuditAction};
-use super::tokens::{self, NewToken};
+use super::tokens::{self, NewToken, Scope};
 use super::{Actor, AdminError};
 use crate::config::ProjectSettings;
 use crate::db::begin_write;
 use crate::notify::SubscriberSpec;
 use crate::notify::subscribers;
 use crate::projects;
-use crate::queue::{Enqueued, Queue};
+use crate::queue::{Enqueued, PendingRefs, Queue};
 
 #[derive(Clone)]
 pub struct AdminActions {
@@ -60,6 +60,7 @@ fn wakes_workers(action: AuditAction) -> bool {
             | AuditAction::QueueResume
             | AuditAction::ItemRetry
             | AuditAction::ProjectRebuild
+            | AuditAction::ReleaseRequest
     )
 }
 
@@ -162,6 +163,37 @@ impl AdminActions {
         .await
     }
 
+    /// Queues `refs` of `project` (one ref a CI job asked for, checked by
+    /// `hooks::requested_refs`) like a push naming it: merged into the project's waiting item,
+    /// if it has one. `asked` is the ref as requested, for the audit row. A disabled project is
+    /// refused, as for [`AdminActions::rebuild`].
+    pub async fn request_release(
+        &self,
+        actor: &Actor,
+        project: &projects::Project,
+        refs: &PendingRefs,
+        asked: &str,
+    ) -> Result<Enqueued, AdminError> {
+        if let Some(since) = project.disabled_at {
+            return Err(AdminError::Conflict(format!(
+                "project {} is disabled (since {}): nothing builds for it",
+                project.name,
+                crate::time::rfc3339(since)
+            )));
+        }
+        self.audited(actor, AuditAction::ReleaseRequest, async |txn| {
+            let queued = self.queue.enqueue_on(txn, project.id, refs).await?;
+            let detail = format!(
+                "{asked}: item {} at position {}{}",
+                queued.item,
+                queued.position,
+                if queued.merged { " (merged)" } else { "" }
+            );
+            Ok(Audited::new(queued, format!("project {}", project.name)).detail(detail))
+        })
+        .await
+    }
+
     /// Adds a project that lives in the database (or updates and enables again one added
     /// before). `documents` publishes its documents in the action's transaction (they are
     /// rendered by `web`, which this module cannot import) and returns a guard that the caller
@@ -199,12 +231,23 @@ impl AdminActions {
         .await
     }
 
-    /// Makes a named token; its secret is in the answer and nowhere else.
-    pub async fn create_token(&self, actor: &Actor, name: &str) -> Result<NewToken, AdminError> {
+    /// Makes a named token with `scope` (over `project`, for `release` and `read`); its secret
+    /// is in the answer and nowhere else.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        name: &str,
+        scope: Scope,
+        project: Option<&str>,
+    ) -> Result<NewToken, AdminError> {
         self.audited(actor, AuditAction::TokenCreate, async |txn| {
-            let token = tokens::create(txn, name).await?;
+            let token = tokens::create(txn, name, scope, project).await?;
             let target = format!("token {} ({})", token.id, token.name);
-            Ok(Audited::new(token, target))
+            let detail = match project {
+                Some(project) => format!("scope {scope}, project {project}"),
+                None => format!("scope {scope}"),
+            };
+            Ok(Audited::new(token, target).detail(detail))
         })
         .await
     }

@@ -1,7 +1,11 @@
-//! Admin tokens: the configured `admin_token` (named `admin_token` in the audit log) and named
+//! API tokens: the configured `admin_token` (named `admin_token` in the audit log) and named
 //! tokens made with `baler token create`. A named token is `baler_` + 43 base64url characters
 //! (32 random bytes); only its sha256 is stored. Every check reads the database, so a revoked
 //! token stops working at once, in every process.
+//!
+//! A named token has a [`Scope`]: `admin` (every admin route and the admin page), or
+//! `release` / `read` for one project, which a CI job holds to request releases of it and
+//! follow their queue items.
 
 use std::sync::Arc;
 
@@ -16,6 +20,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{Actor, AdminError};
+use crate::names::UnknownName;
 
 /// The audit log's name for the configured `admin_token`; no named token may take it.
 pub const CONFIGURED_NAME: &str = "admin_token";
@@ -35,11 +40,72 @@ pub enum Credential {
     Named(i64),
 }
 
+/// What a token may do. Each scope includes the ones before it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+    serde_with::DeserializeFromStr,
+    serde_with::SerializeDisplay,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = UnknownName,
+    parse_err_fn = unknown_scope
+)]
+pub enum Scope {
+    /// Follow one project's queue items (`GET /api/v1/items/{id}`).
+    Read,
+    /// `read`, and request releases of that project (`POST /api/v1/projects/{p}/releases`).
+    Release,
+    /// Every admin route, every project, and the admin page.
+    Admin,
+}
+
+fn unknown_scope(value: &str) -> UnknownName {
+    UnknownName::new(
+        "token scope",
+        value,
+        <Scope as strum::VariantNames>::VARIANTS,
+    )
+}
+
+crate::names::value_enum!(Scope);
+
 /// A token that holds, and whose holder it is.
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     pub actor: Actor,
     pub credential: Credential,
+    pub scope: Scope,
+    /// The one project a `release` or `read` token covers; none for `admin`.
+    pub project: Option<String>,
+}
+
+impl Authenticated {
+    /// Whether this token may act with `needs` on `project`: an admin token on every project,
+    /// a scoped one on its own project up to its scope.
+    pub fn may(&self, needs: Scope, project: &str) -> bool {
+        self.scope == Scope::Admin
+            || (self.scope >= needs && self.project.as_deref() == Some(project))
+    }
+
+    /// The token's scope in words, for a refusal: `release (project demo)`.
+    pub fn describe_scope(&self) -> String {
+        match &self.project {
+            Some(project) => format!("{} (project {project})", self.scope),
+            None => self.scope.to_string(),
+        }
+    }
 }
 
 /// A token just made: `secret` is shown once and never stored.
@@ -58,6 +124,8 @@ pub struct TokenView {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    pub scope: Scope,
+    pub project: Option<String>,
 }
 
 fn sha256_hex(token: &str) -> String {
@@ -97,6 +165,8 @@ impl AdminTokens {
             return Ok(Some(Authenticated {
                 actor: Actor::token(CONFIGURED_NAME),
                 credential: Credential::Configured,
+                scope: Scope::Admin,
+                project: None,
             }));
         }
         if !presented.starts_with(PREFIX) {
@@ -116,8 +186,6 @@ impl AdminTokens {
         Ok(self.live(row).await)
     }
 
-    /// The holder of named token `id` if it still exists and is not revoked (sessions
-    /// check this on every request).
     /// Whether the admin page session `sid` was ended by logging out.
     pub async fn session_ended(&self, sid: &str) -> Result<bool, DbErr> {
         Ok(entities::ended_session::Entity::find_by_id(sid.to_string())
@@ -126,11 +194,17 @@ impl AdminTokens {
             .is_some())
     }
 
+    /// The holder of named admin token `id` if it still exists and is not revoked (sessions
+    /// check this on every request; only admin tokens open sessions).
     pub async fn named(&self, id: i64) -> Result<Option<Actor>, DbErr> {
         let Some(row) = api_token::Entity::find_by_id(id).one(&self.db).await? else {
             return Ok(None);
         };
-        Ok(self.live(row).await.map(|a| a.actor))
+        Ok(self
+            .live(row)
+            .await
+            .filter(|a| a.scope == Scope::Admin)
+            .map(|a| a.actor))
     }
 
     /// A token row that is not revoked, with its use noted.
@@ -138,10 +212,20 @@ impl AdminTokens {
         if row.revoked_at.is_some() {
             return None;
         }
+        // A scope this build does not know (written by a newer one) grants nothing.
+        let scope = match row.scope.parse::<Scope>() {
+            Ok(scope) => scope,
+            Err(e) => {
+                tracing::warn!(token = row.id, error = %e, "token refused");
+                return None;
+            }
+        };
         self.touch(&row).await;
         Some(Authenticated {
             actor: Actor::token(&row.name),
             credential: Credential::Named(row.id),
+            scope,
+            project: row.project,
         })
     }
 
@@ -186,12 +270,44 @@ fn check_name(name: &str) -> Result<(), AdminError> {
     Ok(())
 }
 
-/// Makes a token named `name` (on `conn`, the action's transaction).
+/// An admin token covers every project; a `release` or `read` token exactly one, which must
+/// exist (disabled or not).
+async fn check_scope<C: ConnectionTrait>(
+    conn: &C,
+    scope: Scope,
+    project: Option<&str>,
+) -> Result<(), AdminError> {
+    match (scope, project) {
+        (Scope::Admin, Some(_)) => Err(AdminError::Invalid(
+            "an admin token covers every project: leave out the project, or choose the scope \
+             release or read"
+                .into(),
+        )),
+        (Scope::Admin, None) => Ok(()),
+        (_, None) => Err(AdminError::Invalid(format!(
+            "a {scope} token is for one project: name it (--project NAME)"
+        ))),
+        (_, Some(project)) => {
+            match crate::projects::find_including_disabled(conn, project).await? {
+                Some(_) => Ok(()),
+                None => Err(AdminError::NotFound(format!(
+                    "no project named {project:?}"
+                ))),
+            }
+        }
+    }
+}
+
+/// Makes a token named `name` with `scope` over `project` (on `conn`, the action's
+/// transaction).
 pub(super) async fn create<C: ConnectionTrait>(
     conn: &C,
     name: &str,
+    scope: Scope,
+    project: Option<&str>,
 ) -> Result<NewToken, AdminError> {
     check_name(name)?;
+    check_scope(conn, scope, project).await?;
     let secret = format!(
         "{PREFIX}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(super::random_bytes::<32>()?)
@@ -200,6 +316,8 @@ pub(super) async fn create<C: ConnectionTrait>(
         name: Set(name.to_string()),
         token_hash: Set(sha256_hex(&secret)),
         created_at: Set(crate::time::now_millis()),
+        scope: Set(scope.to_string()),
+        project: Set(project.map(str::to_string)),
         ..Default::default()
     }
     .insert(conn)
@@ -262,13 +380,36 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<TokenView>, DbErr> {
             created_at: super::rfc3339(t.created_at),
             last_used_at: t.last_used_at.map(super::rfc3339),
             revoked_at: t.revoked_at.map(super::rfc3339),
+            // Shown as stored; a scope this build does not know is refused when presented.
+            scope: t.scope.parse().unwrap_or(Scope::Read),
+            project: t.project,
         })
         .collect())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{AdminError, check_name};
+    use super::{AdminError, Authenticated, Credential, Scope, check_name};
+    use crate::admin::Actor;
+
+    #[test]
+    fn scopes() {
+        crate::names::assert_one_spelling::<Scope>();
+        let token = |scope, project: Option<&str>| Authenticated {
+            actor: Actor::token("t"),
+            credential: Credential::Named(1),
+            scope,
+            project: project.map(str::to_string),
+        };
+        let admin = token(Scope::Admin, None);
+        let release = token(Scope::Release, Some("demo"));
+        let read = token(Scope::Read, Some("demo"));
+        assert!(admin.may(Scope::Admin, "any") && admin.may(Scope::Release, "demo"));
+        assert!(release.may(Scope::Release, "demo") && release.may(Scope::Read, "demo"));
+        assert!(!release.may(Scope::Release, "other") && !release.may(Scope::Admin, "demo"));
+        assert!(read.may(Scope::Read, "demo") && !read.may(Scope::Release, "demo"));
+        assert_eq!(release.describe_scope(), "release (project demo)");
+    }
 
     #[test]
     fn names() {

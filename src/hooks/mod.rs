@@ -321,6 +321,33 @@ fn decide(project: &Project, event: HookEvent) -> HookOutcome {
     }
 }
 
+/// The refs to queue for a release that a caller of the API asks for by full name
+/// (`refs/tags/v2.0.0`, `refs/heads/main`): checked as a push naming that ref would be (a
+/// valid name, matching the project's patterns). Nothing says it exists: the worker resolves
+/// it in the mirror after its fetch. The error says why nothing can be queued.
+pub fn requested_refs(project: &Project, full_name: &str) -> Result<PendingRefs, String> {
+    let (kind, name) = if let Some(tag) = full_name.strip_prefix(RefKind::Tag.namespace()) {
+        (RefKind::Tag, tag)
+    } else if let Some(branch) = full_name.strip_prefix(RefKind::Branch.namespace()) {
+        (RefKind::Branch, branch)
+    } else {
+        return Err(format!(
+            "ref {full_name:?} is neither a tag (refs/tags/NAME) nor a branch (refs/heads/NAME)"
+        ));
+    };
+    let update = RefUpdate {
+        kind,
+        name: name.to_string(),
+        commit: None,
+        deleted: false,
+    };
+    let decision = choose_refs(project, vec![update]);
+    if decision.refs.is_empty() {
+        return Err(decision.reasons.join("; "));
+    }
+    Ok(decision.refs)
+}
+
 /// Keeps the refs the project releases; everything else becomes a reason. A deletion is only
 /// a hint to look (a payload can be replayed): a released ref that a payload says was deleted
 /// is queued like a push, and the worker decides from the fetched repository. A name git would
@@ -461,6 +488,27 @@ mod tests {
             panic!("a released tag is a release");
         };
         assert_eq!(decided.refs.tags["v1"], "c0ffee");
+    }
+
+    #[test]
+    fn a_requested_ref_is_checked_like_a_pushed_one() {
+        let tag = requested_refs(&project(), "refs/tags/v2.0.0").unwrap();
+        assert_eq!(tag.tags["v2.0.0"], "", "the worker finds the commit");
+        assert!(tag.branches.is_empty());
+        let branch = requested_refs(&project(), "refs/heads/7.x").unwrap();
+        assert!(branch.branches.contains_key("7.x"));
+        for (asked, why) in [
+            ("v2.0.0", "neither a tag"),
+            ("refs/remotes/origin/main", "neither a tag"),
+            (
+                "refs/heads/feature/x",
+                "matches none of the project's branch patterns",
+            ),
+            ("refs/tags/a b", "not a valid git ref name"),
+        ] {
+            let refused = requested_refs(&project(), asked).unwrap_err();
+            assert!(refused.contains(why), "{asked}: {refused}");
+        }
     }
 
     #[test]

@@ -203,6 +203,20 @@ impl Queue {
         }
     }
 
+    /// [`Queue::enqueue`] inside the caller's transaction; the caller announces the work once
+    /// it has committed.
+    pub(crate) async fn enqueue_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        project_id: i64,
+        refs: &PendingRefs,
+    ) -> Result<Enqueued, QueueError> {
+        Ok(self
+            .enqueue_with(conn, project_id, refs, false, None)
+            .await?
+            .ok_or(DbErr::RecordNotInserted)?)
+    }
+
     /// Queues a full rescan of a project: every branch and tag matching its patterns.
     pub async fn rebuild(&self, project_id: i64) -> Result<Enqueued, QueueError> {
         let queued = self.rebuild_on(&self.db, project_id).await?;

@@ -58,50 +58,93 @@ fn queue_time(millis: i64) -> String {
     rfc3339_millis(from_millis(millis))
 }
 
+/// The columns of [`ITEM_COLUMNS`] as a view; `position` is worked out by the caller.
+fn view_of_row(
+    row: &sea_orm::QueryResult,
+    state: QueueState,
+    position: Option<i64>,
+) -> Result<QueueItemView, QueueError> {
+    let id: i64 = row.try_get("", "id")?;
+    Ok(QueueItemView {
+        id,
+        position,
+        project: row.try_get("", "project")?,
+        state,
+        refs: PendingRefs::of_row(row, id)?,
+        scan_all: row.try_get("", "scan_all")?,
+        revision: row.try_get("", "revision")?,
+        attempts: row.try_get("", "attempts")?,
+        enqueued_at: queue_time(row.try_get("", "enqueued_at")?),
+        updated_at: queue_time(row.try_get("", "updated_at")?),
+        last_error: row.try_get("", "last_error")?,
+        lease_owner: row.try_get("", "lease_owner")?,
+        claimed_at: row
+            .try_get::<Option<i64>>("", "claimed_at")?
+            .map(queue_time),
+        lease_expires_at: row
+            .try_get::<Option<i64>>("", "lease_expires_at")?
+            .map(queue_time),
+    })
+}
+
+/// What [`view_of_row`] reads, from `queue_items q JOIN projects p`.
+const ITEM_COLUMNS: &str = "q.id, p.name AS project, q.state, q.branches, q.tags, q.scan_all, \
+    q.revision, q.attempts, q.enqueued_at, q.updated_at, q.last_error, q.lease_owner, \
+    q.claimed_at, q.lease_expires_at";
+
 impl Queue {
+    /// One item in any state, with its place among pending items if it is pending (running,
+    /// done and failed items have none). `None` once it is gone: flushed, deleted, removed by
+    /// retention, or merged into an older pending item of its project when that one's job
+    /// was given back.
+    pub async fn item(&self, id: i64) -> Result<Option<QueueItemView>, QueueError> {
+        let row = self
+            .db
+            .query_one_raw(self.statement(
+                &format!(
+                    "SELECT {ITEM_COLUMNS}, \
+                       (SELECT COUNT(*) FROM queue_items e \
+                        WHERE e.state = 'pending' AND e.id < q.id) + 1 AS position \
+                     FROM queue_items q JOIN projects p ON p.id = q.project_id \
+                     WHERE q.id = $1"
+                ),
+                vec![id.into()],
+            ))
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let state = QueueState::of_row(&row)?;
+        let position = match state {
+            QueueState::Pending => Some(row.try_get("", "position")?),
+            _ => None,
+        };
+        Ok(Some(view_of_row(&row, state, position)?))
+    }
+
     /// Running items, then pending ones in queue order, then failed ones.
     pub async fn list(&self) -> Result<QueueListing, QueueError> {
         let rows = self
             .db
             .query_all_raw(self.statement(
-                "SELECT q.id, p.name AS project, q.state, q.branches, q.tags, q.scan_all, q.revision, \
-                   q.attempts, q.enqueued_at, q.updated_at, q.last_error, q.lease_owner, \
-                   q.claimed_at, q.lease_expires_at \
-                 FROM queue_items q JOIN projects p ON p.id = q.project_id \
-                 WHERE q.state IN ('running', 'pending', 'failed') \
-                 ORDER BY CASE q.state WHEN 'running' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, q.id",
+                &format!(
+                    "SELECT {ITEM_COLUMNS} \
+                     FROM queue_items q JOIN projects p ON p.id = q.project_id \
+                     WHERE q.state IN ('running', 'pending', 'failed') \
+                     ORDER BY CASE q.state WHEN 'running' THEN 0 WHEN 'pending' THEN 1 ELSE 2 END, q.id"
+                ),
                 vec![],
             ))
             .await?;
         let mut items = Vec::with_capacity(rows.len());
         let mut position = 0;
         for row in rows {
-            let id: i64 = row.try_get("", "id")?;
             let state = QueueState::of_row(&row)?;
             let place = (state == QueueState::Pending).then(|| {
                 position += 1;
                 position
             });
-            items.push(QueueItemView {
-                id,
-                position: place,
-                project: row.try_get("", "project")?,
-                state,
-                refs: PendingRefs::of_row(&row, id)?,
-                scan_all: row.try_get("", "scan_all")?,
-                revision: row.try_get("", "revision")?,
-                attempts: row.try_get("", "attempts")?,
-                enqueued_at: queue_time(row.try_get("", "enqueued_at")?),
-                updated_at: queue_time(row.try_get("", "updated_at")?),
-                last_error: row.try_get("", "last_error")?,
-                lease_owner: row.try_get("", "lease_owner")?,
-                claimed_at: row
-                    .try_get::<Option<i64>>("", "claimed_at")?
-                    .map(queue_time),
-                lease_expires_at: row
-                    .try_get::<Option<i64>>("", "lease_expires_at")?
-                    .map(queue_time),
-            });
+            items.push(view_of_row(&row, state, place)?);
         }
         Ok(QueueListing {
             paused: self.counts().await?.paused,

@@ -17,6 +17,7 @@ use super::session::{AdminForm, AdminSession, CheckedForm, Flash, Session};
 use super::views::ProjectView;
 use crate::admin::audit::{self, AuditEntryView};
 use crate::admin::throttle::{self, AuthFailureView};
+use crate::admin::tokens::Scope;
 use crate::admin::{AdminError, FailureKind};
 use crate::deliveries::{self, DeliveryView, RefusalCountView};
 use crate::error::{AppError, Missing};
@@ -105,6 +106,13 @@ pub async fn login(
         }
     };
     drop(attempt);
+    if who.scope != Scope::Admin {
+        let error = format!(
+            "That token's scope is {}: the admin pages need an admin token.",
+            who.describe_scope()
+        );
+        return Ok(login_again(form.session, StatusCode::FORBIDDEN, error));
+    }
     state.actions.record_login(&who.actor).await?;
     let session = form.session.sign_in(&who, &state.tokens)?;
     Ok((session.into_jar(), Redirect::to("/admin/queue")).into_response())

@@ -14,6 +14,7 @@ mod feeds;
 mod files;
 mod headers;
 mod hooks;
+mod items_api;
 mod notifications_api;
 mod pages;
 mod paging;

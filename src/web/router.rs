@@ -8,7 +8,7 @@ use tower_http::trace::TraceLayer;
 
 use super::{
     AppState, admin, admin_notifications, admin_projects, admin_storage, api, feeds, files, hooks,
-    notifications_api, pages, projects_api, queue_api, stats,
+    items_api, notifications_api, pages, projects_api, queue_api, stats,
 };
 use crate::queue::Queue;
 
@@ -93,7 +93,11 @@ fn public_api_routes() -> Router<AppState> {
             "/api/v1/projects/{project}",
             get(api::project).delete(projects_api::remove),
         )
-        .route("/api/v1/projects/{project}/releases", get(api::releases))
+        .route(
+            "/api/v1/projects/{project}/releases",
+            // POST: a release request, with a `release` or `admin` token.
+            get(api::releases).post(items_api::request_release),
+        )
         .route(
             "/api/v1/projects/{project}/releases/{version}",
             get(api::release),
@@ -119,6 +123,8 @@ fn admin_api_routes() -> Router<AppState> {
             post(queue_api::rebuild),
         )
         .route("/api/v1/deliveries", get(queue_api::deliveries))
+        // Scoped tokens too: the handler checks scope and project.
+        .route("/api/v1/items/{id}", get(items_api::item))
         .route(
             "/api/v1/notifications",
             get(notifications_api::list).post(notifications_api::add),

@@ -164,6 +164,7 @@ async fn store_and_record(
             composer_json: composer_json.as_deref(),
             notes: &notes,
             files,
+            item: Some(claim.item),
         };
         releases::record_on(txn, release).await?;
         crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
