@@ -120,6 +120,13 @@ pub enum ProjectCommand {
     },
     /// Disable a project added with `add` or the API; its releases and files are kept.
     Remove { name: String },
+    /// Create baler's webhook on the repository's host (or update the one it has), then ask
+    /// the host to ping it. Uses the project's `api_url` and `api_token_env` (else its fetch
+    /// token); makes and keeps a secret if the project has none. Running it again leaves one
+    /// webhook.
+    Connect { name: String },
+    /// Remove baler's webhook from the repository's host.
+    Disconnect { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +192,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Project {
             command: ProjectCommand::Remove { name },
         } => remove_project(&config()?, &name).await,
+        Command::Project {
+            command: ProjectCommand::Connect { name },
+        } => connect_project(&config()?, &name, true).await,
+        Command::Project {
+            command: ProjectCommand::Disconnect { name },
+        } => connect_project(&config()?, &name, false).await,
         Command::Queue { command } => queue_command(&config()?, command).await,
         Command::Token { command } => token_command(&config()?, command).await,
     }
@@ -325,6 +338,53 @@ async fn remove_project(config: &Config, name: &str) -> anyhow::Result<()> {
         "removed {}: disabled; its releases and files are kept",
         project.name
     );
+    Ok(())
+}
+
+/// `baler project connect NAME` (`connect`) and `baler project disconnect NAME`.
+async fn connect_project(config: &Config, name: &str, connect: bool) -> anyhow::Result<()> {
+    use crate::connect::{Connector, Credentials, Ping};
+    let (actions, _) = project_actions(config).await?;
+    let connector = Connector::new(
+        open(config).await?,
+        actions,
+        config.public_url.as_deref(),
+        crate::connect::PING_WAIT,
+    )?;
+    let credentials = Credentials::from_config(&config.projects, name);
+    if !connect {
+        let removed = connector
+            .disconnect(&Actor::cli(), name, &credentials)
+            .await?;
+        println!("removed {removed} webhooks of {name}");
+        return Ok(());
+    }
+    let done = connector.connect(&Actor::cli(), name, &credentials).await?;
+    println!(
+        "{} {} webhook {} for {name}: {}",
+        if done.created { "created" } else { "updated" },
+        done.provider,
+        done.hook_id,
+        done.hook_url
+    );
+    if done.secret_generated {
+        println!("made a webhook secret for {name} and kept it in the database");
+    }
+    if done.duplicates_removed > 0 {
+        println!("removed {} copies of the webhook", done.duplicates_removed);
+    }
+    match done.ping {
+        Ping::Arrived { status } => println!("ping: arrived (answered {status})"),
+        Ping::Refused { status, reason } => {
+            anyhow::bail!("ping: it arrived but was refused ({status}): {reason}")
+        }
+        Ping::NotSeen { waited_seconds } => anyhow::bail!(
+            "ping: the host sent it, but it did not arrive within {waited_seconds} s; can the \
+             host reach {}? (`public_url` must be an address the host can reach)",
+            done.hook_url
+        ),
+        Ping::NotAsked { why } => println!("ping: {why}"),
+    }
     Ok(())
 }
 

@@ -34,6 +34,8 @@ pub fn prepare(config: &mut Config) -> anyhow::Result<String> {
         supported_branches: None,
         auth: Default::default(),
         rescan_every: config.rescan_every,
+        api_url: None,
+        api_token: None,
     });
     Ok(tag.to_string())
 }

@@ -20,6 +20,9 @@ pub enum AppError {
     Forbidden(String),
     #[error("{0}")]
     Conflict(String),
+    /// Another server (a repository host's API) refused or failed what baler asked of it.
+    #[error("{0}")]
+    BadGateway(String),
     /// 429 with `Retry-After` (whole seconds) in both faces.
     #[error("{message}")]
     TooManyRequests {
@@ -71,6 +74,19 @@ impl From<QueueError> for AppError {
     }
 }
 
+impl From<crate::connect::ConnectError> for AppError {
+    fn from(e: crate::connect::ConnectError) -> Self {
+        use crate::connect::ConnectError;
+        match e {
+            ConnectError::Admin(e) => e.into(),
+            ConnectError::Setup(m) => AppError::BadRequest(m),
+            host @ (ConnectError::Host { .. } | ConnectError::Unreachable { .. }) => {
+                AppError::BadGateway(host.to_string())
+            }
+        }
+    }
+}
+
 impl From<AdminError> for AppError {
     fn from(e: AdminError) -> Self {
         match e {
@@ -105,6 +121,7 @@ impl AppError {
             AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

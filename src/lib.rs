@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod db;
 pub mod deliveries;
 pub mod demo;

@@ -75,8 +75,17 @@ fn compile(patterns: &[String]) -> Result<GlobSet, globset::Error> {
 
 impl Project {
     /// The secrets deliveries may be signed with: the current one, then the one rotated out.
+    /// None at all while the project has no secret (none configured, not connected yet): every
+    /// delivery is refused then, since an empty HMAC key is no secret.
     pub fn secrets(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.secret.as_str()).chain(self.previous_secret.as_deref())
+        std::iter::once(self.secret.as_str())
+            .chain(self.previous_secret.as_deref())
+            .filter(|secret| !secret.is_empty())
+    }
+
+    /// Whether deliveries can be verified at all.
+    pub fn has_secret(&self) -> bool {
+        !self.secret.is_empty()
     }
 
     pub fn is_disabled(&self) -> bool {
@@ -166,7 +175,11 @@ pub async fn upsert<C: ConnectionTrait>(
     model.title = Set(settings.title.clone());
     model.repo = Set(settings.repo.clone());
     model.provider = Set(settings.provider.as_str().to_string());
-    model.secret = Set(settings.secret.clone());
+    // A project the config gives no secret keeps the one `baler project connect` stored.
+    let keeps_stored = settings.secret.is_empty() && model.secret.is_unchanged();
+    if !keeps_stored {
+        model.secret = Set(settings.secret.clone());
+    }
     model.previous_secret = Set(settings.previous_secret.clone());
     model.allow_sha1 = Set(settings.allow_sha1);
     model.branches = Set(json_list(&settings.branches));
@@ -211,6 +224,14 @@ pub async fn sync_from_config(
 ) -> Result<(), DbErr> {
     for settings in projects {
         upsert(db, settings, FROM_CONFIG).await?;
+    }
+    for project in list(db).await?.iter().filter(|p| !p.has_secret()) {
+        tracing::warn!(
+            project = %project.name,
+            "the project has no webhook secret: its deliveries are refused until \
+             `baler project connect {}` makes one (or the config sets one)",
+            project.name
+        );
     }
     if departures == Departures::Keep {
         return Ok(());
@@ -260,6 +281,27 @@ pub async fn add_on<C: ConnectionTrait>(
         return Err(ChangeRefused::InConfig(settings.name.clone()));
     }
     Ok(upsert(conn, settings, ADDED).await?)
+}
+
+/// Stores `secret`, made by `baler project connect`, for a project that has none (on `conn`,
+/// the action's transaction). Returns the secret the project has afterwards: `secret`, or
+/// the one another connect stored first.
+pub async fn store_generated_secret_on<C: ConnectionTrait>(
+    conn: &C,
+    id: i64,
+    secret: &str,
+) -> Result<String, DbErr> {
+    project::Entity::update_many()
+        .col_expr(project::Column::Secret, Expr::value(secret))
+        .filter(project::Column::Id.eq(id))
+        .filter(project::Column::Secret.eq(""))
+        .exec(conn)
+        .await?;
+    let row = project::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(DbErr::RecordNotFound(format!("project {id}")))?;
+    Ok(row.secret)
 }
 
 /// Disables a project added through the API (its releases and files are kept, as for a
@@ -401,6 +443,11 @@ impl ProjectCache {
             return Ok(project.clone());
         }
         let project = find(db, name).await?;
+        // A project with no secret yet is read every time: `baler project connect`, in any
+        // process, stores one just before the host's ping comes.
+        if project.as_ref().is_some_and(|p| !p.has_secret()) {
+            return Ok(project);
+        }
         let mut entries = self.entries.lock().expect("cache lock");
         // Unknown names are cached too (a misconfigured hook retrying), but the map is bounded.
         if entries.len() > 10_000 {

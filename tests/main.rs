@@ -11,6 +11,7 @@ mod browser_pages;
 mod burst;
 mod chart_render;
 mod ci_releases;
+mod connect;
 mod download_stats;
 mod faults;
 mod http_limits;

@@ -42,8 +42,12 @@ async fn a_project_added_through_the_api_releases_and_stays(db: TestDb) {
             "name",
         ),
         (
-            json!({"name": "widget", "repo": repo.url(), "provider": "github"}),
+            json!({"name": "widget", "repo": repo.url(), "provider": "github", "secret": ""}),
             "secret",
+        ),
+        (
+            json!({"name": "widget", "repo": repo.url(), "provider": "github", "api_token_env": "X"}),
+            "api_token_env",
         ),
         (
             json!({"name": "widget", "repo": repo.url(), "provider": "github", "secret": SECRET, "token": "t"}),
@@ -185,7 +189,7 @@ async fn the_cli_adds_and_removes_projects(db: TestDb) {
     let wrong = install.root().join("wrong.toml");
     std::fs::write(
         &wrong,
-        "name = \"x\"\nrepo = \"r\"\nprovider = \"github\"\n",
+        "name = \"x\"\nrepo = \"r\"\nprovider = \"github\"\nsecret = \"\"\n",
     )
     .unwrap();
     let refused = app.baler_cli(&["project", "add", wrong.to_str().unwrap()]);

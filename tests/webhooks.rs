@@ -233,13 +233,20 @@ fn the_example_config_is_valid() {
     let env = [
         ("WEBFORM_HOOK_SECRET".to_string(), "s".to_string()),
         ("WEBFORM_GIT_TOKEN".to_string(), "t".to_string()),
+        ("TOOLKIT_HOST_TOKEN".to_string(), "h".to_string()),
     ];
     let config = baler::config::Config::from_toml(&text, &env).unwrap();
-    assert_eq!(config.projects.len(), 3);
+    assert_eq!(config.projects.len(), 4);
     assert_eq!(config.projects[0].auth.token.as_deref(), Some("t"));
     assert_eq!(config.projects[0].auth.http_user, "x-access-token");
     assert_eq!(config.projects[1].auth.http_user, "oauth2");
-    assert!(config.projects[2].auth.ssh_key.is_some());
+    assert_eq!(config.projects[1].api_token.as_deref(), Some("h"));
+    assert_eq!(
+        config.projects[1].api_url.as_deref(),
+        Some("https://gitlab.example.org/api/v4")
+    );
+    assert_eq!(config.projects[2].secret, "", "none: connect makes one");
+    assert!(config.projects[3].auth.ssh_key.is_some());
     assert_eq!(config.http.files_in_memory_bytes, 64 << 20);
     assert_eq!(
         config.http.downloads_flush,

@@ -194,6 +194,44 @@ impl AdminActions {
         .await
     }
 
+    /// Keeps `secret`, made by `baler project connect`, as the webhook secret of project `id`
+    /// (`name`), which has none; returns the secret it has afterwards (another connect's, if
+    /// one stored its own first).
+    pub async fn store_webhook_secret(
+        &self,
+        actor: &Actor,
+        id: i64,
+        name: &str,
+        secret: &str,
+    ) -> Result<String, AdminError> {
+        self.audited(actor, AuditAction::ProjectSecret, async |txn| {
+            let kept = projects::store_generated_secret_on(txn, id, secret).await?;
+            Ok(Audited::new(kept, format!("project {name}"))
+                .detail("webhook secret generated for connect".into()))
+        })
+        .await
+    }
+
+    /// Records that the project's webhook was connected on its host (or disconnected); the
+    /// change itself is the host's, made before.
+    pub async fn record_connection(
+        &self,
+        actor: &Actor,
+        name: &str,
+        connected: bool,
+        detail: String,
+    ) -> Result<(), AdminError> {
+        let action = if connected {
+            AuditAction::ProjectConnect
+        } else {
+            AuditAction::ProjectDisconnect
+        };
+        self.audited(actor, action, async |_| {
+            Ok(Audited::new((), format!("project {name}")).detail(detail))
+        })
+        .await
+    }
+
     /// Adds a project that lives in the database (or updates and enables again one added
     /// before). `documents` publishes its documents in the action's transaction (they are
     /// rendered by `web`, which this module cannot import) and returns a guard that the caller

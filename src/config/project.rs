@@ -50,6 +50,13 @@ pub struct ProjectConfig {
     pub ssh_passphrase_env: Option<String>,
     /// How often the project is rescanned: humantime or `"off"`; default `[schedule]`'s.
     pub rescan_every: Option<String>,
+    /// The host's API for `baler project connect`: default from the provider
+    /// (`https://api.github.com`, `https://gitlab.com/api/v4`, the repository's host for Gitea,
+    /// `https://api.bitbucket.org/2.0`); GitHub Enterprise and self-managed GitLab set it.
+    pub api_url: Option<String>,
+    /// The variable holding a host API token for `baler project connect` (else the fetch
+    /// token is used).
+    pub api_token_env: Option<String>,
 }
 
 pub fn default_branches() -> Vec<String> {
@@ -75,6 +82,8 @@ pub struct ProjectSettings {
     pub title: String,
     pub repo: String,
     pub provider: Provider,
+    /// Empty when the entry sets none: every delivery is refused until
+    /// `baler project connect` makes one and keeps it in the database.
     pub secret: String,
     /// The secret being rotated out, still accepted.
     pub previous_secret: Option<String>,
@@ -91,6 +100,10 @@ pub struct ProjectSettings {
     pub auth: RemoteAuth,
     /// How often the project is rescanned without a webhook; `None`: never.
     pub rescan_every: Option<std::time::Duration>,
+    /// For `baler project connect`: the host's API base, when not the provider's default.
+    pub api_url: Option<String>,
+    /// For `baler project connect`: the token from `api_token_env`.
+    pub api_token: Option<String>,
 }
 
 /// Secrets are left out, so a stray `{:?}` never writes one to a log.
@@ -177,6 +190,15 @@ impl ProjectConfig {
         let drupal_type = self.checked_drupal_type()?;
         self.check_supported_branches()?;
         let auth = self.auth(env)?;
+        let api_token = optional_var(env, "api_token_env", &self.api_token_env)?;
+        if let Some(url) = &self.api_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(invalid(
+                "api_url",
+                format!("must be an http(s) URL, not {url:?}"),
+            ));
+        }
         let rescan_every = match &self.rescan_every {
             Some(text) => super::schedule::every("rescan_every", text)?,
             None => default_rescan,
@@ -184,6 +206,8 @@ impl ProjectConfig {
         Ok(ProjectSettings {
             auth,
             rescan_every,
+            api_token,
+            api_url: self.api_url.map(|u| u.trim_end_matches('/').to_string()),
             title: self.title.unwrap_or_else(|| self.name.clone()),
             name: self.name,
             repo: self.repo,
@@ -205,7 +229,8 @@ impl ProjectConfig {
     /// is, its `secret_env` read from this process's environment. Fetch credentials are the
     /// config file's alone (workers read them from their own config), so a project added this
     /// way must be a public repository: `token`, `token_env`, `http_user`, `ssh_key` and
-    /// `ssh_passphrase_env` are refused.
+    /// `ssh_passphrase_env` are refused. So are `api_url` and `api_token_env`, which the
+    /// database does not keep: a connect request for such a project carries them.
     pub fn resolve_added(
         self,
         default_rescan: Option<std::time::Duration>,
@@ -216,6 +241,8 @@ impl ProjectConfig {
             ("http_user", self.http_user.is_some()),
             ("ssh_key", self.ssh_key.is_some()),
             ("ssh_passphrase_env", self.ssh_passphrase_env.is_some()),
+            ("api_url", self.api_url.is_some()),
+            ("api_token_env", self.api_token_env.is_some()),
         ];
         if let Some((field, _)) = private.iter().find(|(_, given)| *given) {
             return Err(invalid(
@@ -228,8 +255,9 @@ impl ProjectConfig {
         self.resolve(&Environment::new(&vars), default_rescan)
     }
 
-    /// The webhook secret and, during a rotation, the one being rotated out: from exactly one
-    /// of `secret`, `secret_env` or `secrets`.
+    /// The webhook secret and, during a rotation, the one being rotated out: from at most one
+    /// of `secret`, `secret_env` or `secrets` (none: an empty secret, see
+    /// [`ProjectSettings::secret`]).
     fn webhook_secrets(&self, env: &Environment) -> Result<(String, Option<String>), FieldError> {
         match (&self.secret, &self.secret_env, &self.secrets) {
             (Some(s), None, None) if s.is_empty() => Err(invalid("secret", "must not be empty")),
@@ -248,10 +276,8 @@ impl ProjectConfig {
                     "must list one or two non-empty secrets: [new, old]",
                 )),
             },
-            (None, None, None) => Err(invalid(
-                "secret",
-                "is required (or `secret_env` naming a variable that holds it, or `secrets`)",
-            )),
+            // None yet: `baler project connect` makes one.
+            (None, None, None) => Ok((String::new(), None)),
             _ => Err(invalid(
                 "secret",
                 "set one of `secret`, `secret_env` or `secrets`",

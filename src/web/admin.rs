@@ -200,7 +200,7 @@ fn done(form: AdminForm, outcome: Result<String, AdminError>) -> Result<Response
 pub(super) fn done_at(
     form: AdminForm,
     outcome: Result<String, AdminError>,
-    page: &'static str,
+    page: &str,
 ) -> Result<Response, AppError> {
     let flash = match outcome {
         Ok(message) => Flash {
@@ -298,6 +298,53 @@ pub async fn rebuild(State(state): State<AppState>, form: AdminForm) -> Result<R
     done(form, outcome)
 }
 
+/// The project page's Connect button: as `baler project connect`, with the config file's
+/// token; back to the project page with what happened.
+pub async fn connect_project(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    form: AdminForm,
+) -> Result<Response, AppError> {
+    use crate::connect::{ConnectError, Ping};
+    let credentials = state.credentials(&name);
+    let outcome = match state
+        .connector
+        .connect(&form.actor, &name, &credentials)
+        .await
+    {
+        Ok(done) => {
+            let ping = match &done.ping {
+                Ping::Arrived { status } => format!("its ping arrived ({status})"),
+                Ping::Refused { status, reason } => {
+                    format!("its ping arrived but was refused ({status}: {reason})")
+                }
+                Ping::NotSeen { waited_seconds } => format!(
+                    "its ping did not arrive within {waited_seconds} s: can the host reach {}?",
+                    done.hook_url
+                ),
+                Ping::NotAsked { why } => why.clone(),
+            };
+            Ok(format!(
+                "{} the {} webhook {} for {name}; {ping}.",
+                if done.created { "Created" } else { "Updated" },
+                done.provider,
+                done.hook_id
+            ))
+        }
+        Err(ConnectError::Admin(e)) => Err(e),
+        // The host's refusal, or a missing token: for the admin to read on the page.
+        Err(other) => Err(AdminError::Invalid(other.to_string())),
+    };
+    let page = format!("/admin/projects/{}", urlencoding_path(&name));
+    done_at(form, outcome, &page)
+}
+
+/// A project name in a path: names are `[a-z0-9_]+`, so nothing needs escaping; anything else
+/// (a forged form) is escaped rather than trusted.
+fn urlencoding_path(name: &str) -> String {
+    url::form_urlencoded::byte_serialize(name.as_bytes()).collect()
+}
+
 /// One project's deliveries on the deliveries page.
 pub struct DeliveryGroup {
     project: String,
@@ -363,7 +410,12 @@ pub async fn deliveries(
 pub struct ProjectPage {
     actor: String,
     csrf: String,
+    flash: Option<Flash>,
     project: ProjectView,
+    /// Where its host sends webhooks (unknown without `public_url`).
+    hook_url: Option<String>,
+    /// Whether it has a webhook secret (none: every delivery is refused until connected).
+    has_secret: bool,
     problems: Vec<Problem>,
     rescan: crate::schedule::RescanStatus,
 }
@@ -372,11 +424,12 @@ pub struct ProjectPage {
 /// to its whole build log.
 pub async fn project(
     State(state): State<AppState>,
-    AdminSession { session, actor }: AdminSession,
+    AdminSession { mut session, actor }: AdminSession,
     Path(name): Path<String>,
 ) -> Result<Response, AppError> {
     // Disabled projects too: admins still see their releases and problems.
     let project = find_project(&state, &name).await?;
+    let has_secret = project.has_secret();
     let problems = problems::for_project(&state.db, project.id).await?;
     let rescan = crate::schedule::status(&state.db, project.id)
         .await?
@@ -394,6 +447,9 @@ pub async fn project(
     let page = ProjectPage {
         actor: actor.to_string(),
         csrf: session.csrf(),
+        flash: session.take_flash(),
+        hook_url: state.connector.hook_url(&name).ok(),
+        has_secret,
         project: ProjectView::new(&entry, &state.public_url),
         problems,
         rescan,

@@ -71,9 +71,22 @@ pub struct Shared {
     pub rescan_every: Option<std::time::Duration>,
     /// `[retention]`, for the storage page's forecast of the next run.
     pub retention: crate::retention::RetentionPolicy,
+    /// Connects projects' webhooks on their hosts.
+    pub connector: crate::connect::Connector,
+    /// What the config file says about reaching each of its projects' host APIs.
+    pub connect_credentials: Arc<std::collections::HashMap<String, crate::connect::Credentials>>,
 }
 
 impl AppState {
+    /// How to reach project `name`'s host API, as the config file says (nothing for a project
+    /// it does not hold).
+    pub fn credentials(&self, name: &str) -> crate::connect::Credentials {
+        self.connect_credentials
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// The web server's state for `config`, its links based at `public_url`.
     pub async fn new(
         config: &crate::config::Config,
@@ -86,9 +99,27 @@ impl AppState {
         let session_key = crate::admin::keys::session_key(&db)
             .await
             .context("reading the admin session key")?;
+        let actions = crate::admin::AdminActions::new(db.clone(), queue.clone());
+        let connector = crate::connect::Connector::new(
+            db.clone(),
+            actions.clone(),
+            config.public_url.as_deref(),
+            crate::connect::PING_WAIT,
+        )?;
+        let connect_credentials = config
+            .projects
+            .iter()
+            .map(|p| {
+                let credentials =
+                    crate::connect::Credentials::from_config(&config.projects, &p.name);
+                (p.name.clone(), credentials)
+            })
+            .collect();
         Ok(AppState(Arc::new(Shared {
+            connector,
+            connect_credentials: Arc::new(connect_credentials),
             tokens: crate::admin::AdminTokens::new(db.clone(), config.admin_token.as_deref()),
-            actions: crate::admin::AdminActions::new(db.clone(), queue.clone()),
+            actions,
             sessions: session::Sessions::new(&session_key, public_url.starts_with("https://"))?,
             intake: crate::intake::Intake::new(db.clone(), queue.clone(), &config.http),
             http: Arc::new(config.http.clone()),

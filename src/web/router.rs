@@ -122,6 +122,10 @@ fn admin_api_routes() -> Router<AppState> {
             "/api/v1/projects/{project}/rebuild",
             post(queue_api::rebuild),
         )
+        .route(
+            "/api/v1/projects/{project}/connect",
+            post(projects_api::connect).delete(projects_api::disconnect),
+        )
         .route("/api/v1/deliveries", get(queue_api::deliveries))
         // Scoped tokens too: the handler checks scope and project.
         .route("/api/v1/items/{id}", get(items_api::item))
@@ -173,6 +177,10 @@ fn admin_page_routes() -> Router<AppState> {
         .route("/admin/projects", get(admin_projects::projects))
         .route("/admin/storage", get(admin_storage::storage))
         .route("/admin/projects/{project}", get(admin::project))
+        .route(
+            "/admin/projects/{project}/connect",
+            post(admin::connect_project),
+        )
         .route(
             "/admin/projects/{project}/releases/{version}",
             get(admin::release),

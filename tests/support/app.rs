@@ -89,6 +89,21 @@ impl TestAppBuilder {
         self
     }
 
+    /// Listens on a port picked now, with `public_url` set to it, so that other processes
+    /// (the CLI) know the server's address from the config, as in production.
+    pub fn own_port(mut self) -> TestAppBuilder {
+        let port = super::free_port();
+        self.config.listen = Some(format!("127.0.0.1:{port}"));
+        self.config.public_url = Some(format!("http://127.0.0.1:{port}"));
+        self
+    }
+
+    /// An environment variable the config may name (`api_token_env`, `secret_env`).
+    pub fn env(mut self, name: &str, value: &str) -> TestAppBuilder {
+        self.config.env.push((name.into(), value.into()));
+        self
+    }
+
     pub fn workers(mut self, workers: usize) -> TestAppBuilder {
         self.config.workers = Some(workers);
         self
@@ -122,7 +137,7 @@ impl TestAppBuilder {
     /// Stores release files in `bucket`, with its keys in the environment.
     pub fn s3(mut self, bucket: &S3Bucket) -> TestAppBuilder {
         self.config.storage = Some(bucket.settings());
-        self.config.env = bucket.env();
+        self.config.env.extend(bucket.env());
         self
     }
 

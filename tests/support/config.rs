@@ -18,6 +18,8 @@ pub struct ConfigFile {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
@@ -197,6 +199,10 @@ pub struct ProjectSpec {
     composer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rescan_every: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_token_env: Option<String>,
 }
 
 impl ProjectSpec {
@@ -213,7 +219,23 @@ impl ProjectSpec {
             token: None,
             composer: None,
             rescan_every: None,
+            api_url: None,
+            api_token_env: None,
         }
+    }
+
+    /// No secret in the config: `baler project connect` makes one.
+    pub fn no_secret(mut self) -> ProjectSpec {
+        self.secret = None;
+        self.secrets = None;
+        self
+    }
+
+    /// The host API `baler project connect` talks to, and the variable holding its token.
+    pub fn host_api(mut self, url: &str, token_env: &str) -> ProjectSpec {
+        self.api_url = Some(url.into());
+        self.api_token_env = Some(token_env.into());
+        self
     }
 
     pub fn github(name: impl Into<String>, repo: impl Into<String>) -> ProjectSpec {

@@ -12,6 +12,7 @@ pub mod composer;
 pub mod config;
 pub mod database;
 pub mod deliveries;
+pub mod fake_hosts;
 pub mod git;
 pub mod hung;
 pub mod metrics;
