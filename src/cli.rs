@@ -194,10 +194,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => remove_project(&config()?, &name).await,
         Command::Project {
             command: ProjectCommand::Connect { name },
-        } => connect_project(&config()?, &name, true).await,
+        } => connect_project(&config()?, &name).await,
         Command::Project {
             command: ProjectCommand::Disconnect { name },
-        } => connect_project(&config()?, &name, false).await,
+        } => disconnect_project(&config()?, &name).await,
         Command::Queue { command } => queue_command(&config()?, command).await,
         Command::Token { command } => token_command(&config()?, command).await,
     }
@@ -302,13 +302,7 @@ async fn add_project(config: &Config, file: &std::path::Path) -> anyhow::Result<
     let (actions, store) = project_actions(config).await?;
     let (project, changing) = actions
         .add_project(&Actor::cli(), &settings, async |txn, id| {
-            crate::web::documents::refresh_on(
-                txn,
-                crate::web::documents::Scope::Project(id),
-                store.as_ref(),
-            )
-            .await
-            .map_err(|e| crate::admin::AdminError::Documents(e.to_string()))
+            crate::web::documents::refresh_project_on(txn, id, store.as_ref()).await
         })
         .await?;
     drop(changing);
@@ -324,13 +318,7 @@ async fn remove_project(config: &Config, name: &str) -> anyhow::Result<()> {
     let (actions, store) = project_actions(config).await?;
     let (project, changing) = actions
         .remove_project(&Actor::cli(), name, async |txn, id| {
-            crate::web::documents::refresh_on(
-                txn,
-                crate::web::documents::Scope::Project(id),
-                store.as_ref(),
-            )
-            .await
-            .map_err(|e| crate::admin::AdminError::Documents(e.to_string()))
+            crate::web::documents::refresh_project_on(txn, id, store.as_ref()).await
         })
         .await?;
     drop(changing);
@@ -341,25 +329,40 @@ async fn remove_project(config: &Config, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `baler project connect NAME` (`connect`) and `baler project disconnect NAME`.
-async fn connect_project(config: &Config, name: &str, connect: bool) -> anyhow::Result<()> {
-    use crate::connect::{Connector, Credentials, Ping};
-    let (actions, _) = project_actions(config).await?;
-    let connector = Connector::new(
-        open(config).await?,
+/// What `baler project connect|disconnect` act through, audited as `cli:$USER`.
+async fn connector(config: &Config) -> anyhow::Result<crate::connect::Connector> {
+    let conn = open(config).await?;
+    let actions = AdminActions::new(
+        conn.clone(),
+        Queue::new(conn.clone(), config.queue_tuning()),
+    );
+    Ok(crate::connect::Connector::new(
+        conn,
         actions,
         config.public_url.as_deref(),
         crate::connect::PING_WAIT,
-    )?;
+    )?)
+}
+
+/// `baler project disconnect NAME`.
+async fn disconnect_project(config: &Config, name: &str) -> anyhow::Result<()> {
+    let credentials = crate::connect::Credentials::from_config(&config.projects, name);
+    let removed = connector(config)
+        .await?
+        .disconnect(&Actor::cli(), name, &credentials)
+        .await?;
+    println!("removed {removed} webhooks of {name}");
+    Ok(())
+}
+
+/// `baler project connect NAME`: fails when the host's ping was refused or never came.
+async fn connect_project(config: &Config, name: &str) -> anyhow::Result<()> {
+    use crate::connect::{Credentials, Ping};
     let credentials = Credentials::from_config(&config.projects, name);
-    if !connect {
-        let removed = connector
-            .disconnect(&Actor::cli(), name, &credentials)
-            .await?;
-        println!("removed {removed} webhooks of {name}");
-        return Ok(());
-    }
-    let done = connector.connect(&Actor::cli(), name, &credentials).await?;
+    let done = connector(config)
+        .await?
+        .connect(&Actor::cli(), name, &credentials)
+        .await?;
     println!(
         "{} {} webhook {} for {name}: {}",
         if done.created { "created" } else { "updated" },

@@ -36,6 +36,12 @@ async fn call(
     (status, answer.json().await.unwrap_or(Value::Null))
 }
 
+/// `POST /api/v1/projects/{project}/releases` with `body`, as a CI job asks for a release.
+async fn request(app: &TestApp, token: &str, project: &str, body: Value) -> (u16, Value) {
+    let path = format!("/api/v1/projects/{project}/releases");
+    call(app, token, Method::POST, &path, Some(body)).await
+}
+
 /// `baler token create ARGS` with the real binary; the token is alone on stdout.
 fn create_token(app: &TestApp, args: &[&str]) -> String {
     let mut all = vec!["token", "create"];
@@ -103,14 +109,7 @@ async fn ci_requests_and_follows_a_release(db: TestDb) {
     // Held in the queue, the request waits where CI can see it.
     let (status, _) = app.admin_call(Method::POST, "/api/v1/queue/pause").await;
     assert_eq!(status, 200);
-    let (status, requested) = call(
-        &app,
-        &ci,
-        Method::POST,
-        "/api/v1/projects/demo/releases",
-        Some(json!({"ref": "refs/tags/v1.0.0"})),
-    )
-    .await;
+    let (status, requested) = request(&app, &ci, "demo", json!({"ref": "refs/tags/v1.0.0"})).await;
     assert_eq!(status, 202, "{requested}");
     let item = requested["item"].as_i64().unwrap();
     assert_eq!(requested["position"], 1);
@@ -118,14 +117,7 @@ async fn ci_requests_and_follows_a_release(db: TestDb) {
     let status_url = requested["status_url"].as_str().unwrap().to_string();
     assert_eq!(status_url, format!("{}/api/v1/items/{item}", app.url));
     // A branch works too, and merges into the waiting item.
-    let (status, branch) = call(
-        &app,
-        &ci,
-        Method::POST,
-        "/api/v1/projects/demo/releases",
-        Some(json!({"ref": "refs/heads/1.x"})),
-    )
-    .await;
+    let (status, branch) = request(&app, &ci, "demo", json!({"ref": "refs/heads/1.x"})).await;
     assert_eq!(status, 202, "{branch}");
     assert_eq!(
         (branch["item"].as_i64(), &branch["merged"]),
@@ -209,28 +201,14 @@ async fn ci_requests_and_follows_a_release(db: TestDb) {
 
     // Asked again for a tag that is already released: a new item, which lists the release
     // an earlier item built.
-    let (status, again) = call(
-        &app,
-        &ci,
-        Method::POST,
-        "/api/v1/projects/demo/releases",
-        Some(json!({"ref": "refs/tags/v1.0.0"})),
-    )
-    .await;
+    let (status, again) = request(&app, &ci, "demo", json!({"ref": "refs/tags/v1.0.0"})).await;
     assert_eq!(status, 202);
     assert_ne!(again["item"].as_i64(), Some(item));
     let again = follow(&app, &ci, again["status_url"].as_str().unwrap()).await;
     assert_eq!(versions(&again), ["1.0.0"], "{again}");
 
     // A tag the repository lacks: the request is not trusted, the worker finds nothing.
-    let (status, missing) = call(
-        &app,
-        &ci,
-        Method::POST,
-        "/api/v1/projects/demo/releases",
-        Some(json!({"ref": "refs/tags/v9.9.9"})),
-    )
-    .await;
+    let (status, missing) = request(&app, &ci, "demo", json!({"ref": "refs/tags/v9.9.9"})).await;
     assert_eq!(status, 202);
     let missing = follow(&app, &ci, missing["status_url"].as_str().unwrap()).await;
     assert_eq!(missing["state"], "done");
@@ -244,14 +222,7 @@ async fn ci_requests_and_follows_a_release(db: TestDb) {
         (json!({"ref": "refs/tags/a b"}), "not a valid git ref name"),
         (json!({"tag": "v1.0.0"}), "the body must be"),
     ] {
-        let (status, refused) = call(
-            &app,
-            &ci,
-            Method::POST,
-            "/api/v1/projects/demo/releases",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, refused) = request(&app, &ci, "demo", body.clone()).await;
         assert_eq!(status, 400, "{body}: {refused}");
         assert!(
             refused["error"].as_str().unwrap().contains(why),
@@ -304,14 +275,7 @@ async fn scoped_tokens_stay_in_their_scope(db: TestDb) {
     }
 
     // Every admin route: 403 with a valid scoped token, and nothing done.
-    let (status, _) = call(
-        &app,
-        &ci,
-        Method::POST,
-        "/api/v1/projects/demo/releases",
-        Some(json!({"ref": "refs/tags/v1.0.0"})),
-    )
-    .await;
+    let (status, _) = request(&app, &ci, "demo", json!({"ref": "refs/tags/v1.0.0"})).await;
     assert_eq!(status, 202);
     for (method, path) in [
         (Method::POST, "/api/v1/queue/flush"),
@@ -339,14 +303,7 @@ async fn scoped_tokens_stay_in_their_scope(db: TestDb) {
     assert_eq!(listing["paused"], true, "not resumed");
 
     // Another project: neither a release nor its items.
-    let (status, refused) = call(
-        &app,
-        &ci,
-        Method::POST,
-        "/api/v1/projects/other/releases",
-        Some(json!({"ref": "refs/tags/v1.0.0"})),
-    )
-    .await;
+    let (status, refused) = request(&app, &ci, "other", json!({"ref": "refs/tags/v1.0.0"})).await;
     assert_eq!(status, 403, "{refused}");
     assert!(
         refused["error"]
@@ -373,14 +330,7 @@ async fn scoped_tokens_stay_in_their_scope(db: TestDb) {
     // A read token follows its project's items but requests nothing.
     let (status, _) = call(&app, &reader, Method::GET, "/api/v1/items/1", None).await;
     assert_eq!(status, 200);
-    let (status, _) = call(
-        &app,
-        &reader,
-        Method::POST,
-        "/api/v1/projects/demo/releases",
-        Some(json!({"ref": "refs/tags/v1.0.0"})),
-    )
-    .await;
+    let (status, _) = request(&app, &reader, "demo", json!({"ref": "refs/tags/v1.0.0"})).await;
     assert_eq!(status, 403);
     let (status, _) = call(&app, &ci, Method::GET, "/api/v1/items/999", None).await;
     assert_eq!(status, 404);

@@ -323,6 +323,36 @@ async fn connect_explains_what_stops_it() {
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["ping"]["result"], "arrived", "{done}");
 
+    // A host whose repository is not the project's: its ping arrives and is refused, which
+    // connect reports (GitLab answers the test with 422 then, having waited for baler).
+    // The host's payloads name a clone URL the project does not have.
+    let elsewhere = FakeHost::start(
+        Provider::Gitlab,
+        "acme/tools/widget",
+        "https://gitlab.com/acme/elsewhere.git",
+        HOST_TOKEN,
+    )
+    .await;
+    let (status, _) = app
+        .admin_send(
+            Method::POST,
+            "/api/v1/projects",
+            &json!({"name": "mismatch", "repo": GITLAB_REPO, "provider": "gitlab",
+                "branches": ["release-*"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, done) = app
+        .admin_send(
+            Method::POST,
+            "/api/v1/projects/mismatch/connect",
+            &json!({"api_url": elsewhere.api_url(), "api_token": HOST_TOKEN}),
+        )
+        .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["ping"]["result"], "refused", "{done}");
+    assert_eq!(done["ping"]["status"], 403, "{done}");
+
     // The admin page: the hook URL, the missing secret, and the button.
     let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
     let page = browser.get("/admin/projects/gt").await;

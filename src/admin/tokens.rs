@@ -124,7 +124,8 @@ pub struct TokenView {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
-    pub scope: Scope,
+    /// As stored: a scope this build does not know is listed, and refused when presented.
+    pub scope: String,
     pub project: Option<String>,
 }
 
@@ -380,8 +381,7 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<TokenView>, DbErr> {
             created_at: super::rfc3339(t.created_at),
             last_used_at: t.last_used_at.map(super::rfc3339),
             revoked_at: t.revoked_at.map(super::rfc3339),
-            // Shown as stored; a scope this build does not know is refused when presented.
-            scope: t.scope.parse().unwrap_or(Scope::Read),
+            scope: t.scope,
             project: t.project,
         })
         .collect())

@@ -241,14 +241,23 @@ impl ProjectConfig {
             ("http_user", self.http_user.is_some()),
             ("ssh_key", self.ssh_key.is_some()),
             ("ssh_passphrase_env", self.ssh_passphrase_env.is_some()),
-            ("api_url", self.api_url.is_some()),
-            ("api_token_env", self.api_token_env.is_some()),
         ];
         if let Some((field, _)) = private.iter().find(|(_, given)| *given) {
             return Err(invalid(
                 field,
                 "is for private repositories, whose credentials only the config file holds: \
                  add such a project there",
+            ));
+        }
+        let host_api = [
+            ("api_url", self.api_url.is_some()),
+            ("api_token_env", self.api_token_env.is_some()),
+        ];
+        if let Some((field, _)) = host_api.iter().find(|(_, given)| *given) {
+            return Err(invalid(
+                field,
+                "is not kept in the database: send `api_url` and `api_token` with \
+                 POST /api/v1/projects/NAME/connect, or add the project to the config file",
             ));
         }
         let vars: Vec<(String, String)> = std::env::vars().collect();

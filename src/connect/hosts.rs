@@ -38,8 +38,8 @@ pub struct HookSpec<'a> {
 }
 
 impl HostApi {
-    /// The repository's hooks collection.
-    fn hooks(&self) -> String {
+    /// The repository's hooks collection, where a hook is created.
+    pub fn collection(&self) -> String {
         match self.provider {
             Provider::Github | Provider::Gitea => {
                 format!("{}/repos/{}/hooks", self.base, self.path)
@@ -60,7 +60,7 @@ impl HostApi {
             Provider::Gitea => "limit=50",
             Provider::Bitbucket => "pagelen=100",
         };
-        format!("{}?{size}", self.hooks())
+        format!("{}?{size}", self.collection())
     }
 
     /// One hook of the repository.
@@ -72,7 +72,7 @@ impl HostApi {
             }
             _ => id.to_string(),
         };
-        format!("{}/{id}", self.hooks())
+        format!("{}/{id}", self.collection())
     }
 
     /// The request that asks the host to deliver a test event, where the host has one.

@@ -209,20 +209,13 @@ impl Connector {
                 (hook_id(&api, &answer, &existing.id), false)
             }
             None => {
-                let url = api.first_page();
-                let url = url.split('?').next().unwrap_or(&url).to_string();
+                let url = api.collection();
                 let answer = self
                     .call(&api, &token, Method::POST, &url, Some(api.hook_body(&spec)))
                     .await?;
                 let made = api
                     .existing(&answer)
-                    .map_err(|message| ConnectError::Host {
-                        provider: api.provider,
-                        method: Method::POST,
-                        url,
-                        status: 201,
-                        message,
-                    })?;
+                    .map_err(|message| host_error(&api, Method::POST, &url, 201, message))?;
                 (made.id, true)
             }
         };
@@ -314,15 +307,9 @@ impl Connector {
             let response = self.send(api, token, Method::GET, &url, None).await?;
             let headers = response.headers().clone();
             let body = read_answer(api, Method::GET, &url, response).await?;
-            let (hooks, following) =
-                api.read_page(&headers, &body)
-                    .map_err(|message| ConnectError::Host {
-                        provider: api.provider,
-                        method: Method::GET,
-                        url: url.clone(),
-                        status: 200,
-                        message,
-                    })?;
+            let (hooks, following) = api
+                .read_page(&headers, &body)
+                .map_err(|message| host_error(api, Method::GET, &url, 200, message))?;
             ours.extend(hooks.into_iter().filter(|h| same_url(&h.url, hook_url)));
             next = following;
         }
@@ -436,24 +423,38 @@ async fn read_answer(
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        return Err(ConnectError::Host {
-            provider: api.provider,
+        return Err(host_error(
+            api,
             method,
-            url: url.to_string(),
-            status: status.as_u16(),
-            message: refusal(status, &text),
-        });
+            url,
+            status.as_u16(),
+            refusal(status, &text),
+        ));
     }
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(&text).map_err(|e| ConnectError::Host {
+    serde_json::from_str(&text).map_err(|e| {
+        let message = format!("the answer is not JSON: {e}");
+        host_error(api, method, url, status.as_u16(), message)
+    })
+}
+
+/// What the host answered `method url` with (`status`), and why that is not what baler needs.
+fn host_error(
+    api: &HostApi,
+    method: Method,
+    url: &str,
+    status: u16,
+    message: String,
+) -> ConnectError {
+    ConnectError::Host {
         provider: api.provider,
         method,
         url: url.to_string(),
-        status: status.as_u16(),
-        message: format!("the answer is not JSON: {e}"),
-    })
+        status,
+        message,
+    }
 }
 
 /// The host's own words for a refusal, shortened, with what to check for the usual ones.

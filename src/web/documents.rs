@@ -63,6 +63,19 @@ pub enum RefreshError {
     Store(#[from] documents::StoreDocumentsError),
 }
 
+/// [`refresh_on`] for project `id`, as an admin action that adds or removes a project calls
+/// it (`AdminActions::add_project`, `remove_project`): a failure is the action's, which then
+/// rolls back.
+pub async fn refresh_project_on<C: ConnectionTrait>(
+    db: &C,
+    id: i64,
+    store: &dyn ArtifactStore,
+) -> Result<Changing, crate::admin::AdminError> {
+    refresh_on(db, Scope::Project(id), store)
+        .await
+        .map_err(|e| crate::admin::AdminError::Documents(e.to_string()))
+}
+
 /// Renders the documents `scope` names from the rows as `db` (a transaction) sees them and
 /// stores what changed. Documents link to the URL the web server recorded; before any server has run
 /// there is no reader and nothing to render. Call it in the transaction that changed

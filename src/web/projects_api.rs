@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Admin;
-use super::documents::{Scope, refresh_on};
-use crate::admin::AdminError;
+use super::documents::refresh_project_on;
 use crate::config::ProjectConfig;
 use crate::connect::{Connected, Credentials};
 use crate::error::{ApiError, AppError};
@@ -47,9 +46,7 @@ pub async fn add(
     let (project, changing) = state
         .actions
         .add_project(&admin.actor, &settings, async |txn, id| {
-            refresh_on(txn, Scope::Project(id), store.as_ref())
-                .await
-                .map_err(|e| AdminError::Documents(e.to_string()))
+            refresh_project_on(txn, id, store.as_ref()).await
         })
         .await?;
     drop(changing);
@@ -75,9 +72,7 @@ pub async fn remove(
     let (project, changing) = state
         .actions
         .remove_project(&admin.actor, &name, async |txn, id| {
-            refresh_on(txn, Scope::Project(id), store.as_ref())
-                .await
-                .map_err(|e| AdminError::Documents(e.to_string()))
+            refresh_project_on(txn, id, store.as_ref()).await
         })
         .await?;
     drop(changing);
