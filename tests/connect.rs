@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::on_both_databases;
 use crate::support::browser::AdminBrowser;
 use crate::support::fake_hosts::FakeHost;
-use crate::support::{ADMIN_TOKEN, AuditRow, ProjectSpec, SECRET, TestApp, TestDb};
+use crate::support::{ADMIN_TOKEN, AuditRow, ProjectSpec, SECRET, TestApp, TestDb, wait_until};
 use baler::provider::Provider;
 
 const HOST_TOKEN: &str = "host-api-token";
@@ -123,6 +123,25 @@ async fn stored_secret(app: &TestApp, project: &str) -> String {
         .secret
 }
 
+/// A GitHub push to project `gh` of a branch it does not release, signed with `secret`.
+async fn push_signed_with(app: &TestApp, secret: &str, delivery: &str) -> reqwest::Response {
+    let body = crate::support::deliveries::github_push_body(
+        GITHUB_REPO,
+        "refs/heads/feature",
+        &"b".repeat(40),
+    );
+    let headers = [
+        ("content-type", "application/json".to_string()),
+        ("x-github-event", "push".to_string()),
+        ("x-github-delivery", delivery.to_string()),
+        (
+            "x-hub-signature-256",
+            baler::hooks::verify::github_signature(secret, &body),
+        ),
+    ];
+    app.post_hook("gh", &headers, body).await
+}
+
 fn cli_ok(output: std::process::Output) -> String {
     let said = format!(
         "{}{}",
@@ -140,11 +159,12 @@ async fn connect_makes_one_hook_on_each_host_and_hears_its_ping(db: TestDb) {
     let hosts = Hosts::start().await;
     let app = hosts.app(&db).await;
 
-    // No secret yet: every delivery is refused, whatever it is signed with.
-    let refused = app
-        .github_push_of("gh", GITHUB_REPO, "refs/heads/main", &"a".repeat(40))
-        .await;
-    assert_eq!(refused.status(), 401);
+    // No secret yet: every delivery is refused, whatever it is signed with (an empty key
+    // included, which anyone could sign with).
+    for (key, delivery) in [("", "empty-key"), (SECRET, "some-key")] {
+        let refused = push_signed_with(&app, key, delivery).await;
+        assert_eq!(refused.status(), 401, "signed with {key:?}");
+    }
 
     for (project, host) in hosts.all() {
         let hook_url = format!("{}/hooks/{project}", app.url);
@@ -192,6 +212,12 @@ async fn connect_makes_one_hook_on_each_host_and_hears_its_ping(db: TestDb) {
             }
         }
         if project != "bb" {
+            // baler logs a delivery before it answers, so the fake may note the answer a
+            // moment after connect returned.
+            wait_until(5, "the fake to note baler's answer", || async {
+                !host.deliveries().is_empty()
+            })
+            .await;
             assert_eq!(
                 host.deliveries(),
                 [200],
@@ -216,28 +242,12 @@ async fn connect_makes_one_hook_on_each_host_and_hears_its_ping(db: TestDb) {
         assert!(pages_read >= 2, "{project}: {:?}", host.requests());
     }
 
-    // The generated secret is the one deliveries are verified with now.
+    // The generated secret is the one deliveries are verified with now, and a sync of the
+    // config (which sets none) keeps it.
     let secret = stored_secret(&app, "gh").await;
-    let body = crate::support::deliveries::github_push_body(
-        GITHUB_REPO,
-        "refs/heads/feature",
-        &"b".repeat(40),
-    );
-    let signed = app
-        .post_hook(
-            "gh",
-            &[
-                ("content-type", "application/json".to_string()),
-                ("x-github-event", "push".to_string()),
-                ("x-github-delivery", "connect-test-1".to_string()),
-                (
-                    "x-hub-signature-256",
-                    baler::hooks::verify::github_signature(&secret, &body),
-                ),
-            ],
-            body,
-        )
-        .await;
+    cli_ok(app.baler_cli(&["project", "list"]));
+    assert_eq!(stored_secret(&app, "gh").await, secret);
+    let signed = push_signed_with(&app, &secret, "connect-test-1").await;
     assert_eq!(
         signed.status(),
         200,
