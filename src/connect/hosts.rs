@@ -21,14 +21,16 @@ pub struct ExistingHook {
     pub url: String,
 }
 
-/// One repository on one host's API.
-#[derive(Debug, Clone)]
+/// One repository on one host's API, and the token baler acts with there (no `Debug`: the
+/// token must not reach a log).
+#[derive(Clone)]
 pub struct HostApi {
     pub provider: Provider,
     /// The API base, no trailing slash: `https://api.github.com`, `https://gitlab.com/api/v4`.
     pub base: String,
     /// `owner/repo`, `group/sub/project` or `workspace/slug`.
     pub path: String,
+    token: String,
 }
 
 /// What baler's hook is made with.
@@ -38,6 +40,27 @@ pub struct HookSpec<'a> {
 }
 
 impl HostApi {
+    /// The API of repository `repo` (its URL as the project has it) on `provider`: at
+    /// `api_url`, else at the provider's default. The error says what to set.
+    pub fn for_repository(
+        provider: Provider,
+        repo: &str,
+        api_url: Option<&str>,
+        token: String,
+    ) -> Result<HostApi, String> {
+        let (scheme, host, path) = repository_parts(repo)?;
+        let base = match api_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => default_api(provider, &scheme, &host)?,
+        };
+        Ok(HostApi {
+            provider,
+            base,
+            path,
+            token,
+        })
+    }
+
     /// The repository's hooks collection, where a hook is created.
     pub fn collection(&self) -> String {
         match self.provider {
@@ -87,7 +110,8 @@ impl HostApi {
     }
 
     /// The token in the header each host documents.
-    pub fn authorise(&self, request: RequestBuilder, token: &str) -> RequestBuilder {
+    pub fn authorise(&self, request: RequestBuilder) -> RequestBuilder {
+        let token = &self.token;
         match self.provider {
             Provider::Github => request
                 .bearer_auth(token)
@@ -217,6 +241,60 @@ fn next_link(headers: &HeaderMap) -> Result<Option<String>, String> {
     Ok(links.get("next").map(|next| next.raw_uri.clone()))
 }
 
+/// The API base each provider documents for its hosted service; Gitea's is on the
+/// repository's own host.
+fn default_api(provider: Provider, scheme: &str, host: &str) -> Result<String, String> {
+    let other = |example: &str| {
+        Err(format!(
+            "the repository is on {host}, not {provider}'s hosted service: set the project's \
+             `api_url` ({example})"
+        ))
+    };
+    match provider {
+        Provider::Github if host == "github.com" => Ok("https://api.github.com".into()),
+        Provider::Github => other("GitHub Enterprise: https://HOST/api/v3"),
+        Provider::Gitlab if host == "gitlab.com" => Ok("https://gitlab.com/api/v4".into()),
+        Provider::Gitlab => other("self-managed GitLab: https://HOST/api/v4"),
+        Provider::Bitbucket if host == "bitbucket.org" => {
+            Ok("https://api.bitbucket.org/2.0".into())
+        }
+        Provider::Bitbucket => other("https://api.bitbucket.org/2.0"),
+        Provider::Gitea => {
+            let scheme = if scheme == "http" { "http" } else { "https" };
+            Ok(format!("{scheme}://{host}/api/v1"))
+        }
+    }
+}
+
+/// `(scheme, host[:port], owner/repo)` of a repository URL: `https://host/owner/repo.git`,
+/// `ssh://git@host/owner/repo.git` or `git@host:owner/repo.git`. An ssh URL's port is not the
+/// API's, so it is dropped.
+fn repository_parts(repo: &str) -> Result<(String, String, String), String> {
+    let cannot = || format!("cannot tell the host and the repository's path from {repo:?}");
+    let (scheme, host, path) = if repo.contains("://") {
+        let url = url::Url::parse(repo).map_err(|_| cannot())?;
+        let host = url.host_str().ok_or_else(cannot)?.to_string();
+        let host = match (url.scheme(), url.port()) {
+            ("http" | "https", Some(port)) => format!("{host}:{port}"),
+            _ => host,
+        };
+        (url.scheme().to_string(), host, url.path().to_string())
+    } else {
+        let (user_host, path) = repo.split_once(':').ok_or_else(cannot)?;
+        let host = user_host.rsplit('@').next().unwrap_or(user_host);
+        ("ssh".to_string(), host.to_string(), path.to_string())
+    };
+    let path = path.trim_matches('/');
+    let path = path
+        .strip_suffix(".git")
+        .unwrap_or(path)
+        .trim_end_matches('/');
+    if host.is_empty() || !path.contains('/') {
+        return Err(cannot());
+    }
+    Ok((scheme, host, path.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +304,7 @@ mod tests {
             provider,
             base: "https://h.example/api".into(),
             path: path.into(),
+            token: "t".into(),
         }
     }
 
@@ -287,5 +366,60 @@ mod tests {
                 .read_page(&HeaderMap::new(), &json!({"message": "x"}))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn repositories_name_their_host_and_path() {
+        for (repo, host, path) in [
+            (
+                "https://github.com/acme/widget.git",
+                "github.com",
+                "acme/widget",
+            ),
+            (
+                "https://gitlab.com/acme/tools/widget",
+                "gitlab.com",
+                "acme/tools/widget",
+            ),
+            (
+                "git@github.com:acme/widget.git",
+                "github.com",
+                "acme/widget",
+            ),
+            (
+                "ssh://git@git.example.org:2222/acme/widget.git",
+                "git.example.org",
+                "acme/widget",
+            ),
+            (
+                "http://git.example.org:3000/acme/widget/",
+                "git.example.org:3000",
+                "acme/widget",
+            ),
+        ] {
+            let (_, h, p) = repository_parts(repo).unwrap();
+            assert_eq!((h.as_str(), p.as_str()), (host, path), "{repo}");
+        }
+        assert!(repository_parts("/srv/git/widget").is_err());
+        assert!(repository_parts("https://github.com/widget").is_err());
+    }
+
+    #[test]
+    fn api_bases_come_from_the_provider_or_the_setting() {
+        assert_eq!(
+            default_api(Provider::Github, "https", "github.com").unwrap(),
+            "https://api.github.com"
+        );
+        assert_eq!(
+            default_api(Provider::Gitea, "http", "git.example.org:3000").unwrap(),
+            "http://git.example.org:3000/api/v1"
+        );
+        assert_eq!(
+            default_api(Provider::Gitea, "ssh", "codeberg.org").unwrap(),
+            "https://codeberg.org/api/v1"
+        );
+        let enterprise = default_api(Provider::Github, "https", "git.corp").unwrap_err();
+        assert!(enterprise.contains("api_url"), "{enterprise}");
+        assert!(default_api(Provider::Gitlab, "https", "gitlab.corp").is_err());
     }
 }

@@ -45,15 +45,22 @@ impl Credentials {
     /// What the config file says for project `name`: its `api_url`, and the token from its
     /// `api_token_env`, else its fetch token. Nothing for a project the file does not hold.
     pub fn from_config(projects: &[ProjectSettings], name: &str) -> Credentials {
-        match projects.iter().find(|p| p.name == name) {
-            Some(settings) => Credentials {
-                api_url: settings.api_url.clone(),
-                token: settings
-                    .api_token
-                    .clone()
-                    .or_else(|| settings.auth.token.clone()),
-            },
-            None => Credentials::default(),
+        projects
+            .iter()
+            .find(|p| p.name == name)
+            .map(Credentials::of)
+            .unwrap_or_default()
+    }
+
+    /// One config entry's: its `api_url`, and its `api_token_env`'s token, else its fetch
+    /// token.
+    pub fn of(settings: &ProjectSettings) -> Credentials {
+        Credentials {
+            api_url: settings.api_url.clone(),
+            token: settings
+                .api_token
+                .clone()
+                .or_else(|| settings.auth.token.clone()),
         }
     }
 
@@ -178,7 +185,7 @@ impl Connector {
     ) -> Result<Connected, ConnectError> {
         let project = self.enabled_project(name).await?;
         let hook_url = self.hook_url(&project.name)?;
-        let (api, token) = reach(&project, credentials)?;
+        let api = reach(&project, credentials)?;
         let (secret, secret_generated) = if project.has_secret() {
             (project.secret.clone(), false)
         } else {
@@ -193,25 +200,19 @@ impl Connector {
             url: &hook_url,
             secret: &secret,
         };
-        let ours = self.our_hooks(&api, &token, &hook_url).await?;
+        let ours = self.our_hooks(&api, &hook_url).await?;
         let (hook_id, created) = match ours.first() {
             Some(existing) => {
                 let url = api.hook(&existing.id);
                 let answer = self
-                    .call(
-                        &api,
-                        &token,
-                        api.update_method(),
-                        &url,
-                        Some(api.hook_body(&spec)),
-                    )
+                    .call(&api, api.update_method(), &url, Some(api.hook_body(&spec)))
                     .await?;
                 (hook_id(&api, &answer, &existing.id), false)
             }
             None => {
                 let url = api.collection();
                 let answer = self
-                    .call(&api, &token, Method::POST, &url, Some(api.hook_body(&spec)))
+                    .call(&api, Method::POST, &url, Some(api.hook_body(&spec)))
                     .await?;
                 let made = api
                     .existing(&answer)
@@ -221,9 +222,9 @@ impl Connector {
         };
         for duplicate in ours.iter().skip(1) {
             let url = api.hook(&duplicate.id);
-            self.call(&api, &token, Method::DELETE, &url, None).await?;
+            self.call(&api, Method::DELETE, &url, None).await?;
         }
-        let ping = self.ping(&api, &token, &project.name, &hook_id).await?;
+        let ping = self.ping(&api, &project.name, &hook_id).await?;
         let connected = Connected {
             project: project.name.clone(),
             provider: project.provider,
@@ -260,11 +261,11 @@ impl Connector {
             .map_err(AdminError::from)?
             .ok_or_else(|| AdminError::NotFound(format!("no project named {name:?}")))?;
         let hook_url = self.hook_url(&project.name)?;
-        let (api, token) = reach(&project, credentials)?;
-        let ours = self.our_hooks(&api, &token, &hook_url).await?;
+        let api = reach(&project, credentials)?;
+        let ours = self.our_hooks(&api, &hook_url).await?;
         for hook in &ours {
             let url = api.hook(&hook.id);
-            self.call(&api, &token, Method::DELETE, &url, None).await?;
+            self.call(&api, Method::DELETE, &url, None).await?;
         }
         let detail = format!("{} hooks removed from {}", ours.len(), project.provider);
         self.actions
@@ -291,7 +292,6 @@ impl Connector {
     async fn our_hooks(
         &self,
         api: &HostApi,
-        token: &str,
         hook_url: &str,
     ) -> Result<Vec<ExistingHook>, ConnectError> {
         let mut ours = Vec::new();
@@ -304,7 +304,7 @@ impl Connector {
                     "the repository has more than {MAX_PAGES} pages of hooks; baler stops there"
                 )));
             }
-            let response = self.send(api, token, Method::GET, &url, None).await?;
+            let response = self.send(api, Method::GET, &url, None).await?;
             let headers = response.headers().clone();
             let body = read_answer(api, Method::GET, &url, response).await?;
             let (hooks, following) = api
@@ -317,13 +317,7 @@ impl Connector {
     }
 
     /// Asks the host for a test delivery and watches the deliveries log for it.
-    async fn ping(
-        &self,
-        api: &HostApi,
-        token: &str,
-        project: &str,
-        hook: &str,
-    ) -> Result<Ping, ConnectError> {
+    async fn ping(&self, api: &HostApi, project: &str, hook: &str) -> Result<Ping, ConnectError> {
         let Some(url) = api.ping(hook) else {
             return Ok(Ping::NotAsked {
                 why: format!(
@@ -335,7 +329,7 @@ impl Connector {
         let before = self.newest_delivery(project).await?;
         // GitLab delivers the test while the request waits, and answers 422 when the
         // receiver refused it: baler's own log then says why.
-        let asked = self.call(api, token, Method::POST, &url, None).await;
+        let asked = self.call(api, Method::POST, &url, None).await;
         let refused_by_receiver = match asked {
             Ok(_) => None,
             Err(e @ ConnectError::Host { status: 422, .. }) if api.provider == Provider::Gitlab => {
@@ -381,12 +375,11 @@ impl Connector {
     async fn send(
         &self,
         api: &HostApi,
-        token: &str,
         method: Method,
         url: &str,
         body: Option<Value>,
     ) -> Result<reqwest::Response, ConnectError> {
-        let mut request = api.authorise(self.client.request(method, url), token);
+        let mut request = api.authorise(self.client.request(method, url));
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -403,12 +396,11 @@ impl Connector {
     async fn call(
         &self,
         api: &HostApi,
-        token: &str,
         method: Method,
         url: &str,
         body: Option<Value>,
     ) -> Result<Value, ConnectError> {
-        let response = self.send(api, token, method.clone(), url, body).await?;
+        let response = self.send(api, method.clone(), url, body).await?;
         read_answer(api, method, url, response).await
     }
 }
@@ -490,13 +482,8 @@ fn describe(ping: &Ping) -> String {
     }
 }
 
-/// The host API of `project`'s repository and the token to use on it.
-fn reach(project: &Project, credentials: &Credentials) -> Result<(HostApi, String), ConnectError> {
-    let (scheme, host, path) = repository_parts(&project.repo).map_err(ConnectError::Setup)?;
-    let base = match &credentials.api_url {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => default_api(project.provider, &scheme, &host).map_err(ConnectError::Setup)?,
-    };
+/// The host API of `project`'s repository, with the token to use on it.
+fn reach(project: &Project, credentials: &Credentials) -> Result<HostApi, ConnectError> {
     let token = credentials.token.clone().ok_or_else(|| {
         ConnectError::Setup(format!(
             "connecting {} needs a {} API token that may manage its webhooks: set the \
@@ -504,126 +491,11 @@ fn reach(project: &Project, credentials: &Credentials) -> Result<(HostApi, Strin
             project.name, project.provider
         ))
     })?;
-    Ok((
-        HostApi {
-            provider: project.provider,
-            base,
-            path,
-        },
+    HostApi::for_repository(
+        project.provider,
+        &project.repo,
+        credentials.api_url.as_deref(),
         token,
-    ))
-}
-
-/// The API base each provider documents for its hosted service; Gitea's is on the
-/// repository's own host.
-fn default_api(provider: Provider, scheme: &str, host: &str) -> Result<String, String> {
-    let other = |example: &str| {
-        Err(format!(
-            "the repository is on {host}, not {provider}'s hosted service: set the project's \
-             `api_url` ({example})"
-        ))
-    };
-    match provider {
-        Provider::Github if host == "github.com" => Ok("https://api.github.com".into()),
-        Provider::Github => other("GitHub Enterprise: https://HOST/api/v3"),
-        Provider::Gitlab if host == "gitlab.com" => Ok("https://gitlab.com/api/v4".into()),
-        Provider::Gitlab => other("self-managed GitLab: https://HOST/api/v4"),
-        Provider::Bitbucket if host == "bitbucket.org" => {
-            Ok("https://api.bitbucket.org/2.0".into())
-        }
-        Provider::Bitbucket => other("https://api.bitbucket.org/2.0"),
-        Provider::Gitea => {
-            let scheme = if scheme == "http" { "http" } else { "https" };
-            Ok(format!("{scheme}://{host}/api/v1"))
-        }
-    }
-}
-
-/// `(scheme, host[:port], owner/repo)` of a repository URL: `https://host/owner/repo.git`,
-/// `ssh://git@host/owner/repo.git` or `git@host:owner/repo.git`. An ssh URL's port is not the
-/// API's, so it is dropped.
-fn repository_parts(repo: &str) -> Result<(String, String, String), String> {
-    let cannot = || format!("cannot tell the host and the repository's path from {repo:?}");
-    let (scheme, host, path) = if repo.contains("://") {
-        let url = url::Url::parse(repo).map_err(|_| cannot())?;
-        let host = url.host_str().ok_or_else(cannot)?.to_string();
-        let host = match (url.scheme(), url.port()) {
-            ("http" | "https", Some(port)) => format!("{host}:{port}"),
-            _ => host,
-        };
-        (url.scheme().to_string(), host, url.path().to_string())
-    } else {
-        let (user_host, path) = repo.split_once(':').ok_or_else(cannot)?;
-        let host = user_host.rsplit('@').next().unwrap_or(user_host);
-        ("ssh".to_string(), host.to_string(), path.to_string())
-    };
-    let path = path.trim_matches('/');
-    let path = path
-        .strip_suffix(".git")
-        .unwrap_or(path)
-        .trim_end_matches('/');
-    if host.is_empty() || !path.contains('/') {
-        return Err(cannot());
-    }
-    Ok((scheme, host, path.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repositories_name_their_host_and_path() {
-        for (repo, host, path) in [
-            (
-                "https://github.com/acme/widget.git",
-                "github.com",
-                "acme/widget",
-            ),
-            (
-                "https://gitlab.com/acme/tools/widget",
-                "gitlab.com",
-                "acme/tools/widget",
-            ),
-            (
-                "git@github.com:acme/widget.git",
-                "github.com",
-                "acme/widget",
-            ),
-            (
-                "ssh://git@git.example.org:2222/acme/widget.git",
-                "git.example.org",
-                "acme/widget",
-            ),
-            (
-                "http://git.example.org:3000/acme/widget/",
-                "git.example.org:3000",
-                "acme/widget",
-            ),
-        ] {
-            let (_, h, p) = repository_parts(repo).unwrap();
-            assert_eq!((h.as_str(), p.as_str()), (host, path), "{repo}");
-        }
-        assert!(repository_parts("/srv/git/widget").is_err());
-        assert!(repository_parts("https://github.com/widget").is_err());
-    }
-
-    #[test]
-    fn api_bases_come_from_the_provider_or_the_setting() {
-        assert_eq!(
-            default_api(Provider::Github, "https", "github.com").unwrap(),
-            "https://api.github.com"
-        );
-        assert_eq!(
-            default_api(Provider::Gitea, "http", "git.example.org:3000").unwrap(),
-            "http://git.example.org:3000/api/v1"
-        );
-        assert_eq!(
-            default_api(Provider::Gitea, "ssh", "codeberg.org").unwrap(),
-            "https://codeberg.org/api/v1"
-        );
-        let enterprise = default_api(Provider::Github, "https", "git.corp").unwrap_err();
-        assert!(enterprise.contains("api_url"), "{enterprise}");
-        assert!(default_api(Provider::Gitlab, "https", "gitlab.corp").is_err());
-    }
+    )
+    .map_err(ConnectError::Setup)
 }

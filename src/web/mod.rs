@@ -109,11 +109,7 @@ impl AppState {
         let connect_credentials = config
             .projects
             .iter()
-            .map(|p| {
-                let credentials =
-                    crate::connect::Credentials::from_config(&config.projects, &p.name);
-                (p.name.clone(), credentials)
-            })
+            .map(|p| (p.name.clone(), crate::connect::Credentials::of(p)))
             .collect();
         Ok(AppState(Arc::new(Shared {
             connector,
