@@ -53,6 +53,14 @@ pub enum Missing {
     Package { vendor: String, file: String },
     #[error("no queue item {0}")]
     QueueItem(i64),
+    /// A signature or provenance of a release made while signing was off (`baler sign --all`
+    /// signs it), or a public key where signing is off.
+    #[error("{what} is not signed")]
+    Signature { what: String },
+    #[error("{project} {version} has no provenance: it was built before baler recorded one")]
+    Provenance { project: String, version: String },
+    #[error("this server does not sign releases (no [signing] minisign_key_file)")]
+    SigningKey,
     /// What an admin action names (a project, a token), in the action's own words.
     #[error("{0}")]
     ActionTarget(String),

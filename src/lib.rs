@@ -28,6 +28,7 @@ pub mod redact;
 pub mod releases;
 pub mod retention;
 pub mod schedule;
+pub mod signing;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -31,6 +31,8 @@ pub struct ListedRelease {
     pub updated_at: chrono::DateTime<Utc>,
     pub composer_json: Option<String>,
     pub notes: Option<String>,
+    /// The minisign public key that signed the release; `None` when it is unsigned.
+    pub signing_key: Option<String>,
 }
 
 /// A release with its files, as pages and the API show it.
@@ -86,12 +88,31 @@ pub struct NewRelease<'a> {
     pub files: Vec<NewFile>,
     /// The queue item whose job builds it (none outside a job).
     pub item: Option<i64>,
+    /// The signature of its `SHA256SUMS` ([`sha256sums`]), with signing on.
+    pub sums_minisig: Option<String>,
+    /// Its provenance: a DSSE envelope, one JSON line.
+    pub provenance: Option<String>,
+    /// The minisign public key that signed it.
+    pub signing_key: Option<String>,
 }
 
 pub struct NewFile {
     pub format: &'static str,
     pub name: String,
     pub checksums: Checksums,
+    /// Its `.minisig`, with signing on.
+    pub minisig: Option<String>,
+}
+
+/// A release's `SHA256SUMS`: `HASH  NAME` lines, as `sha256sum -c` reads them, in name order.
+/// The one text both served and signed, so its signature holds for the bytes served.
+pub fn sha256sums<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut lines: Vec<(&str, &str)> = files.into_iter().collect();
+    lines.sort_by_key(|(_, name)| *name);
+    lines
+        .iter()
+        .map(|(hash, name)| format!("{hash}  {name}\n"))
+        .collect()
 }
 
 /// Writes a release and its files in the caller's transaction, replacing the files of an
@@ -140,6 +161,9 @@ pub async fn record_on<C: ConnectionTrait>(
     ));
     model.updated_at = Set(now);
     model.item_id = Set(new.item);
+    model.sums_minisig = Set(new.sums_minisig);
+    model.provenance = Set(new.provenance);
+    model.signing_key = Set(new.signing_key);
     let saved = model.save(txn).await?.try_into_model()?;
     for file in new.files {
         release_file::ActiveModel {
@@ -151,6 +175,7 @@ pub async fn record_on<C: ConnectionTrait>(
             sha256: Set(file.checksums.sha256),
             sha1: Set(file.checksums.sha1),
             md5: Set(file.checksums.md5),
+            minisig: Set(file.minisig),
             created_at: Set(now),
             ..Default::default()
         }
@@ -323,6 +348,8 @@ pub struct Download {
     pub sha256: String,
     #[sea_orm(from_expr = "release::Column::Kind")]
     pub kind: ReleaseKind,
+    /// Its `.minisig`, when its release is signed.
+    pub minisig: Option<String>,
 }
 
 /// The query behind [`find_download`]: the file by project and name (the unique
@@ -345,6 +372,26 @@ pub async fn find_download(
     }
     download_query(project_id, name)
         .into_partial_model::<Download>()
+        .one(db)
+        .await
+}
+
+/// What proves a release: the signature of its `SHA256SUMS` and its provenance. Read only by
+/// the routes that serve them.
+#[derive(Debug, Clone, PartialEq, Eq, DerivePartialModel)]
+#[sea_orm(entity = "release::Entity")]
+pub struct ReleaseProofs {
+    pub sums_minisig: Option<String>,
+    pub provenance: Option<String>,
+}
+
+/// The [`ReleaseProofs`] of a release, by id.
+pub async fn proofs<C: ConnectionTrait>(
+    db: &C,
+    release_id: i64,
+) -> Result<Option<ReleaseProofs>, DbErr> {
+    release::Entity::find_by_id(release_id)
+        .into_partial_model::<ReleaseProofs>()
         .one(db)
         .await
 }

@@ -18,6 +18,7 @@ use crate::config::{Config, HttpLimits};
 use crate::maintenance::Maintenance;
 use crate::queue::{Queue, QueueTuning};
 use crate::redact::redact;
+use crate::signing::Signer;
 use crate::store::Store;
 use crate::web::{AppState, router, server};
 use crate::worker::{self, JobContext};
@@ -57,6 +58,9 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     /// The `baler` binary the workers run as their fetch child (`baler fetch-mirror`).
     fetch_program: PathBuf,
+    /// `[signing]`'s key, loaded: the workers sign with it, the web server serves its public
+    /// half.
+    signer: Option<Arc<Signer>>,
 }
 
 impl Application {
@@ -78,6 +82,19 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
+        // A key that cannot be read or decrypted stops the start here: with signing on, no
+        // release may be published unsigned.
+        let signer = match &config.signing {
+            Some(settings) => {
+                let signer = Signer::load(settings)?;
+                tracing::info!(
+                    key_id = signer.key_id(),
+                    "releases are signed with this key"
+                );
+                Some(Arc::new(signer))
+            }
+            None => None,
+        };
         // Counting starts with the process.
         crate::metrics::install();
         let store = config.open_store()?;
@@ -142,6 +159,7 @@ impl Application {
             store,
             metrics_listener,
             fetch_program,
+            signer,
         })
     }
 
@@ -181,13 +199,18 @@ impl Application {
             store,
             metrics_listener,
             fetch_program,
+            signer,
         } = self;
         let drain = config.worker.drain();
         // Everything that can fail is ready before anything starts, so a failure leaves
         // nothing running.
         let web = match listener {
             Some(listener) => {
-                Some(WebServer::prepare(&config, &db, &queue, store.clone(), listener).await?)
+                let signing_key = signer.as_deref().map(Signer::public_key_file);
+                Some(
+                    WebServer::prepare(&config, &db, &queue, store.clone(), listener, signing_key)
+                        .await?,
+                )
             }
             None => None,
         };
@@ -208,7 +231,8 @@ impl Application {
         let queue_for_schedule = queue.clone();
         let running = Running {
             workers: role.runs_workers().then(|| {
-                let context = job_context(&config, &db, &queue, store.clone(), fetch_program);
+                let context = job_context(&config, &db, &queue, store.clone(), fetch_program)
+                    .signing_with(signer);
                 spawn_workers(&config, queue, context, &stop)
             }),
             // Where webhooks are received, so is the upkeep of what they store.
@@ -271,10 +295,19 @@ impl WebServer {
         queue: &Queue,
         store: Store,
         listener: TcpListener,
+        signing_key: Option<String>,
     ) -> anyhow::Result<WebServer> {
         let address = listener.local_addr()?;
         let public_url = public_url(config, &listener)?;
-        let state = AppState::new(config, db.clone(), queue.clone(), store, &public_url).await?;
+        let state = AppState::new(
+            config,
+            db.clone(),
+            queue.clone(),
+            store,
+            &public_url,
+            signing_key,
+        )
+        .await?;
         tracing::info!(%address, %public_url, "listening");
         Ok(WebServer {
             listener,
@@ -343,6 +376,7 @@ fn job_context(
                 .map(|p| (p.name.clone(), p.auth.clone()))
                 .collect(),
         ),
+        signer: None,
     }
 }
 

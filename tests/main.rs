@@ -30,5 +30,6 @@ mod release_path;
 mod retention;
 mod s3_storage;
 mod schedule;
+mod signing;
 mod support;
 mod webhooks;

@@ -635,6 +635,9 @@ async fn record_releases(app: &TestApp, project_id: i64, tags: &[String], branch
                 composer_json: None,
                 notes: &ReleaseNotes::default(),
                 item: None,
+                sums_minisig: None,
+                provenance: None,
+                signing_key: None,
                 files: vec![baler::releases::NewFile {
                     format: "zip",
                     name: format!("p{project_id}-{}.zip", version.version),
@@ -644,6 +647,7 @@ async fn record_releases(app: &TestApp, project_id: i64, tags: &[String], branch
                         sha1: format!("{n:040}"),
                         md5: format!("{n:032}"),
                     },
+                    minisig: None,
                 }],
             },
         )

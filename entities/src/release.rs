@@ -22,6 +22,13 @@ pub struct Model {
     pub notes: Option<String>,
     /// The queue item whose job last recorded this release.
     pub item_id: Option<i64>,
+    /// The minisign signature of the release's `SHA256SUMS`, when signing was on.
+    pub sums_minisig: Option<String>,
+    /// The release's provenance: a DSSE envelope holding an in-toto Statement, one JSON line
+    /// (its `signatures` empty when signing was off).
+    pub provenance: Option<String>,
+    /// The minisign public key (its base64 line) that signed the release.
+    pub signing_key: Option<String>,
 }
 
 /// What a release is built from. The `kind` column holds the lower-case name.

@@ -18,6 +18,8 @@ pub struct Model {
     pub sha1: String,
     pub md5: String,
     pub created_at: DateTimeUtc,
+    /// The file's minisign signature (a `.minisig` file's text), when signing was on.
+    pub minisig: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

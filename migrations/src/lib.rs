@@ -16,6 +16,7 @@ mod m20261203_000010_notifications;
 mod m20261203_000011_schedule;
 mod m20261203_000012_retention;
 mod m20261203_000013_scoped_tokens;
+mod m20261204_000014_signing;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_schedule::Migration),
             Box::new(m20261203_000012_retention::Migration),
             Box::new(m20261203_000013_scoped_tokens::Migration),
+            Box::new(m20261204_000014_signing::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ use super::http::HttpConfig;
 use super::notifications::NotificationConfig;
 use super::project::ProjectConfig;
 use super::schedule::{RetentionConfig, ScheduleConfig};
+use super::signing::SigningConfig;
 use super::storage::StorageConfig;
 use super::{ConfigError, FieldError};
 
@@ -31,6 +32,7 @@ pub(super) struct FileConfig {
     pub storage: Option<StorageConfig>,
     pub schedule: Option<ScheduleConfig>,
     pub retention: Option<RetentionConfig>,
+    pub signing: Option<SigningConfig>,
     #[serde(default)]
     pub projects: Vec<ProjectConfig>,
     #[serde(default)]

@@ -14,6 +14,7 @@ mod http;
 mod notifications;
 mod project;
 mod schedule;
+mod signing;
 mod storage;
 
 use env::Environment;
@@ -25,6 +26,7 @@ pub use project::{
     default_formats, default_tags, valid_composer_name, validate_project_name,
 };
 pub use schedule::RetentionPolicy;
+pub use signing::{SigningConfig, SigningSettings};
 pub use storage::{S3Downloads, S3Settings, StorageConfig, StorageKind, StorageSettings};
 
 /// Errors say which file or variable and which key is wrong, so a user can fix it at once.
@@ -93,6 +95,8 @@ pub struct Config {
     pub retention: RetentionPolicy,
     /// `[[notifications]]`: subscribers synced into the database at start.
     pub notifications: Vec<crate::notify::SubscriberSpec>,
+    /// `[signing]`: the key that signs releases; `None` when signing is off.
+    pub signing: Option<SigningSettings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -195,6 +199,11 @@ impl Config {
                 .check()
                 .map_err(|e| invalid(origin, &e.field, e.message))?,
             notifications: notifications(file.notifications, origin, env)?,
+            signing: file
+                .signing
+                .unwrap_or_default()
+                .check(env)
+                .map_err(|e| invalid(origin, &e.field, e.message))?,
         })
     }
 

@@ -448,6 +448,15 @@ impl Mirror {
         Ok(Some(self.repo.find_blob(entry.id())?.content().to_vec()))
     }
 
+    /// The id of `commit`'s tree: what provenance records beside the commit.
+    pub fn tree_id(&self, commit: &str) -> Result<String, GitError> {
+        Ok(self
+            .repo
+            .find_commit(Oid::from_str(commit)?)?
+            .tree_id()
+            .to_string())
+    }
+
     /// What `$Format:…$` placeholders (the `export-subst` attribute) can expand to.
     pub fn commit_details(&self, commit: &str) -> Result<CommitDetails, GitError> {
         let oid = Oid::from_str(commit)?;

@@ -33,7 +33,14 @@ pub struct Written {
     pub sha256: String,
 }
 
-pub fn package(request: &OfflineRequest) -> anyhow::Result<Vec<Written>> {
+/// What `package` built: from which commit, as which version, and the files.
+pub struct Packaged {
+    pub commit: String,
+    pub version: String,
+    pub files: Vec<Written>,
+}
+
+pub fn package(request: &OfflineRequest) -> anyhow::Result<Packaged> {
     let source = Source::open(request)?;
     let (kind, commit) = source.mirror.resolve(&request.reference)?.ok_or_else(|| {
         anyhow::anyhow!(
@@ -80,7 +87,11 @@ pub fn package(request: &OfflineRequest) -> anyhow::Result<Vec<Written>> {
             sha256: archive.checksums.sha256,
         });
     }
-    Ok(written)
+    Ok(Packaged {
+        commit: commit.id,
+        version: version.version,
+        files: written,
+    })
 }
 
 /// The repository to package: read in place, or cloned into a temporary mirror that goes
@@ -193,7 +204,8 @@ mod tests {
             auth: Default::default(),
             progress: false,
         })
-        .unwrap();
+        .unwrap()
+        .files;
         let reference = dir.path().join("reference");
         std::fs::File::create(&reference).unwrap();
         assert_eq!(written.len(), 2);

@@ -144,6 +144,7 @@ mod tests {
             updated_at: chrono::Utc::now(),
             composer_json: None,
             notes: None,
+            signing_key: None,
         }
     }
 

@@ -145,7 +145,20 @@ pub async fn download(
 ) -> Result<Response, AppError> {
     if let Some(archive) = file.strip_suffix(".sha256") {
         let record = &servable(&state, &name, archive).await?.record;
-        return Ok(checksum_list(&[(&record.sha256, &record.name)]));
+        return Ok(plain_text(releases::sha256sums([(
+            record.sha256.as_str(),
+            record.name.as_str(),
+        )])));
+    }
+    if let Some(archive) = file.strip_suffix(".minisig") {
+        let record = &servable(&state, &name, archive).await?.record;
+        return match &record.minisig {
+            Some(signature) => Ok(plain_text(signature.clone())),
+            None => Err(Missing::Signature {
+                what: record.name.clone(),
+            }
+            .into()),
+        };
     }
     let servable = servable(&state, &name, &file).await?;
     let Servable {
@@ -482,18 +495,67 @@ pub async fn sha256sums(
             project: name.clone(),
             version: version.clone(),
         })?;
-    let lines: Vec<(&str, &str)> = files
-        .iter()
-        .map(|f| (f.sha256.as_str(), f.name.as_str()))
-        .collect();
-    Ok(checksum_list(&lines))
+    Ok(plain_text(releases::sha256sums(
+        files.iter().map(|f| (f.sha256.as_str(), f.name.as_str())),
+    )))
 }
 
-/// `HASH  NAME` lines, as `sha256sum -c` reads them.
-fn checksum_list<S: AsRef<str>>(lines: &[(S, S)]) -> Response {
-    let text: String = lines
-        .iter()
-        .map(|(hash, name)| format!("{}  {}\n", hash.as_ref(), name.as_ref()))
-        .collect();
+fn plain_text(text: String) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+}
+
+/// `GET /projects/{p}/releases/{v}/SHA256SUMS.minisig`: the signature of exactly the bytes
+/// [`sha256sums`] serves.
+pub async fn sha256sums_signature(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let proofs = release_proofs(&state, &name, &version).await?;
+    let signature = proofs.sums_minisig.ok_or_else(|| Missing::Signature {
+        what: format!("{name} {version}'s SHA256SUMS"),
+    })?;
+    Ok(plain_text(signature))
+}
+
+/// `GET /projects/{p}/releases/{v}/provenance.intoto.jsonl`: the release's DSSE envelope, one
+/// line.
+pub async fn provenance(
+    State(state): State<AppState>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let proofs = release_proofs(&state, &name, &version).await?;
+    let envelope = proofs.provenance.ok_or(Missing::Provenance {
+        project: name,
+        version,
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/jsonl; charset=utf-8")],
+        envelope,
+    )
+        .into_response())
+}
+
+/// `GET /.well-known/baler/minisign.pub`: the key that signs new releases (a release's own
+/// page names the key that signed it, which differs after a rotation).
+pub async fn public_key(State(state): State<AppState>) -> Result<Response, AppError> {
+    let key = state.signing_key.as_ref().ok_or(Missing::SigningKey)?;
+    Ok(plain_text(key.to_string()))
+}
+
+async fn release_proofs(
+    state: &AppState,
+    name: &str,
+    version: &str,
+) -> Result<releases::ReleaseProofs, AppError> {
+    let project = find_public_project(state, name).await?;
+    let missing = || Missing::Release {
+        project: name.to_string(),
+        version: version.to_string(),
+    };
+    let found = releases::find(&state.db, project.id, version)
+        .await?
+        .ok_or_else(missing)?;
+    Ok(releases::proofs(&state.db, found.release.id)
+        .await?
+        .ok_or_else(missing)?)
 }

@@ -63,6 +63,15 @@ fn download_routes() -> Router<AppState> {
             "/projects/{project}/releases/{version}/SHA256SUMS",
             get(files::sha256sums),
         )
+        .route(
+            "/projects/{project}/releases/{version}/SHA256SUMS.minisig",
+            get(files::sha256sums_signature),
+        )
+        .route(
+            "/projects/{project}/releases/{version}/provenance.intoto.jsonl",
+            get(files::provenance),
+        )
+        .route("/.well-known/baler/minisign.pub", get(files::public_key))
         .route("/files/{project}/{file}", get(files::download))
 }
 

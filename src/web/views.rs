@@ -18,6 +18,9 @@ pub struct FileView {
     pub sha256: String,
     pub sha1: String,
     pub md5: String,
+    /// Its minisign signature, when the release is signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minisig: Option<String>,
 }
 
 /// The release JSON of DESIGN.md; pages use the same fields.
@@ -36,6 +39,14 @@ pub struct ReleaseView {
     pub date: String,
     pub page: String,
     pub sha256sums: String,
+    /// The minisign public key that signed the release, when it is signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
+    /// The signature of `SHA256SUMS`, when the release is signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256sums_minisig: Option<String>,
+    /// The provenance: a DSSE envelope holding an in-toto Statement (SLSA Provenance v1).
+    pub provenance: String,
     pub notes: Option<ReleaseNotes>,
     #[serde(skip)]
     pub commit_date: String,
@@ -63,6 +74,17 @@ impl ReleaseView {
         lines.join("\n")
     }
 
+    /// The shell lines that check each file's signature with `minisign`, when it is signed.
+    pub fn minisign_command(&self) -> Option<String> {
+        let key = self.signing_key.as_ref()?;
+        let mut lines = Vec::new();
+        for file in &self.files {
+            lines.push(format!("curl -fsSLO {}.minisig", file.url));
+            lines.push(format!("minisign -Vm {} -P {key}", file.name));
+        }
+        Some(lines.join("\n"))
+    }
+
     pub fn new(project: &str, r: &ReleaseWithFiles, public_url: &PublicUrl) -> ReleaseView {
         ReleaseView {
             version: r.release.version.clone(),
@@ -81,6 +103,10 @@ impl ReleaseView {
                     sha256: f.sha256.clone(),
                     sha1: f.sha1.clone(),
                     md5: f.md5.clone(),
+                    minisig: f
+                        .minisig
+                        .is_some()
+                        .then(|| format!("{}.minisig", public_url.file(project, &f.name))),
                 })
                 .collect(),
             status: r.release.status,
@@ -88,6 +114,17 @@ impl ReleaseView {
             page: public_url.release(project, &r.release.version),
             sha256sums: format!(
                 "{}/SHA256SUMS",
+                public_url.release(project, &r.release.version)
+            ),
+            signing_key: r.release.signing_key.clone(),
+            sha256sums_minisig: r.release.signing_key.is_some().then(|| {
+                format!(
+                    "{}/SHA256SUMS.minisig",
+                    public_url.release(project, &r.release.version)
+                )
+            }),
+            provenance: format!(
+                "{}/provenance.intoto.jsonl",
                 public_url.release(project, &r.release.version)
             ),
             notes: ReleaseNotes::of(&r.release),

@@ -1,8 +1,11 @@
 //! Building one ref: its archives, its release notes (the commits since the previous tag of
-//! its line), its `composer.json` and its build log.
+//! its line), its `composer.json` and its build log; then what proves it ([`prove`]): the
+//! archives' signatures and its provenance.
 
 use std::cmp::Ordering;
 use std::time::Instant;
+
+use chrono::{DateTime, Utc};
 
 use super::build_log::BuildLog;
 use super::plan::{Build, Released, Step, ref_noun};
@@ -11,6 +14,8 @@ use crate::package::{BuiltArchive, PackageError, PackageSpec, ReleaseKind};
 use crate::projects::Project;
 use crate::publish::LineVersion;
 use crate::releases::ReleaseNotes;
+use crate::signing::provenance::{BuildFacts, Envelope, Statement};
+use crate::signing::{ReleaseSignatures, Signer, ToSign};
 use crate::store::Staging;
 
 /// A ref built in this job, waiting to be stored and recorded.
@@ -20,6 +25,18 @@ pub(super) struct Built {
     pub log: BuildLog,
     pub composer_json: Option<String>,
     pub notes: ReleaseNotes,
+    /// When packaging began: provenance's `startedOn`.
+    pub started: DateTime<Utc>,
+    /// Filled by [`prove`] before the release is stored.
+    pub proofs: Proofs,
+}
+
+/// What proves a release: the signatures (none with signing off) and the provenance (a DSSE
+/// envelope, unsigned with signing off).
+#[derive(Default)]
+pub(super) struct Proofs {
+    pub signatures: ReleaseSignatures,
+    pub provenance: Option<String>,
 }
 
 /// Builds one ref's archives, notes and log. The release's log starts with the job's lines.
@@ -32,6 +49,7 @@ pub(super) fn package(
     job_log: &BuildLog,
 ) -> Result<Built, PackageError> {
     let started = Instant::now();
+    let started_at = Utc::now();
     let spec = PackageSpec {
         project: &project.name,
         version: &build.version,
@@ -49,7 +67,81 @@ pub(super) fn package(
         log,
         composer_json,
         notes,
+        started: started_at,
+        proofs: Proofs::default(),
     })
+}
+
+/// Signs `built`'s archives and its `SHA256SUMS` with `signer`, and writes its provenance
+/// (signed by the same key). Runs after packaging and before anything is stored: the
+/// signatures are recorded in the release's own transaction, so with signing on a release is
+/// never visible unsigned.
+pub(super) fn prove(
+    built: &mut Built,
+    mirror: &Mirror,
+    project: &Project,
+    signer: Option<&Signer>,
+    item: i64,
+) -> Result<(), crate::signing::SigningError> {
+    let build = &built.build;
+    let tree = mirror
+        .tree_id(&build.commit.id)
+        .map_err(|e| crate::signing::SigningError::Sign(format!("reading the tree: {e}")))?;
+    let signatures = match signer {
+        Some(signer) => {
+            let archives: Vec<ToSign<'_>> = built
+                .archives
+                .iter()
+                .map(|a| ToSign {
+                    name: &a.name,
+                    sha256: &a.checksums.sha256,
+                    path: a.file.path(),
+                })
+                .collect();
+            crate::signing::sign_release(
+                signer,
+                &project.name,
+                &build.version.version,
+                &build.commit.id,
+                &archives,
+            )?
+        }
+        None => ReleaseSignatures::default(),
+    };
+    let statement = Statement::new(&BuildFacts {
+        project: &project.name,
+        version: &build.version.version,
+        ref_name: &build.full_name(),
+        repository: &project.repo,
+        commit: &build.commit.id,
+        tree: &tree,
+        layout: project.layout.into(),
+        formats: built
+            .archives
+            .iter()
+            .map(|a| a.format.to_string())
+            .collect(),
+        item: Some(item),
+        started: built.started,
+        finished: Utc::now(),
+        archives: built
+            .archives
+            .iter()
+            .map(|a| (a.name.as_str(), a.checksums.sha256.as_str()))
+            .collect(),
+    });
+    let provenance = Envelope::new(&statement, signer).to_line();
+    if let Some(key) = &signatures.key {
+        built.log.line(format_args!(
+            "signed with minisign key {} ({key})",
+            signer.map(Signer::key_id).unwrap_or_default()
+        ));
+    }
+    built.proofs = Proofs {
+        signatures,
+        provenance: Some(provenance),
+    };
+    Ok(())
 }
 
 /// The build log's account of one ref: what it was built from, each file and the time taken.

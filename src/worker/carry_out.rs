@@ -141,7 +141,10 @@ async fn store_and_record(
         log,
         composer_json,
         notes,
+        proofs,
+        started: _,
     } = built;
+    let signatures = &proofs.signatures;
     // Taken when the fence holds; left here if it does not (or the version is taken), and
     // then discarded below.
     let mut uploaded = Some(upload_all(ctx, project, archives).await?);
@@ -150,7 +153,10 @@ async fn store_and_record(
     let recorded = fenced(ctx, claim, async |txn| {
         refuse_a_taken_version(txn, project, &build).await?;
         let uploads = uploaded.take().unwrap_or_default();
-        let files = publish_files(ctx, project, uploads, &mut published).await?;
+        let mut files = publish_files(ctx, project, uploads, &mut published).await?;
+        for file in &mut files {
+            file.minisig = signatures.of_file(&file.name);
+        }
         // Counted once the release commits.
         let sizes: Vec<(&'static str, u64)> =
             files.iter().map(|f| (f.format, f.checksums.size)).collect();
@@ -165,6 +171,9 @@ async fn store_and_record(
             notes: &notes,
             files,
             item: Some(claim.item),
+            sums_minisig: signatures.sums.clone(),
+            provenance: proofs.provenance.clone(),
+            signing_key: signatures.key.clone(),
         };
         releases::record_on(txn, release).await?;
         crate::problems::clear_on(txn, project.id, &build.full_name()).await?;
@@ -317,6 +326,7 @@ async fn publish_files(
             format: archive.format,
             name: archive.name,
             checksums: archive.checksums,
+            minisig: None,
         });
     }
     Ok(files)

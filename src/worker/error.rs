@@ -21,6 +21,11 @@ pub enum ReleaseError {
         version: String,
         source: PackageError,
     },
+    #[error("signing {version}: {source}")]
+    Signing {
+        version: String,
+        source: crate::signing::SigningError,
+    },
     #[error("storing {file}: {source}")]
     Store {
         file: String,

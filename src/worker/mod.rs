@@ -35,9 +35,16 @@ pub struct JobContext {
     pub fetch_timeout: Duration,
     /// Fetch credentials by project name, from the config (never stored in the database).
     pub auth: Arc<HashMap<String, RemoteAuth>>,
+    /// The key that signs every release, with `[signing]` on.
+    pub signer: Option<Arc<crate::signing::Signer>>,
 }
 
 impl JobContext {
+    pub fn signing_with(mut self, signer: Option<Arc<crate::signing::Signer>>) -> JobContext {
+        self.signer = signer;
+        self
+    }
+
     /// The project's credentials; anonymous when the config gives none.
     pub fn auth_for(&self, project: &str) -> RemoteAuth {
         self.auth.get(project).cloned().unwrap_or_default()

@@ -20,7 +20,7 @@ use tracing::instrument;
 
 use super::JobContext;
 use super::build_log::BuildLog;
-use super::build_ref::{TagRelease, package, tag_releases};
+use super::build_ref::{TagRelease, package, prove, tag_releases};
 use super::carry_out::{Decision, carry_out, fenced};
 pub use super::error::ReleaseError;
 use super::plan::{self, Build, Failure, Released, Step};
@@ -271,7 +271,16 @@ fn build_one(
         return Err(ReleaseError::ClaimLost);
     }
     match package(mirror, &input.project, build, &input.staging, tags, job_log) {
-        Ok(built) => Ok(Decision::Built(Box::new(built))),
+        Ok(mut built) => {
+            let signer = input.ctx.signer.as_deref();
+            prove(&mut built, mirror, &input.project, signer, input.claim.item).map_err(
+                |source| ReleaseError::Signing {
+                    version: build.version.version.clone(),
+                    source,
+                },
+            )?;
+            Ok(Decision::Built(Box::new(built)))
+        }
         Err(e) if e.is_permanent() => Ok(Decision::Fail(Failure {
             ref_name: build.full_name(),
             commit: build.commit.id.clone(),

@@ -73,6 +73,16 @@ impl TestAppBuilder {
     }
 
     /// A `[[notifications]]` subscriber.
+    /// Signs releases with the minisign key in `key_file` (its password, if any, in the
+    /// environment variable `password_env`, set with [`env`](Self::env)).
+    pub fn signing(mut self, key_file: &Path, password_env: Option<&str>) -> TestAppBuilder {
+        self.config.signing = Some(super::config::SigningSettings {
+            minisign_key_file: key_file.to_path_buf(),
+            password_env: password_env.map(str::to_string),
+        });
+        self
+    }
+
     pub fn notify(mut self, subscriber: super::config::NotificationSpec) -> TestAppBuilder {
         self.config.notifications.push(subscriber);
         self

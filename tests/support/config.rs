@@ -45,9 +45,19 @@ pub struct ConfigFile {
     pub retention: Option<RetentionSettings>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notifications: Vec<NotificationSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningSettings>,
     /// The environment baler is given beside the file (the S3 keys), not written to it.
     #[serde(skip)]
     pub env: Vec<(String, String)>,
+}
+
+/// `[signing]`: the minisign key that signs releases.
+#[derive(Debug, Clone, Serialize)]
+pub struct SigningSettings {
+    pub minisign_key_file: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
 }
 
 /// `[retention]`: humantime durations or `"off"`; unset keys keep baler's defaults.

@@ -365,6 +365,7 @@ mod tests {
             updated_at: at(updated),
             composer_json: Some(json!({ "name": package }).to_string()),
             notes: None,
+            signing_key: None,
         };
         ReleaseWithFiles {
             release,

@@ -1,5 +1,7 @@
 //! The command line. Every command takes `--config FILE` (or `BALER_CONFIG`).
 
+mod signing;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -73,6 +75,16 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The minisign key that signs releases.
+    Key {
+        #[command(subcommand)]
+        command: signing::KeyCommand,
+    },
+    /// Sign releases made before signing was on, with `[signing]`'s key (audited).
+    Sign(signing::SignArgs),
+    /// Rebuild a published release from its repository, compare the bytes with the published
+    /// files and check their signatures and provenance: prints OK, or the first difference.
+    Verify(Box<signing::VerifyArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -200,6 +212,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => disconnect_project(&config()?, &name).await,
         Command::Queue { command } => queue_command(&config()?, command).await,
         Command::Token { command } => token_command(&config()?, command).await,
+        Command::Key { command } => signing::key_command(command).await,
+        Command::Sign(args) => signing::sign_command(&config()?, args).await,
+        Command::Verify(args) => signing::verify_command(*args).await,
     }
 }
 
@@ -425,7 +440,7 @@ fn package_command(args: PackageArgs) -> anyhow::Result<()> {
         },
         progress: !args.quiet,
     };
-    for file in offline::package(&request)? {
+    for file in offline::package(&request)?.files {
         println!(
             "{}  {:>12}  {}",
             file.sha256,
@@ -436,7 +451,7 @@ fn package_command(args: PackageArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
+pub(crate) async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
     let conn = db::connect(&config.database_url).await?;
     db::migrate(&conn).await?;
     Ok(conn)
