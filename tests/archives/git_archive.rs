@@ -277,3 +277,47 @@ fn archives_are_reproducible_to_the_byte_and_pinned() {
         .unwrap();
     assert_eq!(unpacked.len() % 512, 0);
 }
+
+/// The second golden pair: a drupal-layout release (top directory `NAME/`, the `.info.yml`
+/// and `.info` files given drupal.org's version block), whose checksums Drupal sites hold in
+/// their update status and composer.lock files.
+#[test]
+fn a_drupal_layout_release_is_pinned() {
+    let mut repo = GitRepo::new();
+    repo.write(
+        "webform_extra.info.yml",
+        b"name: Webform extra\ntype: module\ncore_version_requirement: ^10 || ^11\nversion: VERSION\n",
+    );
+    repo.write("webform_extra.module", b"<?php\n\n/**\n * @file\n * Extra.\n */\n");
+    repo.write("modules/sub/sub.info", b"name = Sub\ncore = 7.x\n");
+    repo.write("src/Plugin/Extra.php", b"<?php\n\nnamespace Drupal\\webform_extra;\n");
+    repo.commit("Webform extra");
+    repo.git(&["tag", "-a", "2.1.0", "-m", "Release 2.1.0"]);
+    let out = tempfile::tempdir().unwrap();
+    succeeded(&baler_package(
+        &[
+            repo.dir.to_str().unwrap(),
+            "--ref",
+            "2.1.0",
+            "--name",
+            "webform_extra",
+            "--layout",
+            "drupal",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        &[],
+    ));
+    let sha = |name: &str| baler::package::sha256_hex(&std::fs::read(out.path().join(name)).unwrap());
+    // Change these only on purpose, with a note: every drupal-layout archive changes with them.
+    assert_eq!(
+        sha("webform_extra-2.1.0.tar.gz"),
+        "a521985d85f08fb6f054abf3e1ff4081238dd7bd4a31d6ca1a77b8e746b6d0b0",
+        "the drupal-layout tar.gz changed"
+    );
+    assert_eq!(
+        sha("webform_extra-2.1.0.zip"),
+        "d4a0db4ab440d5e678eafe17ee6c463cb8717be3de919227bfe94131316bed4f",
+        "the drupal-layout zip changed"
+    );
+}
