@@ -99,10 +99,14 @@ async fn record(
                 )),
                 notes: &ReleaseNotes::default(),
                 item: None,
+                sums_minisig: None,
+                provenance: None,
+                signing_key: None,
                 files: vec![NewFile {
                     format: "zip",
                     name: file,
                     checksums,
+                    minisig: None,
                 }],
             },
         )

@@ -288,9 +288,15 @@ fn a_drupal_layout_release_is_pinned() {
         "webform_extra.info.yml",
         b"name: Webform extra\ntype: module\ncore_version_requirement: ^10 || ^11\nversion: VERSION\n",
     );
-    repo.write("webform_extra.module", b"<?php\n\n/**\n * @file\n * Extra.\n */\n");
+    repo.write(
+        "webform_extra.module",
+        b"<?php\n\n/**\n * @file\n * Extra.\n */\n",
+    );
     repo.write("modules/sub/sub.info", b"name = Sub\ncore = 7.x\n");
-    repo.write("src/Plugin/Extra.php", b"<?php\n\nnamespace Drupal\\webform_extra;\n");
+    repo.write(
+        "src/Plugin/Extra.php",
+        b"<?php\n\nnamespace Drupal\\webform_extra;\n",
+    );
     repo.commit("Webform extra");
     repo.git(&["tag", "-a", "2.1.0", "-m", "Release 2.1.0"]);
     let out = tempfile::tempdir().unwrap();
@@ -308,7 +314,8 @@ fn a_drupal_layout_release_is_pinned() {
         ],
         &[],
     ));
-    let sha = |name: &str| baler::package::sha256_hex(&std::fs::read(out.path().join(name)).unwrap());
+    let sha =
+        |name: &str| baler::package::sha256_hex(&std::fs::read(out.path().join(name)).unwrap());
     // Change these only on purpose, with a note: every drupal-layout archive changes with them.
     assert_eq!(
         sha("webform_extra-2.1.0.tar.gz"),
