@@ -45,6 +45,7 @@ RENDERINGS: dict[str, dict] = {
             "projects": [PROJECT],
         },
         "metrics": {"serviceMonitor": {"enabled": True, "interval": "30s"}},
+        "signing": {"existingSecret": "baler-signing"},
     },
     # An Ingress with TLS; secrets given inline, so the chart makes the Secret; local storage
     # on a claim made outside the chart.
@@ -64,6 +65,8 @@ RENDERINGS: dict[str, dict] = {
         },
         "config": {"projects": [PROJECT]},
         "extraEnv": [{"name": "RUST_LOG", "value": "info,baler=debug"}],
+        # A signing key made without a password.
+        "signing": {"existingSecret": "baler-signing", "keyKey": "release.key", "passwordKey": ""},
     },
     # S3 keys given inline (into the chart's Secret); the database URL from a Secret made
     # outside; no migration hook and no disruption budgets.
@@ -92,6 +95,8 @@ REFUSED: dict[str, dict] = {
     "an admin token baler would refuse": {"database": DATABASE, "adminToken": {"value": "short"}},
     "config.listen (the chart's own)": {"database": DATABASE, "config": {"listen": "0.0.0.0:1"}},
     "config.admin_token (a secret in a ConfigMap)": {"database": DATABASE, "config": {"admin_token": "x" * 32}},
+    "config.signing (the chart's own: signing.existingSecret)": {"database": DATABASE, "config": {"signing": {"minisign_key_file": "/k"}}},
+    "an unknown key in signing": {"database": DATABASE, "signing": {"existingSecret": "s", "key": "baler.key"}},
     "a project secret in the ConfigMap": {"database": DATABASE, "config": {"projects": [dict(PROJECT, secret="plain")]}},
     "an ingress without a host": {"database": DATABASE, "web": {"ingress": {"enabled": True}}},
     "a mirror size that is no quantity": {"database": DATABASE, "worker": {"mirrors": {"size": "ten gigs"}}},

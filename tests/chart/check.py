@@ -348,6 +348,7 @@ def existing_secrets(values: dict) -> set[str]:
         values["adminToken"]["existingSecret"],
         values["storage"]["s3"]["existingSecret"],
         values["webhookSecrets"]["existingSecret"],
+        values["signing"]["existingSecret"],
     }
     names |= {s["secretRef"]["name"] for s in values["extraEnvFrom"] if "secretRef" in s}
     names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in values["extraEnv"] if "secretKeyRef" in e.get("valueFrom", {})}
@@ -400,6 +401,43 @@ def check_secrets(r: Rendering) -> None:
                 variable in env_names(container) or container.get("envFrom"),
                 f"{where(workload, container)}: the config names {variable}, which nothing in the pod sets",
             )
+
+
+def check_signing(r: Rendering) -> bool:
+    """With signing.existingSecret, web and worker pods find the key where [signing] says, from
+    that Secret, readable by their group; every pod has the password variable [signing] names
+    (baler checks it at start, migrate too). Without it, [signing] is not set."""
+    wanted = r.values["signing"]
+    if not wanted["existingSecret"]:
+        check("signing" not in r.toml, f"signing is off, yet baler.toml has {r.toml.get('signing')}")
+        return False
+    signing = r.toml.get("signing", {})
+    key_file = signing.get("minisign_key_file", "")
+    directory, file = key_file.rsplit("/", 1) if "/" in key_file else ("", key_file)
+    for workload in (r.web, r.worker):
+        container = main_container(workload)
+        volume = volume_at(workload, container, directory)
+        secret = volume.get("secret", {})
+        check(secret.get("secretName") == wanted["existingSecret"], f"{where(workload, container)}: {directory} is not Secret {wanted['existingSecret']}")
+        items = {item["key"]: item["path"] for item in secret.get("items", [])}
+        check(items.get(wanted["keyKey"]) == file, f"{where(workload, container)}: {key_file} is not the Secret's {wanted['keyKey']}: {items}")
+        check(secret.get("defaultMode", 0o644) & 0o040, f"{where(workload, container)}: the key is not readable by the pod's group")
+        check(not secret.get("defaultMode", 0o644) & 0o007, f"{where(workload, container)}: the key is readable by anyone")
+    if wanted["passwordKey"]:
+        variable = signing.get("password_env")
+        check(variable, "the key has a password, but [signing] names no password_env")
+        for workload in r.workloads:
+            container = main_container(workload)
+            env = [e for e in container.get("env", []) if e["name"] == variable]
+            check(env, f"{where(workload, container)}: [signing] names {variable}, which the pod does not set")
+            ref = env[0]["valueFrom"]["secretKeyRef"]
+            check(
+                (ref["name"], ref["key"]) == (wanted["existingSecret"], wanted["passwordKey"]),
+                f"{where(workload, container)}: {variable} reads {ref}",
+            )
+    else:
+        check("password_env" not in signing, "a key without a password, yet [signing] names a password_env")
+    return True
 
 
 def check_services(r: Rendering) -> tuple[dict, dict]:
@@ -520,6 +558,7 @@ def check_rendering(chart, overrides: dict) -> str:
     check_volumes(r)
     check_probes(r)
     check_secrets(r)
+    signed = check_signing(r)
     service, headless = check_services(r)
     check_migration(r)
     check_security(r)
@@ -529,6 +568,7 @@ def check_rendering(chart, overrides: dict) -> str:
     extras = [name for name, present in [
         ("Ingress", check_ingress(r, service)),
         ("ServiceMonitor (a CRD: checked here, not by kubernetes-validate)", check_service_monitor(r, service, headless)),
+        ("signing", signed),
     ] if present]
     versions = " and ".join(v.rsplit(".", 1)[0] for v in KUBERNETES_VERSIONS)
     return (

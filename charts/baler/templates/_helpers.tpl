@@ -44,6 +44,8 @@ data_dir), so probes, Services and mounts cannot drift from the config.
 {{- define "baler.dataDir" -}}/var/lib/baler{{- end -}}
 {{- define "baler.configDir" -}}/etc/baler{{- end -}}
 {{- define "baler.configFile" -}}/etc/baler/baler.toml{{- end -}}
+{{- define "baler.signingDir" -}}/etc/baler-signing{{- end -}}
+{{- define "baler.signingPasswordVar" -}}BALER_SIGNING_PASSWORD{{- end -}}
 
 {{/*
 baler.toml: `config` with the chart's own settings over it (the schema refuses those keys in
@@ -65,6 +67,11 @@ baler.toml: `config` with the chart's own settings over it (the schema refuses t
       "metrics_listen" (printf "0.0.0.0:%s" (include "baler.metricsPort" .))
       "data_dir" (include "baler.dataDir" .)
       "storage" $storage -}}
+{{- if $v.signing.existingSecret -}}
+{{- $signing := dict "minisign_key_file" (printf "%s/baler.key" (include "baler.signingDir" .)) -}}
+{{- if $v.signing.passwordKey }}{{ $_ := set $signing "password_env" (include "baler.signingPasswordVar" .) }}{{ end -}}
+{{- $_ := set $chart "signing" $signing -}}
+{{- end -}}
 {{- $config := mergeOverwrite (deepCopy $v.config) $chart -}}
 {{- if and $v.web.ingress.enabled $v.web.ingress.host (not (hasKey $v.config "public_url")) -}}
 {{- $_ := set $config "public_url" (printf "%s://%s" (ternary "https" "http" (gt (len $v.web.ingress.tls) 0)) $v.web.ingress.host) -}}
@@ -132,6 +139,13 @@ so a key is read from the chart's Secret exactly when the chart wrote it there.
       name: {{ $s3.existingSecret | default $secret }}
       key: {{ $s3.secretAccessKeyKey }}
 {{- end }}
+{{- if and $v.signing.existingSecret $v.signing.passwordKey }}
+- name: {{ include "baler.signingPasswordVar" .root }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.signing.existingSecret }}
+      key: {{ $v.signing.passwordKey }}
+{{- end }}
 {{- range $name, $_ := $v.webhookSecrets.values }}
 - name: {{ $name }}
   valueFrom:
@@ -195,3 +209,27 @@ S3, a scratch emptyDir (nothing there outlives the pod).
 {{- end }}
 {{- end -}}
 
+
+{{/*
+The signing key (signing.existingSecret), for the pods that load it: web and worker. Readable
+by the pods' group (fsGroup) only.
+*/}}
+{{- define "baler.signingVolume" -}}
+{{- with .Values.signing.existingSecret }}
+- name: signing-key
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: {{ $.Values.signing.keyKey }}
+        path: baler.key
+{{- end }}
+{{- end -}}
+
+{{- define "baler.signingMount" -}}
+{{- if .Values.signing.existingSecret }}
+- name: signing-key
+  mountPath: {{ include "baler.signingDir" . }}
+  readOnly: true
+{{- end }}
+{{- end -}}
