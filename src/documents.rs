@@ -264,6 +264,32 @@ pub async fn public_url<C: ConnectionTrait>(db: &C) -> Result<Option<String>, Db
     server_value(db, PUBLIC_URL).await
 }
 
+/// The name under which processes that sign releases record the public key they sign with,
+/// so that web servers (which never hold the secret key) serve it.
+const SIGNING_KEY: &str = "minisign_public_key";
+
+/// Records the `minisign.pub` of the key this process signs releases with; `None` (a process
+/// that builds releases without signing) removes it: new releases are then unsigned.
+pub async fn set_signing_key<C: ConnectionTrait>(db: &C, key: Option<&str>) -> Result<(), DbErr> {
+    match key {
+        Some(key) => set_server_value(db, SIGNING_KEY, key).await,
+        None => {
+            db.execute_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "DELETE FROM server_keys WHERE name = $1",
+                vec![SIGNING_KEY.into()],
+            ))
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+/// The public key new releases are signed with (see [`set_signing_key`]).
+pub async fn signing_key<C: ConnectionTrait>(db: &C) -> Result<Option<String>, DbErr> {
+    server_value(db, SIGNING_KEY).await
+}
+
 /// How readers in this process know their in-memory copies are current. Every change to the
 /// documents in this process runs inside a [`Changing`] from before its transaction commits
 /// to after; a change in another process is reported with [`changed_elsewhere`] (a PostgreSQL

@@ -82,10 +82,11 @@ impl Application {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("creating the data directory {}", config.data_dir.display())
         })?;
-        // A key that cannot be read or decrypted stops the start here: with signing on, no
-        // release may be published unsigned.
+        // Only processes that build releases load the key (a web server never holds it). One
+        // that cannot be read or decrypted stops the start here: with signing on, no release
+        // may be published unsigned.
         let signer = match &config.signing {
-            Some(settings) => {
+            Some(settings) if role.runs_workers() => {
                 let signer = Signer::load(settings)?;
                 tracing::info!(
                     key_id = signer.key_id(),
@@ -93,7 +94,7 @@ impl Application {
                 );
                 Some(Arc::new(signer))
             }
-            None => None,
+            _ => None,
         };
         // Counting starts with the process.
         crate::metrics::install();
@@ -106,6 +107,13 @@ impl Application {
             .await
             .with_context(|| format!("opening the database {}", redact(&config.database_url)))?;
         db::migrate(&db).await.context("applying migrations")?;
+        if role.runs_workers() {
+            // What web servers serve as /.well-known/baler/minisign.pub.
+            let key = signer.as_deref().map(Signer::public_key_file);
+            crate::documents::set_signing_key(&db, key.as_deref())
+                .await
+                .context("recording the signing key")?;
+        }
         // Only the serving config decides which projects exist; a worker's may lag behind it.
         let departures = if role.serves_web() {
             projects::Departures::Disable
@@ -206,11 +214,7 @@ impl Application {
         // nothing running.
         let web = match listener {
             Some(listener) => {
-                let signing_key = signer.as_deref().map(Signer::public_key_file);
-                Some(
-                    WebServer::prepare(&config, &db, &queue, store.clone(), listener, signing_key)
-                        .await?,
-                )
+                Some(WebServer::prepare(&config, &db, &queue, store.clone(), listener).await?)
             }
             None => None,
         };
@@ -295,19 +299,10 @@ impl WebServer {
         queue: &Queue,
         store: Store,
         listener: TcpListener,
-        signing_key: Option<String>,
     ) -> anyhow::Result<WebServer> {
         let address = listener.local_addr()?;
         let public_url = public_url(config, &listener)?;
-        let state = AppState::new(
-            config,
-            db.clone(),
-            queue.clone(),
-            store,
-            &public_url,
-            signing_key,
-        )
-        .await?;
+        let state = AppState::new(config, db.clone(), queue.clone(), store, &public_url).await?;
         tracing::info!(%address, %public_url, "listening");
         Ok(WebServer {
             listener,

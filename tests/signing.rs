@@ -635,6 +635,9 @@ async fn a_killed_job_never_leaves_an_unsigned_release(db: TestDb) {
         })
     };
 
+    // The web-only server holds no key: it serves the one the workers record.
+    let well_known = format!("{}/.well-known/baler/minisign.pub", app.url);
+    assert_eq!(body(&app, &well_known).await.0, 404);
     let mut first = BalerProcess::start_with_env(&["worker"], &app.config_path, &env);
     app.github_push("heavy", "refs/tags/v1.0.0", &repo.rev("v1.0.0"))
         .await;
@@ -652,6 +655,9 @@ async fn a_killed_job_never_leaves_an_unsigned_release(db: TestDb) {
         }
     })
     .await;
+    let (status, served) = body(&app, &well_known).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(served).unwrap().contains(&key.public));
     first.kill();
     assert_eq!(unsigned_rows().await, (0, 0));
     let releases = app.versions("heavy").await;
@@ -681,8 +687,9 @@ on_both_databases!(
     a_killed_job_never_leaves_an_unsigned_release,
 );
 
-/// A key that cannot be used stops baler at start, in words that say what to change: with
-/// signing on, nothing may be published unsigned.
+/// A key that cannot be used stops a building process at start, in words that say what to
+/// change: with signing on, nothing may be published unsigned. A web-only process does not
+/// read it.
 #[tokio::test]
 async fn a_bad_key_stops_the_start() {
     let key = generate_key(true);
@@ -729,4 +736,13 @@ async fn a_bad_key_stops_the_start() {
     )
     .await
     .expect("the right password starts it");
+    // A web-only process never reads the key: it need not be on its machine.
+    let elsewhere = config(None).replace(
+        &format!("{:?}", key.secret.display().to_string()),
+        "\"/nonexistent/baler.key\"",
+    );
+    let config = baler::config::Config::from_toml(&elsewhere, &[]).unwrap();
+    baler::startup::Application::build(config, baler::startup::Role::Web)
+        .await
+        .expect("a web-only process starts without the key file");
 }

@@ -535,11 +535,14 @@ pub async fn provenance(
         .into_response())
 }
 
-/// `GET /.well-known/baler/minisign.pub`: the key that signs new releases (a release's own
-/// page names the key that signed it, which differs after a rotation).
+/// `GET /.well-known/baler/minisign.pub`: the key that signs new releases, as the processes
+/// that sign recorded it (web servers never hold the secret key). A release's own page names
+/// the key that signed it, which differs after a rotation.
 pub async fn public_key(State(state): State<AppState>) -> Result<Response, AppError> {
-    let key = state.signing_key.as_ref().ok_or(Missing::SigningKey)?;
-    Ok(plain_text(key.to_string()))
+    let key = crate::documents::signing_key(&state.db)
+        .await?
+        .ok_or(Missing::SigningKey)?;
+    Ok(plain_text(key))
 }
 
 async fn release_proofs(

@@ -73,8 +73,6 @@ pub struct Shared {
     pub retention: crate::retention::RetentionPolicy,
     /// Connects projects' webhooks on their hosts.
     pub connector: crate::connect::Connector,
-    /// The public key file (`minisign.pub`) of the key that signs releases, with signing on.
-    pub signing_key: Option<Arc<str>>,
     /// What the config file says about reaching each of its projects' host APIs.
     pub connect_credentials: Arc<std::collections::HashMap<String, crate::connect::Credentials>>,
 }
@@ -89,15 +87,13 @@ impl AppState {
             .unwrap_or_default()
     }
 
-    /// The web server's state for `config`, its links based at `public_url`; `signing_key` is
-    /// the `minisign.pub` of the key that signs releases, with signing on.
+    /// The web server's state for `config`, its links based at `public_url`.
     pub async fn new(
         config: &crate::config::Config,
         db: DatabaseConnection,
         queue: Queue,
         store: Store,
         public_url: &str,
-        signing_key: Option<String>,
     ) -> anyhow::Result<AppState> {
         use anyhow::Context;
         let session_key = crate::admin::keys::session_key(&db)
@@ -118,7 +114,6 @@ impl AppState {
         Ok(AppState(Arc::new(Shared {
             connector,
             connect_credentials: Arc::new(connect_credentials),
-            signing_key: signing_key.map(Arc::from),
             tokens: crate::admin::AdminTokens::new(db.clone(), config.admin_token.as_deref()),
             actions,
             sessions: session::Sessions::new(&session_key, public_url.starts_with("https://"))?,

@@ -404,9 +404,10 @@ def check_secrets(r: Rendering) -> None:
 
 
 def check_signing(r: Rendering) -> bool:
-    """With signing.existingSecret, web and worker pods find the key where [signing] says, from
-    that Secret, readable by their group; every pod has the password variable [signing] names
-    (baler checks it at start, migrate too). Without it, [signing] is not set."""
+    """With signing.existingSecret, worker pods find the key where [signing] says, from that
+    Secret, readable by their group, and web pods (internet-facing; they never load it) do not
+    have it; every pod has the password variable [signing] names (baler checks the config at
+    start, migrate too). Without it, [signing] is not set."""
     wanted = r.values["signing"]
     if not wanted["existingSecret"]:
         check("signing" not in r.toml, f"signing is off, yet baler.toml has {r.toml.get('signing')}")
@@ -414,7 +415,9 @@ def check_signing(r: Rendering) -> bool:
     signing = r.toml.get("signing", {})
     key_file = signing.get("minisign_key_file", "")
     directory, file = key_file.rsplit("/", 1) if "/" in key_file else ("", key_file)
-    for workload in (r.web, r.worker):
+    secret_volumes = [v for v in pod_spec(r.web)["volumes"] if v.get("secret", {}).get("secretName") == wanted["existingSecret"]]
+    check(not secret_volumes, f"web pods mount the signing key: {secret_volumes}")
+    for workload in (r.worker,):
         container = main_container(workload)
         volume = volume_at(workload, container, directory)
         secret = volume.get("secret", {})

@@ -211,8 +211,9 @@ S3, a scratch emptyDir (nothing there outlives the pod).
 
 
 {{/*
-The signing key (signing.existingSecret), for the pods that load it: web and worker. Readable
-by the pods' group (fsGroup) only.
+The signing key (signing.existingSecret), for the pods that sign: workers only (web pods serve
+the public key the workers record, and never hold the secret one). Readable by the pods' group
+(fsGroup) only.
 */}}
 {{- define "baler.signingVolume" -}}
 {{- with .Values.signing.existingSecret }}
