@@ -106,6 +106,16 @@ pub struct PackageArgs {
     /// Formats to write (default: both).
     #[arg(long = "format", value_enum)]
     pub formats: Vec<ArchiveFormat>,
+    #[command(flatten)]
+    pub access: RepositoryAccess,
+    /// No progress bar even on a terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// How `baler package` and `baler verify` reach a private repository.
+#[derive(clap::Args, Debug)]
+pub struct RepositoryAccess {
     /// A private repository over HTTPS: the environment variable holding an access token.
     #[arg(long, value_name = "VAR")]
     pub token_env: Option<String>,
@@ -115,9 +125,26 @@ pub struct PackageArgs {
     /// A private repository over SSH: the private key file.
     #[arg(long, value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
-    /// No progress bar even on a terminal.
-    #[arg(long, short)]
-    pub quiet: bool,
+}
+
+impl RepositoryAccess {
+    /// The credentials, the token read from the variable `--token-env` names.
+    pub fn into_auth(self) -> anyhow::Result<RemoteAuth> {
+        let token = match &self.token_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| {
+                anyhow::anyhow!(
+                    "--token-env names the environment variable {var}, which is not set"
+                )
+            })?),
+            None => None,
+        };
+        Ok(RemoteAuth {
+            http_user: self.http_user,
+            token,
+            ssh_key: self.ssh_key,
+            ssh_passphrase: None,
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -413,12 +440,7 @@ async fn project_actions(config: &Config) -> anyhow::Result<(AdminActions, crate
 }
 
 fn package_command(args: PackageArgs) -> anyhow::Result<()> {
-    let token = match &args.token_env {
-        Some(var) => Some(std::env::var(var).map_err(|_| {
-            anyhow::anyhow!("--token-env names the environment variable {var}, which is not set")
-        })?),
-        None => None,
-    };
+    let auth = args.access.into_auth()?;
     let name = match args.name {
         Some(name) => name,
         None => offline::default_name(&args.source)?,
@@ -432,12 +454,7 @@ fn package_command(args: PackageArgs) -> anyhow::Result<()> {
         name,
         layout: args.layout,
         formats: args.formats,
-        auth: RemoteAuth {
-            http_user: args.http_user,
-            token,
-            ssh_key: args.ssh_key,
-            ssh_passphrase: None,
-        },
+        auth,
         progress: !args.quiet,
     };
     for file in offline::package(&request)?.files {

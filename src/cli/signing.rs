@@ -46,6 +46,8 @@ pub struct VerifyArgs {
     /// says).
     #[arg(long, value_name = "KEY|FILE")]
     pub public_key: Option<String>,
+    #[command(flatten)]
+    pub access: super::RepositoryAccess,
 }
 
 pub async fn key_command(command: KeyCommand) -> anyhow::Result<()> {
@@ -124,6 +126,7 @@ pub async fn verify_command(args: VerifyArgs) -> anyhow::Result<()> {
         reference: args.reference,
         release: args.release,
         public_key: args.public_key,
+        auth: args.access.into_auth()?,
     };
     match crate::signing::verify::verify(request).await? {
         Verdict::Ok(summary) => {

@@ -24,6 +24,8 @@ pub struct VerifyRequest {
     pub release: String,
     /// A public key (its base64 line) or a `.pub` file; `None`: the server's.
     pub public_key: Option<String>,
+    /// Credentials for a private repository.
+    pub auth: crate::git::RemoteAuth,
 }
 
 /// The outcome: everything holds (a summary), or the first thing that does not.
@@ -133,7 +135,7 @@ pub async fn verify(request: VerifyRequest) -> anyhow::Result<Verdict> {
             .iter()
             .map(|f| f.parse())
             .collect::<Result<_, _>>()?,
-        auth: Default::default(),
+        auth: request.auth.clone(),
         progress: false,
     };
     let rebuilt = tokio::task::spawn_blocking(move || offline::package(&offline_request)).await??;
