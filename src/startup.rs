@@ -58,8 +58,8 @@ pub struct Application {
     metrics_listener: Option<TcpListener>,
     /// The `baler` binary the workers run as their fetch child (`baler fetch-mirror`).
     fetch_program: PathBuf,
-    /// `[signing]`'s key, loaded: the workers sign with it, the web server serves its public
-    /// half.
+    /// `[signing]`'s key, loaded when this process runs workers (they sign with it); web
+    /// servers serve the public key these processes record.
     signer: Option<Arc<Signer>>,
 }
 

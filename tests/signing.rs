@@ -16,8 +16,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::on_both_databases;
+use crate::support::browser::AdminBrowser;
 use crate::support::git::GitRepo;
-use crate::support::{AuditRow, BalerProcess, ItemState, ProjectSpec, TestApp, TestDb, wait_until};
+use crate::support::{
+    ADMIN_TOKEN, AuditRow, BalerProcess, ItemState, ProjectSpec, TestApp, TestDb, wait_until,
+};
 
 const PASSWORD_VAR: &str = "BALER_TEST_KEY_PASSWORD";
 const PASSWORD: &str = "correct horse battery staple";
@@ -466,6 +469,17 @@ async fn sign_all_then_rotate_the_key(db: TestDb) {
         .start()
         .await;
     release_tag(&unsigned, &repo, "v1.0.0").await;
+    // An older tag whose files retention has since removed (its rows stay): nothing to sign.
+    repo.git(&["tag", "v0.9.0", "v1.0.0^{commit}"]);
+    release_tag(&unsigned, &repo, "v0.9.0").await;
+    unsigned
+        .db
+        .execute_unprepared(
+            "DELETE FROM release_files WHERE release_id = \
+             (SELECT id FROM releases WHERE version = '0.9.0')",
+        )
+        .await
+        .unwrap();
     let release = unsigned.release("signed", "1.0.0").await;
     assert!(release.get("signing_key").is_none(), "{release}");
     let zip_url = format!("{}/files/signed/signed-1.0.0.zip", unsigned.url);
@@ -508,6 +522,7 @@ async fn sign_all_then_rotate_the_key(db: TestDb) {
         String::from_utf8_lossy(&signed.stderr)
     );
     assert!(said.contains("signed signed 1.0.0"), "{said}");
+    assert!(said.contains("1 releases signed"), "{said}");
     let again = sign(&[(PASSWORD_VAR, PASSWORD)]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 releases signed"));
     let audit: Vec<AuditRow> = unsigned.audit_trail().await;
@@ -524,6 +539,7 @@ async fn sign_all_then_rotate_the_key(db: TestDb) {
     let new = generate_key(false);
     let app = TestApp::builder()
         .installation(&installation)
+        .admin_token(ADMIN_TOKEN)
         .signing(&new.secret, None)
         .project(ProjectSpec::github("signed", repo.url()))
         .start()
@@ -569,6 +585,23 @@ async fn sign_all_then_rotate_the_key(db: TestDb) {
     }
     let (_, served) = body(&app, &format!("{}/.well-known/baler/minisign.pub", app.url)).await;
     assert!(String::from_utf8(served).unwrap().contains(&new.public));
+    // The admin release page says whether, and by which key, a release is signed.
+    let mut browser = AdminBrowser::logged_in(&app, ADMIN_TOKEN).await;
+    for (version, said) in [
+        ("1.0.0", format!("by minisign key {}", old.public)),
+        ("0.9.0", "no: baler sign --all signs it".to_string()),
+    ] {
+        let page = browser
+            .get(&format!("/admin/projects/signed/releases/{version}"))
+            .await;
+        assert_eq!(page.status, 200);
+        let html = scraper::Html::parse_document(&page.body);
+        let shown: String = html
+            .select(&scraper::Selector::parse("#signed").unwrap())
+            .flat_map(|e| e.text())
+            .collect();
+        assert_eq!(shown, said, "{version}");
+    }
 }
 
 /// With signing on, a worker killed with SIGKILL while it packages leaves no release row at

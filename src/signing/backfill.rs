@@ -49,7 +49,7 @@ pub async fn sign_all(
         let label = format!("{} {}", project.name, row.version);
         match sign_one(db, store, signer, actor, &project.name, row).await {
             Ok(true) => report.signed.push(label),
-            // Signed meanwhile (a rebuild, another run): nothing to do.
+            // Signed or rebuilt meanwhile, or no files left to sign: nothing to do.
             Ok(false) => {}
             Err(e) => report.refused.push(format!("{label}: {e:#}")),
         }
@@ -57,7 +57,8 @@ pub async fn sign_all(
     Ok(report)
 }
 
-/// Signs one release; `false` when it changed since it was read (signed or rebuilt meanwhile).
+/// Signs one release; `false` when it changed since it was read (signed or rebuilt meanwhile)
+/// or has no files left.
 async fn sign_one(
     db: &DatabaseConnection,
     store: &Store,
@@ -71,7 +72,8 @@ async fn sign_one(
         .all(db)
         .await?;
     if files.is_empty() {
-        anyhow::bail!("it has no files");
+        // Retention removed them (a deleted tag's files): nothing is served, nothing to sign.
+        return Ok(false);
     }
     let comment = trusted_comment(project, &row.version, &row.commit);
     let mut signatures = ReleaseSignatures {

@@ -94,7 +94,11 @@ pub async fn verify(request: VerifyRequest) -> anyhow::Result<Verdict> {
         Some(given) if std::path::Path::new(given).is_file() => std::fs::read_to_string(given)?,
         Some(given) => given.clone(),
         None => {
-            String::from_utf8(get(format!("{}/.well-known/baler/minisign.pub", at.base)).await?)?
+            let url = format!("{}/.well-known/baler/minisign.pub", at.base);
+            let served = get(url).await.map_err(|e| {
+                anyhow::anyhow!("{e}: the server publishes no signing key; pass --public-key")
+            })?;
+            String::from_utf8(served)?
         }
     };
     let key = PublicKey::parse(&key_text)?;
