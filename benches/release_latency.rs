@@ -1,6 +1,8 @@
 //! Time from a signed webhook to a downloadable release, on the real server, for a small and a
-//! larger repository; and, as the peer, `git archive` writing the same two formats of the same
-//! commit. Prints figures; asserts nothing about speed.
+//! larger repository, without and with release signing (`[signing]`: each archive and
+//! `SHA256SUMS` signed, provenance DSSE-signed); and, as the peer, `git archive` writing the
+//! same two formats of the same commit. Prints figures; asserts nothing about speed (only that
+//! a signed release's `.minisig` is served).
 //!
 //!     cargo bench --bench release_latency
 //!
@@ -73,17 +75,27 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn bench_repo(label: &str, files: usize) {
+async fn bench_repo(label: &str, files: usize, signed: bool) {
     let temp = tempfile::tempdir().unwrap();
     let repo = temp.path().join("repo");
     let commit = make_repo(&repo, files);
     let size: u64 = walk_size(&repo.join("src"));
-    let toml = format!(
+    let mut toml = format!(
         "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nworkers = 2\n\
          [[projects]]\nname = \"bench\"\nrepo = \"file://{}\"\nprovider = \"github\"\nsecret = \"{SECRET}\"\n",
         temp.path().join("data").display(),
         repo.display()
     );
+    let label = if signed {
+        let key = baler::signing::generate(&temp.path().join("key"), None).unwrap();
+        toml.push_str(&format!(
+            "[signing]\nminisign_key_file = \"{}\"\n",
+            key.secret_path.display()
+        ));
+        format!("{label}, signed")
+    } else {
+        label.to_string()
+    };
     let config = Config::from_toml(&toml, &[]).unwrap();
     let tuning = QueueTuning {
         idle_poll: Duration::from_millis(50),
@@ -128,6 +140,10 @@ async fn bench_repo(label: &str, files: usize) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if signed {
+            let signature = client.get(format!("{file}.minisig")).send().await.unwrap();
+            assert_eq!(signature.status(), 200, "a signed release has its .minisig");
         }
         // The first run also clones the mirror; it is reported apart.
         if run == 0 {
@@ -193,7 +209,9 @@ fn main() {
         .unwrap_or(4000);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        bench_repo("small", 20).await;
-        bench_repo("large", files).await;
+        for signed in [false, true] {
+            bench_repo("small", 20, signed).await;
+            bench_repo("large", files, signed).await;
+        }
     });
 }
