@@ -125,6 +125,9 @@ pub async fn verify(request: VerifyRequest) -> anyhow::Result<Verdict> {
         .ok_or_else(|| anyhow::anyhow!("the provenance names no commit"))?
         .to_string();
     let comment = trusted_comment(&at.project, &at.version, &commit);
+    // The name goes into file and directory names; held to what a configured project may be.
+    crate::config::validate_project_name(&parameters.project)
+        .map_err(|e| anyhow::anyhow!("the provenance's project {:?}: {e}", parameters.project))?;
 
     // 2. The rebuild, from the repository at --ref with the provenance's parameters.
     let out = tempfile::tempdir()?;
