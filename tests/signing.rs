@@ -779,3 +779,48 @@ async fn a_bad_key_stops_the_start() {
         .await
         .expect("a web-only process starts without the key file");
 }
+
+/// A key made by Debian's own `minisign -G -W` (no password) signs releases that `minisign`
+/// verifies: baler reads minisign's key files, not only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_by_minisign_itself_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret, public) = (dir.path().join("m.key"), dir.path().join("m.pub"));
+    let made = Command::new("minisign")
+        .args(["-G", "-W", "-p"])
+        .arg(&public)
+        .arg("-s")
+        .arg(&secret)
+        .output()
+        .expect("minisign is installed (.ci/run installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key = std::fs::read_to_string(&public)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let repo = one_tag_repo();
+    let app = TestApp::builder()
+        .signing(&secret, None)
+        .project(ProjectSpec::github("signed", repo.url()))
+        .start()
+        .await;
+    release_tag(&app, &repo, "v1.0.0").await;
+    let release = app.release("signed", "1.0.0").await;
+    assert_eq!(release["signing_key"], key.as_str());
+    let out = tempfile::tempdir().unwrap();
+    let file = &release["files"][0];
+    let path = fetch_into(&app, file["url"].as_str().unwrap(), out.path()).await;
+    let signature = fetch_into(&app, file["minisig"].as_str().unwrap(), out.path()).await;
+    let checked = minisign_verify(&path, &signature, &key);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}

@@ -92,7 +92,7 @@ impl Signer {
                         "could not be decrypted with signing.password_env: {e}"
                     ))
                 })?,
-            None => minisign::SecretKey::from_unencrypted_box(secret_box).map_err(|e| {
+            None => unencrypted(&secret_box.into_string()).map_err(|e| {
                 bad(format!(
                     "could not be read without a password ({e}); if it is encrypted, name the \
                      variable that holds its password in signing.password_env"
@@ -170,6 +170,21 @@ impl Signer {
         use ed25519_dalek::Signer as _;
         BASE64.encode(self.dsse.sign(message).to_bytes())
     }
+}
+
+/// An unencrypted secret key, read as it is. minisign's own `minisign -G -W` writes a zero
+/// checksum for these, which the crate's `from_unencrypted_box` refuses as corrupt; the key
+/// pair itself is checked instead ([`Signer::from_secret`]: the seed must give the public key).
+fn unencrypted(text: &str) -> Result<minisign::SecretKey, String> {
+    let line = text.lines().nth(1).ok_or("it has no key line")?.trim();
+    let bytes = BASE64
+        .decode(line)
+        .map_err(|e| format!("its key line is not base64: {e}"))?;
+    // Bytes 2..4: the key derivation algorithm, zero for a key with no password.
+    if bytes.get(2..4) != Some(&[0, 0][..]) {
+        return Err("it is encrypted".into());
+    }
+    minisign::SecretKey::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
 /// A minisign key id as minisign prints it: the 8 bytes read as a little-endian number, in
@@ -278,6 +293,22 @@ mod tests {
             false,
         );
         assert!(tampered.is_err());
+    }
+
+    /// A key as `minisign -G -W` writes it: no password, and a zero checksum.
+    #[test]
+    fn an_unencrypted_key_with_a_zero_checksum_loads() {
+        let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let mut bytes = pair.sk.to_bytes();
+        let end = bytes.len();
+        bytes[end - 32..].fill(0);
+        let text = format!("untrusted comment: x\n{}\n", BASE64.encode(&bytes));
+        let signer = Signer::from_secret(super::unencrypted(&text).unwrap()).unwrap();
+        assert_eq!(signer.public_key(), pair.pk.to_base64());
+        // A key pair that does not hold together is refused.
+        bytes[KEYPAIR_AT + 40] ^= 1;
+        let broken = format!("untrusted comment: x\n{}\n", BASE64.encode(&bytes));
+        assert!(Signer::from_secret(super::unencrypted(&broken).unwrap()).is_err());
     }
 
     #[test]
