@@ -1,6 +1,9 @@
 //! The command line. Every command takes `--config FILE` (or `BALER_CONFIG`).
 
+mod package;
 mod signing;
+
+pub use package::{PackageArgs, RepositoryAccess};
 
 use std::path::PathBuf;
 
@@ -10,9 +13,6 @@ use sea_orm::DatabaseConnection;
 use crate::admin::tokens::{self, Scope};
 use crate::admin::{Actor, AdminActions};
 use crate::config::Config;
-use crate::git::RemoteAuth;
-use crate::package::offline::{self, OfflineRequest};
-use crate::package::{ArchiveFormat, Layout};
 use crate::queue::Queue;
 use crate::startup::{Application, Role, shutdown_signal};
 use crate::{db, demo, projects};
@@ -87,66 +87,6 @@ pub enum Command {
     Verify(Box<signing::VerifyArgs>),
 }
 
-#[derive(clap::Args, Debug)]
-pub struct PackageArgs {
-    /// A local repository (bare or with a work tree) or a URL to clone.
-    #[arg(value_name = "PATH|URL")]
-    pub source: String,
-    /// The tag, branch or commit to package.
-    #[arg(long = "ref", value_name = "REF")]
-    pub reference: String,
-    /// Where the archives go.
-    #[arg(long, default_value = ".", value_name = "DIR")]
-    pub out: PathBuf,
-    /// The project name in file names and the top directory (default: the repository's name).
-    #[arg(long)]
-    pub name: Option<String>,
-    #[arg(long, value_enum, default_value_t = Layout::Plain)]
-    pub layout: Layout,
-    /// Formats to write (default: both).
-    #[arg(long = "format", value_enum)]
-    pub formats: Vec<ArchiveFormat>,
-    #[command(flatten)]
-    pub access: RepositoryAccess,
-    /// No progress bar even on a terminal.
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
-/// How `baler package` and `baler verify` reach a private repository.
-#[derive(clap::Args, Debug)]
-pub struct RepositoryAccess {
-    /// A private repository over HTTPS: the environment variable holding an access token.
-    #[arg(long, value_name = "VAR")]
-    pub token_env: Option<String>,
-    /// The user name sent with the token.
-    #[arg(long, default_value = "x-access-token")]
-    pub http_user: String,
-    /// A private repository over SSH: the private key file.
-    #[arg(long, value_name = "FILE")]
-    pub ssh_key: Option<PathBuf>,
-}
-
-impl RepositoryAccess {
-    /// The credentials, the token read from the variable `--token-env` names.
-    pub fn into_auth(self) -> anyhow::Result<RemoteAuth> {
-        let token = match &self.token_env {
-            Some(var) => Some(std::env::var(var).map_err(|_| {
-                anyhow::anyhow!(
-                    "--token-env names the environment variable {var}, which is not set"
-                )
-            })?),
-            None => None,
-        };
-        Ok(RemoteAuth {
-            http_user: self.http_user,
-            token,
-            ssh_key: self.ssh_key,
-            ssh_passphrase: None,
-        })
-    }
-}
-
 #[derive(Subcommand, Debug)]
 pub enum ProjectCommand {
     /// List the projects in the database (config-file projects are synced in at start).
@@ -216,7 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = || Config::load(config_file.as_deref());
     match command {
         Command::Package(args) => {
-            tokio::task::spawn_blocking(move || package_command(*args)).await?
+            tokio::task::spawn_blocking(move || package::package_command(*args)).await?
         }
         Command::FetchMirror => fetch_mirror().await,
         Command::Serve { demo, no_worker } => serve(config()?, demo, no_worker).await,
@@ -437,35 +377,6 @@ async fn project_actions(config: &Config) -> anyhow::Result<(AdminActions, crate
     let conn = open(config).await?;
     let queue = Queue::new(conn.clone(), config.queue_tuning());
     Ok((AdminActions::new(conn, queue), config.open_store()?))
-}
-
-fn package_command(args: PackageArgs) -> anyhow::Result<()> {
-    let auth = args.access.into_auth()?;
-    let name = match args.name {
-        Some(name) => name,
-        None => offline::default_name(&args.source)?,
-    };
-    crate::config::validate_project_name(&name)
-        .map_err(|e| anyhow::anyhow!("--name {name:?}: {e}"))?;
-    let request = OfflineRequest {
-        source: args.source,
-        reference: args.reference,
-        out: args.out,
-        name,
-        layout: args.layout,
-        formats: args.formats,
-        auth,
-        progress: !args.quiet,
-    };
-    for file in offline::package(&request)?.files {
-        println!(
-            "{}  {:>12}  {}",
-            file.sha256,
-            file.size,
-            file.path.display()
-        );
-    }
-    Ok(())
 }
 
 pub(crate) async fn open(config: &Config) -> anyhow::Result<DatabaseConnection> {
